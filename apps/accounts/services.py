@@ -1,0 +1,85 @@
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db import transaction
+from django.utils import timezone
+
+from apps.accounts.models import DeviceToken
+from apps.accounts.roles import ADMIN, sync_roles
+
+TOKEN_PREFIX = "ilp_"
+
+
+class AccountsError(Exception):
+    pass
+
+
+def _sha256(raw_token: str) -> str:
+    return hashlib.sha256(raw_token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    device_token: DeviceToken
+    raw_token: str  # shown once, never stored
+
+
+def create_device_token(*, name: str, created_by) -> IssuedToken:
+    name = name.strip()
+    if not name:
+        raise AccountsError("A device token needs a name.")
+    raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = DeviceToken.objects.create(
+        name=name, prefix=raw[:12], token_sha256=_sha256(raw), created_by=created_by
+    )
+    return IssuedToken(device_token=token, raw_token=raw)
+
+
+def revoke_device_token(token_id: int) -> DeviceToken:
+    token = DeviceToken.objects.get(pk=token_id)
+    if token.revoked_at is None:
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])
+    return token
+
+
+def authenticate_device_token(raw_token: str) -> DeviceToken | None:
+    """The active token matching `raw_token`, or None. Records when it was last used."""
+    if not raw_token or not raw_token.startswith(TOKEN_PREFIX):
+        return None
+    token = DeviceToken.objects.filter(
+        token_sha256=_sha256(raw_token), revoked_at__isnull=True
+    ).first()
+    if token is not None:
+        DeviceToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+    return token
+
+
+@dataclass(frozen=True)
+class FirstAdmin:
+    username: str
+    password: str
+
+
+def ensure_first_admin(username: str = "admin") -> FirstAdmin | None:
+    """Creates the first admin account when there is no user at all; None if users exist."""
+    User = get_user_model()
+    with transaction.atomic():
+        if User.objects.exists():
+            return None
+        sync_roles()
+        password = secrets.token_urlsafe(12)
+        user = User.objects.create_superuser(username=username, email="", password=password)
+        user.groups.add(Group.objects.get(name=ADMIN))
+    return FirstAdmin(username=username, password=password)
+
+
+def create_user_with_role(*, username: str, password: str, role: str):
+    User = get_user_model()
+    sync_roles()
+    user = User.objects.create_user(username=username, password=password)
+    user.groups.add(Group.objects.get(name=role))
+    return user

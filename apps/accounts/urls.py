@@ -1,0 +1,9 @@
+from django.urls import path
+
+from apps.accounts import views
+
+app_name = "accounts"
+urlpatterns = [
+    path("devices/", views.device_tokens, name="device_tokens"),
+    path("devices/<int:token_id>/revoke/", views.revoke_token, name="revoke_token"),
+]

@@ -1,0 +1,32 @@
+from django.contrib import messages
+from django.contrib.auth.decorators import permission_required
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from apps.accounts import services
+from apps.accounts.forms import DeviceTokenForm
+from apps.accounts.models import DeviceToken
+
+
+@permission_required("accounts.add_devicetoken", raise_exception=True)
+def device_tokens(request):
+    issued = None
+    form = DeviceTokenForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        issued = services.create_device_token(
+            name=form.cleaned_data["name"], created_by=request.user
+        )
+        form = DeviceTokenForm()
+    return render(
+        request,
+        "accounts/device_tokens.html",
+        {"form": form, "issued": issued, "tokens": DeviceToken.objects.all()},
+    )
+
+
+@require_POST
+@permission_required("accounts.change_devicetoken", raise_exception=True)
+def revoke_token(request, token_id: int):
+    token = services.revoke_device_token(token_id)
+    messages.success(request, f"Token {token} revoked.")
+    return redirect("accounts:device_tokens")

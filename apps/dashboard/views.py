@@ -1,0 +1,18 @@
+from django.shortcuts import render
+
+from apps.accounts.roles import role_of
+from apps.jobs.models import Job
+from apps.ops.health import check_health
+
+
+def home(request):
+    can_view_jobs = request.user.has_perm("jobs.view_job")
+    return render(
+        request,
+        "dashboard/home.html",
+        {
+            "role": role_of(request.user),
+            "health": check_health(),
+            "recent_jobs": Job.objects.all()[:10] if can_view_jobs else [],
+        },
+    )

@@ -1,0 +1,92 @@
+"""Runs the body of a job inside a worker: claim, heartbeat, progress, and a final status.
+
+The worker's task passes only the job id; everything it learns comes from the row.
+"""
+
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import close_old_connections, connection
+
+from apps.jobs import services
+from apps.jobs.models import Job, JobStatus
+
+logger = logging.getLogger(__name__)
+
+
+class JobCancelled(Exception):
+    pass
+
+
+class JobProgress:
+    """What a job body uses to report. Database writes and broadcasts are throttled."""
+
+    def __init__(self, job: Job, min_interval_s: float | None = None):
+        self.job = job
+        self.min_interval_s = (
+            settings.JOB_PROGRESS_MIN_INTERVAL_S if min_interval_s is None else min_interval_s
+        )
+        self._last_sent = 0.0
+
+    def update(self, percent: float, message: str = "", *, force: bool = False) -> None:
+        now = time.monotonic()
+        due = now - self._last_sent >= self.min_interval_s
+        if not (force or due or percent >= 100):
+            return
+        self._last_sent = now
+        if services.record_progress(self.job.pk, int(percent), message):
+            raise JobCancelled()
+
+    def log(self, line: str) -> None:
+        services.append_log(self.job.pk, line)
+
+
+class _Heartbeat(threading.Thread):
+    """Keeps heartbeat_at fresh while a long step (one training epoch) reports nothing."""
+
+    def __init__(self, job_id: int, interval_s: float):
+        super().__init__(daemon=True, name=f"job-{job_id}-heartbeat")
+        self.job_id, self.interval_s = job_id, interval_s
+        self.stopped = threading.Event()
+
+    def run(self):
+        try:
+            while not self.stopped.wait(self.interval_s):
+                services.touch_heartbeat(self.job_id)
+        finally:
+            connection.close()
+
+
+def run_job(job_id: int, worker: str, body: Callable[[Job, JobProgress], dict]) -> str | None:
+    """Claims the job and runs `body`; returns the final status, or None if not claimed."""
+    close_old_connections()
+    if not services.claim_job(job_id, worker=worker):
+        logger.info("job %s was not queued any more; skipping this delivery", job_id)
+        return None
+    job = Job.objects.get(pk=job_id)
+    heartbeat = _Heartbeat(job_id, interval_s=settings.WORKER_HEARTBEAT_INTERVAL_S)
+    heartbeat.start()
+    try:
+        result = body(job, JobProgress(job))
+    except JobCancelled:
+        services.append_log(job_id, "Cancelled.")
+        status, message, result = JobStatus.CANCELLED, "Cancelled", None
+    except SoftTimeLimitExceeded:
+        services.append_log(job_id, "Stopped: the job ran past its time limit.")
+        status, message, result = JobStatus.FAILED, "Time limit exceeded", None
+    except Exception as exc:
+        logger.exception("job %s failed", job_id)
+        services.append_log(job_id, "Failed:\n" + traceback.format_exc(limit=5))
+        status, message, result = JobStatus.FAILED, f"{type(exc).__name__}: {exc}", None
+    else:
+        status, message = JobStatus.SUCCEEDED, "Done"
+    finally:
+        heartbeat.stopped.set()
+        heartbeat.join(timeout=5)
+    services.finish_job(job_id, status, message=message, result=result)
+    return status

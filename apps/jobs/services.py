@@ -1,0 +1,122 @@
+"""Verbs on jobs: start, claim, report, finish, cancel. Views and tasks call only these."""
+
+import logging
+
+from django.db import transaction
+from django.db.models import F, Value
+from django.db.models.functions import Concat
+from django.utils import timezone
+
+from apps.jobs import events
+from apps.jobs.kinds import get_kind
+from apps.jobs.models import Job, JobStatus, JobTrigger
+
+logger = logging.getLogger(__name__)
+
+
+class JobError(Exception):
+    pass
+
+
+class JobPermissionDenied(JobError):
+    pass
+
+
+def describe_user(user) -> str:
+    return f"user:{user.get_username()}"
+
+
+def start_job(
+    kind_name: str,
+    *,
+    trigger: str = JobTrigger.MANUAL,
+    user=None,
+    started_by: str = "",
+    params: dict | None = None,
+) -> Job:
+    """Creates a queued Job and enqueues its task once the transaction commits."""
+    kind = get_kind(kind_name)
+    if user is not None and not user.has_perm(kind.start_permission):
+        raise JobPermissionDenied(f"You may not start a {kind.label.lower()} job.")
+    job = Job.objects.create(
+        kind=kind.name,
+        trigger=trigger,
+        params=params or {},
+        created_by=user,
+        started_by=started_by or (describe_user(user) if user is not None else trigger),
+        message="Waiting for a worker",
+    )
+    transaction.on_commit(lambda: _enqueue(job.pk, kind.task_name, kind.queue))
+    return job
+
+
+def _enqueue(job_id: int, task_name: str, queue: str) -> None:
+    from ilportal.celery import app
+
+    app.send_task(task_name, args=[job_id], queue=queue)
+
+
+def claim_job(job_id: int, *, worker: str) -> bool:
+    """queued → running, exactly once: a task delivered twice finds the row already claimed."""
+    now = timezone.now()
+    claimed = Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
+        status=JobStatus.RUNNING,
+        started_at=now,
+        heartbeat_at=now,
+        worker=worker,
+        message="Started",
+    )
+    if claimed:
+        events.publish_state(job_id)
+    return bool(claimed)
+
+
+def record_progress(job_id: int, percent: int, message: str) -> bool:
+    """Writes progress and the heartbeat; returns whether a cancel was requested."""
+    percent = max(0, min(100, int(percent)))
+    Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
+        progress=percent, message=message[:500], heartbeat_at=timezone.now()
+    )
+    events.publish_state(job_id)
+    return Job.objects.filter(pk=job_id, cancel_requested=True).exists()
+
+
+def append_log(job_id: int, line: str) -> None:
+    stamped = f"{timezone.now():%H:%M:%S} {line}"
+    Job.objects.filter(pk=job_id).update(log=Concat(F("log"), Value(stamped + "\n")))
+    events.publish_log(job_id, stamped)
+
+
+def touch_heartbeat(job_id: int) -> None:
+    Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(heartbeat_at=timezone.now())
+
+
+def finish_job(job_id: int, status: str, *, message: str, result: dict | None = None) -> bool:
+    """running → a final status. Returns False if the job was not running any more."""
+    updates = {"status": status, "message": message[:500], "finished_at": timezone.now()}
+    if status == JobStatus.SUCCEEDED:
+        updates["progress"] = 100
+    if result is not None:
+        updates["result"] = result
+    finished = Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(**updates)
+    events.publish_state(job_id)
+    return bool(finished)
+
+
+def cancel_job(job_id: int, *, user) -> Job:
+    """A queued job is cancelled at once; a running one is asked to stop at its next report."""
+    if not user.has_perm("jobs.change_job"):
+        raise JobPermissionDenied("You may not cancel jobs.")
+    now = timezone.now()
+    cancelled = Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
+        status=JobStatus.CANCELLED,
+        cancel_requested=True,
+        finished_at=now,
+        message=f"Cancelled by {user.get_username()} before it started",
+    )
+    if not cancelled:
+        Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
+            cancel_requested=True, message=f"Cancel requested by {user.get_username()}"
+        )
+    events.publish_state(job_id)
+    return Job.objects.get(pk=job_id)

@@ -1,0 +1,12 @@
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ilportal.settings")
+
+app = Celery("ilportal")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+# Tasks live in worker/tasks/, not in the apps: each module is named here.
+app.conf.imports = ("worker.tasks.system",)
+app.conf.task_routes = {"worker.tasks.train.*": {"queue": "train"}}
+app.conf.beat_schedule = {}

@@ -1,0 +1,171 @@
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+# Playwright's sync API runs an event loop in the test thread; the ORM calls that tests make
+# between browser steps are still synchronous and safe.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def redis_server():
+    """The embedded Redis on the socket the settings point at, unless REDIS_URL names one."""
+    from django.conf import settings
+
+    from ilportal import embedded_redis
+
+    if not settings.REDIS_IS_EMBEDDED:
+        yield settings.REDIS_URL
+        return
+    process = embedded_redis.start(settings.VAR_DIR)
+    yield settings.REDIS_URL
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture(autouse=True)
+def _media_root(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path / "media"), "base_url": "/media/"},
+        },
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=15)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+@dataclass
+class LivePortal:
+    url: str
+    ws_url: str
+    media_root: Path
+    logs: Path
+
+    def read_logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in sorted(self.logs.glob("*.log")))
+
+
+@pytest.fixture
+def live_portal(transactional_db, tmp_path, settings):
+    """The ASGI server and a Celery worker (both queues) as real processes on the test database."""
+    from django.db import connection
+
+    from apps.ops.worker_heartbeat import live_workers
+
+    port = free_port()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "ilportal.settings_test",
+        "ILPORTAL_TEST_DB_NAME": connection.settings_dict["NAME"],
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "PYTHONUNBUFFERED": "1",
+    }
+    worker_name = f"test-{port}@{socket.gethostname()}"
+    commands = {
+        "web": [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+                "ilportal.asgi:application"],
+        "worker": [sys.executable, "-m", "celery", "-A", "ilportal", "worker", "-Q",
+                   "default,train", "-c", "1", "-n", worker_name, "-l", "info",
+                   "--without-mingle", "--without-gossip"],
+    }  # fmt: skip
+    processes = {
+        name: subprocess.Popen(
+            command,
+            env=env,
+            cwd=REPO,
+            stdout=(logs / f"{name}.log").open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        for name, command in commands.items()
+    }
+    portal = LivePortal(
+        url=f"http://127.0.0.1:{port}",
+        ws_url=f"ws://127.0.0.1:{port}",
+        media_root=settings.MEDIA_ROOT,
+        logs=logs,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for name, process in processes.items():
+                if process.poll() is not None:
+                    pytest.fail(f"{name} exited early:\n{portal.read_logs()}")
+            web_up = _port_open(port)
+            worker_up = any(w["hostname"] == worker_name for w in live_workers())
+            if web_up and worker_up:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"the live portal did not start in 60 s:\n{portal.read_logs()}")
+        yield portal
+    finally:
+        for process in processes.values():
+            _stop(process)
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture
+def admin_user(db):
+    from tests.factories import UserFactory
+
+    return UserFactory(username="alice-admin", role="admin")
+
+
+@pytest.fixture
+def labeler_user(db):
+    from tests.factories import UserFactory
+
+    return UserFactory(username="lena-labeler", role="labeler")
+
+
+@pytest.fixture
+def viewer_user(db):
+    from tests.factories import UserFactory
+
+    return UserFactory(username="victor-viewer", role="viewer")
+
+
+@pytest.fixture
+def client_for(client):
+    """A test client logged in as the given user."""
+
+    def log_in(user):
+        client.force_login(user)
+        return client
+
+    return log_in

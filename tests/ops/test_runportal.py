@@ -1,0 +1,71 @@
+"""The README's run command, from a clean var/ with no REDIS_URL and no DATABASE_URL."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import psutil
+
+from tests.conftest import REPO, free_port
+
+
+def _get_json(url):
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_runportal_starts_embedded_services_serves_healthz_and_stops_cleanly(tmp_path):
+    var_dir = tmp_path / "var"
+    port = free_port()
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"REDIS_URL", "DATABASE_URL", "REDIS_KEY_PREFIX", "ILPORTAL_TEST_DB_NAME"}
+    }
+    env.update({"VAR_DIR": str(var_dir), "DJANGO_SETTINGS_MODULE": "ilportal.settings"})
+    output = (tmp_path / "runportal.log").open("w+")
+    portal = subprocess.Popen(
+        [sys.executable, "manage.py", "runportal", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        status, report = None, None
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and portal.poll() is None:
+            try:
+                status, report = _get_json(f"http://127.0.0.1:{port}/healthz")
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        output.seek(0)
+        log = output.read()
+        assert status == 200, f"healthz {status} {report}\n{log}"
+        assert report["checks"]["redis"]["embedded"] is True
+        assert report["checks"]["database"]["vendor"] == "sqlite"
+        assert {"default@", "train@"} <= {
+            w.split("@")[0] + "@" for w in report["checks"]["worker"]["workers"]
+        }
+        assert "First admin account created" in log
+        assert (var_dir / "db.sqlite3").exists() and (var_dir / "secret_key").exists()
+        children = psutil.Process(portal.pid).children(recursive=True)
+        assert len(children) >= 5  # redis, web, two workers, beat (and the workers' pools)
+    finally:
+        portal.send_signal(signal.SIGINT)
+        exit_code = portal.wait(timeout=60)
+    assert exit_code == 0
+    time.sleep(0.5)
+    assert [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE] == []
+    assert not (var_dir / "redis" / "redis.sock").exists()

@@ -1,0 +1,29 @@
+"""Celery entry points for operational jobs. Thin: they take ids and call the domain code."""
+
+from celery import shared_task
+from celery.signals import worker_ready, worker_shutdown
+
+from apps.jobs.runner import run_job
+from apps.ops import worker_heartbeat
+from apps.ops.system_check import run_system_check
+
+_heartbeat_stop = None
+
+
+@shared_task(name="ilportal.system_check", soft_time_limit=60, time_limit=90)
+def system_check(job_id: int) -> str | None:
+    return run_job(job_id, system_check.request.hostname, run_system_check)
+
+
+@worker_ready.connect
+def _start_worker_heartbeat(sender, **kwargs):
+    global _heartbeat_stop
+    queues = sorted(q.name for q in sender.app.amqp.queues.consume_from.values())
+    _heartbeat_stop = worker_heartbeat.start_beating(sender.hostname, queues)
+
+
+@worker_shutdown.connect
+def _stop_worker_heartbeat(sender, **kwargs):
+    if _heartbeat_stop is not None:
+        _heartbeat_stop.set()
+        worker_heartbeat.forget(sender.hostname)
