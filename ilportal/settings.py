@@ -184,3 +184,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
     "loggers": {"django.channels.server": {"level": "WARNING"}},
 }
+
+# --- Jobs -----------------------------------------------------------------------------------
+# A running job whose worker sent no heartbeat for this long is marked failed by the reaper.
+JOB_HEARTBEAT_TIMEOUT_S = envint("JOB_HEARTBEAT_TIMEOUT_S", 120)

@@ -67,6 +67,7 @@ class LivePortal:
     ws_url: str
     media_root: Path
     logs: Path
+    processes: dict[str, subprocess.Popen]
 
     def read_logs(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in sorted(self.logs.glob("*.log")))
@@ -113,6 +114,7 @@ def live_portal(transactional_db, tmp_path, settings):
         ws_url=f"ws://127.0.0.1:{port}",
         media_root=settings.MEDIA_ROOT,
         logs=logs,
+        processes=processes,
     )
     try:
         deadline = time.monotonic() + 60

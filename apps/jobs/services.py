@@ -1,6 +1,7 @@
 """Verbs on jobs: start, claim, report, finish, cancel. Views and tasks call only these."""
 
 import logging
+from datetime import timedelta
 
 from django.db import transaction
 from django.db.models import F, Value
@@ -101,6 +102,27 @@ def finish_job(job_id: int, status: str, *, message: str, result: dict | None = 
     finished = Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(**updates)
     events.publish_state(job_id)
     return bool(finished)
+
+
+def fail_stale_jobs(max_silence_s: int) -> list[int]:
+    """Running jobs whose worker stopped sending heartbeats (killed, out of memory) end failed."""
+    cutoff = timezone.now() - timedelta(seconds=max_silence_s)
+    stale = list(
+        Job.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=cutoff).values_list(
+            "pk", flat=True
+        )
+    )
+    failed = []
+    for job_id in stale:
+        message = f"The worker stopped responding (no heartbeat for over {max_silence_s} s)"
+        # Conditional on the old heartbeat: a job that just beat again is left alone.
+        if Job.objects.filter(pk=job_id, status=JobStatus.RUNNING, heartbeat_at__lt=cutoff).update(
+            status=JobStatus.FAILED, message=message, finished_at=timezone.now()
+        ):
+            append_log(job_id, message)
+            events.publish_state(job_id)
+            failed.append(job_id)
+    return failed
 
 
 def cancel_job(job_id: int, *, user) -> Job:

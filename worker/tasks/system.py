@@ -2,7 +2,9 @@
 
 from celery import shared_task
 from celery.signals import worker_ready, worker_shutdown
+from django.conf import settings
 
+from apps.jobs import services
 from apps.jobs.runner import run_job
 from apps.ops import worker_heartbeat
 from apps.ops.system_check import run_system_check
@@ -27,3 +29,8 @@ def _stop_worker_heartbeat(sender, **kwargs):
     if _heartbeat_stop is not None:
         _heartbeat_stop.set()
         worker_heartbeat.forget(sender.hostname)
+
+
+@shared_task(name="ilportal.fail_stale_jobs", soft_time_limit=30, time_limit=60)
+def fail_stale_jobs() -> list[int]:
+    return services.fail_stale_jobs(settings.JOB_HEARTBEAT_TIMEOUT_S)
