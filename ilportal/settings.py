@@ -42,10 +42,14 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "channels",
+    "rest_framework",
+    "drf_spectacular",
     "apps.accounts",
     "apps.jobs",
     "apps.ops",
     "apps.dashboard",
+    "apps.loops",
+    "apps.datasets",
 ]
 
 MIDDLEWARE = [
@@ -127,15 +131,19 @@ JOB_PROGRESS_MIN_INTERVAL_S = float(envstr("JOB_PROGRESS_MIN_INTERVAL_S", "0.5")
 MEDIA_ROOT = Path(envstr("MEDIA_ROOT", str(VAR_DIR / "media")))
 MEDIA_URL = "/media/"
 S3_BUCKET = envstr("S3_BUCKET")
+S3_ENDPOINT_URL = envstr("S3_ENDPOINT_URL")
+S3_ACCESS_KEY_ID = envstr("S3_ACCESS_KEY_ID")
+S3_SECRET_ACCESS_KEY = envstr("S3_SECRET_ACCESS_KEY")
+S3_REGION = envstr("S3_REGION")
 if S3_BUCKET:
     _default_storage = {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
             "bucket_name": S3_BUCKET,
-            "endpoint_url": envstr("S3_ENDPOINT_URL") or None,
-            "access_key": envstr("S3_ACCESS_KEY_ID") or None,
-            "secret_key": envstr("S3_SECRET_ACCESS_KEY") or None,
-            "region_name": envstr("S3_REGION") or None,
+            "endpoint_url": S3_ENDPOINT_URL or None,
+            "access_key": S3_ACCESS_KEY_ID or None,
+            "secret_key": S3_SECRET_ACCESS_KEY or None,
+            "region_name": S3_REGION or None,
             "location": envstr("S3_PREFIX", ""),
             "default_acl": None,
             "file_overwrite": False,
@@ -156,6 +164,39 @@ STATIC_ROOT = VAR_DIR / "staticfiles"
 STATIC_ROOT.mkdir(exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"]
 WHITENOISE_USE_FINDERS = True  # serve static/ without collectstatic in a checkout
+
+# --- Datasets: what an upload may hold (see docs/datasets.md) -------------------------------
+DATASET_MAX_UPLOAD_BYTES = envint("DATASET_MAX_UPLOAD_BYTES", 4 * 1024**3)
+DATASET_MAX_IMAGE_BYTES = envint("DATASET_MAX_IMAGE_BYTES", 50 * 1024**2)
+DATASET_MAX_IMAGE_PIXELS = envint("DATASET_MAX_IMAGE_PIXELS", 40_000_000)
+DATASET_MAX_UNPACKED_BYTES = envint("DATASET_MAX_UNPACKED_BYTES", 8 * 1024**3)
+DATASET_MAX_ZIP_RATIO = envint("DATASET_MAX_ZIP_RATIO", 100)
+DATASET_MAX_ZIP_ENTRIES = envint("DATASET_MAX_ZIP_ENTRIES", 250_000)
+DATASET_THUMBNAIL_PX = envint("DATASET_THUMBNAIL_PX", 256)
+DATASET_PAGE_SIZE = envint("DATASET_PAGE_SIZE", 48)
+DATASET_IMPORT_TIME_LIMIT_S = envint("DATASET_IMPORT_TIME_LIMIT_S", 4 * 3600)
+DATA_UPLOAD_MAX_NUMBER_FILES = envint("DATASET_MAX_UPLOAD_FILES", 10_000)  # Django's default: 100
+
+# --- REST API (/api/v1/): session auth for browsers, device tokens for edge clients -------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        # First, so that a request without credentials gets 401 + WWW-Authenticate: Bearer.
+        "apps.accounts.api_auth.DeviceTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["apps.accounts.api_auth.ModelPermissions"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": None,
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "ilportal API",
+    "VERSION": "1",
+    "DESCRIPTION": "Datasets, samples and annotations. Browsers use their session; edge clients "
+    "send `Authorization: Bearer <device token>`.",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+}
 
 # --- Accounts and sessions -------------------------------------------------------------------
 LOGIN_URL = "login"

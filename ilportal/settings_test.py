@@ -5,10 +5,11 @@ test database through ILPORTAL_TEST_DB_NAME, which the fixture that starts them 
 """
 
 import os
-from pathlib import Path
+import tempfile
 
-_repo = Path(__file__).resolve().parent.parent
-os.environ.setdefault("VAR_DIR", str(_repo / "var" / "test"))
+# A fresh var/ per test session (processes the tests start inherit it through the environment),
+# so concurrent test runs never share the SQLite file or the embedded Redis socket.
+os.environ.setdefault("VAR_DIR", tempfile.mkdtemp(prefix="ilportal-test-"))
 # Keys of this test session in Redis: concurrent runs and a running portal don't see each other.
 os.environ.setdefault("REDIS_KEY_PREFIX", f"ilportal-test-{os.getpid()}")
 

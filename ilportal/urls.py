@@ -9,6 +9,9 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/", include("apps.accounts.urls")),
     path("jobs/", include("apps.jobs.urls")),
+    path("datasets/", include("apps.datasets.urls")),
+    path("loops/", include("apps.loops.urls")),
+    path("api/v1/", include("apps.datasets.api_urls")),
     path("", include("apps.ops.urls")),
     path("admin/", admin.site.urls),
 ]

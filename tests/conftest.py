@@ -1,5 +1,6 @@
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -24,13 +25,13 @@ def redis_server():
 
     from ilportal import embedded_redis
 
-    if not settings.REDIS_IS_EMBEDDED:
-        yield settings.REDIS_URL
-        return
-    process = embedded_redis.start(settings.VAR_DIR)
+    process = None if not settings.REDIS_IS_EMBEDDED else embedded_redis.start(settings.VAR_DIR)
     yield settings.REDIS_URL
-    process.terminate()
-    process.wait(timeout=10)
+    if process is not None:
+        process.terminate()
+        process.wait(timeout=10)
+    if Path(settings.VAR_DIR).name.startswith("ilportal-test-"):
+        shutil.rmtree(settings.VAR_DIR, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

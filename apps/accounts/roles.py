@@ -12,13 +12,27 @@ VIEWER = "viewer"
 
 _VIEW = [
     "jobs.view_job",
+    "datasets.view_dataset",
+    "datasets.view_sample",
+    "datasets.view_annotation",
+    "loops.view_loop",
+    "loops.view_modelversion",
+    "loops.view_evaluation",
+    "loops.view_deployment",
 ]
 
 ROLE_PERMISSIONS: dict[str, list[str] | None] = {
     ADMIN: None,  # every permission
-    LABELER: _VIEW + [],
+    # Labelers upload and label; deleting (datasets or samples) is for admins.
+    LABELER: _VIEW
+    + ["datasets.add_sample", "datasets.change_sample", "datasets.add_annotation"],
     VIEWER: _VIEW,
 }
+
+# What an edge client holding a device token may do through the API.
+DEVICE_PERMISSIONS = frozenset(
+    {"datasets.view_dataset", "datasets.view_sample", "datasets.add_sample"}
+)
 
 
 def _permissions(codenames: list[str]) -> list[Permission]:

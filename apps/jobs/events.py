@@ -18,6 +18,7 @@ def job_state(job: Job) -> dict:
         "progress": job.progress,
         "message": job.message,
         "result": job.result,
+        "chart": job.chart,
         "cancel_requested": job.cancel_requested,
         "is_active": job.is_active,
         "started_at": job.started_at.isoformat() if job.started_at else None,

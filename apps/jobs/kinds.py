@@ -10,6 +10,8 @@ class JobKind:
     task_name: str
     queue: str
     start_permission: str
+    # Kinds that need no input show a start button on the jobs page.
+    on_jobs_page: bool = False
 
 
 SYSTEM_CHECK = JobKind(
@@ -18,9 +20,44 @@ SYSTEM_CHECK = JobKind(
     task_name="ilportal.system_check",
     queue="default",
     start_permission="jobs.add_job",
+    on_jobs_page=True,
 )
 
-KINDS: dict[str, JobKind] = {kind.name: kind for kind in (SYSTEM_CHECK,)}
+DATASET_IMPORT = JobKind(
+    name="dataset_import",
+    label="Dataset import",
+    task_name="ilportal.dataset_import",
+    queue="default",
+    start_permission="datasets.add_sample",
+)
+
+TRAIN = JobKind(
+    name="train",
+    label="Training",
+    task_name="ilportal.train_version",
+    queue="train",
+    start_permission="loops.operate_loop",
+)
+
+EVALUATE = JobKind(
+    name="evaluate",
+    label="Evaluation",
+    task_name="ilportal.evaluate_version",
+    queue="default",
+    start_permission="loops.operate_loop",
+)
+
+DEPLOY = JobKind(
+    name="deploy",
+    label="Deploy",
+    task_name="ilportal.deploy_version",
+    queue="default",
+    start_permission="loops.operate_loop",
+)
+
+KINDS: dict[str, JobKind] = {
+    kind.name: kind for kind in (SYSTEM_CHECK, DATASET_IMPORT, TRAIN, EVALUATE, DEPLOY)
+}
 
 
 def get_kind(name: str) -> JobKind:

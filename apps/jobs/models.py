@@ -28,10 +28,18 @@ class Job(models.Model):
         max_length=12, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True
     )
     trigger = models.CharField(max_length=10, choices=JobTrigger.choices)
+    scope = models.CharField(
+        max_length=60,
+        blank=True,
+        help_text="What the job works on, e.g. 'loop:3'. One active job per kind and scope.",
+    )
     progress = models.PositiveSmallIntegerField(default=0)
     message = models.CharField(max_length=500, blank=True)
     params = models.JSONField(default=dict, blank=True)
     result = models.JSONField(default=dict, blank=True)
+    chart = models.JSONField(
+        default=list, blank=True, help_text="Points reported while running, e.g. step and loss."
+    )
     log = models.TextField(blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -55,6 +63,12 @@ class Job(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(progress__lte=100), name="job_progress_at_most_100"
+            ),
+            # Two clicks or two tabs start one training of a loop, not two.
+            models.UniqueConstraint(
+                fields=["kind", "scope"],
+                condition=models.Q(status__in=["queued", "running"]) & ~models.Q(scope=""),
+                name="one_active_job_per_kind_and_scope",
             ),
         ]
 

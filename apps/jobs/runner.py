@@ -18,6 +18,8 @@ from apps.jobs.models import Job, JobStatus
 
 logger = logging.getLogger(__name__)
 
+MAX_CHART_POINTS = 400
+
 
 class JobCancelled(Exception):
     pass
@@ -32,14 +34,22 @@ class JobProgress:
             settings.JOB_PROGRESS_MIN_INTERVAL_S if min_interval_s is None else min_interval_s
         )
         self._last_sent = 0.0
+        self._chart: list[dict] | None = None
 
-    def update(self, percent: float, message: str = "", *, force: bool = False) -> None:
+    def update(
+        self, percent: float, message: str = "", *, force: bool = False, point: dict | None = None
+    ) -> None:
+        """`point` (e.g. {"step": 10, "loss": 0.8}) is kept for the job's chart, even if throttled."""
+        if point is not None:
+            self._chart = (self._chart or []) + [point]
+            if len(self._chart) > MAX_CHART_POINTS:
+                self._chart = self._chart[::2]  # thin out evenly, keep the shape
         now = time.monotonic()
         due = now - self._last_sent >= self.min_interval_s
         if not (force or due or percent >= 100):
             return
         self._last_sent = now
-        if services.record_progress(self.job.pk, int(percent), message):
+        if services.record_progress(self.job.pk, int(percent), message, self._chart):
             raise JobCancelled()
 
     def log(self, line: str) -> None:

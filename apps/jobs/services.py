@@ -3,14 +3,14 @@
 import logging
 from datetime import timedelta
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
 from apps.jobs import events
 from apps.jobs.kinds import get_kind
-from apps.jobs.models import Job, JobStatus, JobTrigger
+from apps.jobs.models import ACTIVE_STATUSES, Job, JobStatus, JobTrigger
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +21,16 @@ class JobError(Exception):
 
 class JobPermissionDenied(JobError):
     pass
+
+
+class JobAlreadyActive(JobError):
+    def __init__(self, job: Job):
+        super().__init__(f"{job.kind} job #{job.pk} is already {job.status} for {job.scope}.")
+        self.job = job
+
+
+def active_job(kind_name: str, scope: str) -> Job | None:
+    return Job.objects.filter(kind=kind_name, scope=scope, status__in=ACTIVE_STATUSES).first()
 
 
 def describe_user(user) -> str:
@@ -34,19 +44,32 @@ def start_job(
     user=None,
     started_by: str = "",
     params: dict | None = None,
+    scope: str = "",
 ) -> Job:
-    """Creates a queued Job and enqueues its task once the transaction commits."""
+    """Creates a queued Job and enqueues its task once the transaction commits.
+
+    With a scope, a second start while one of that kind and scope is active raises
+    JobAlreadyActive naming the active job (the database enforces it, so racing requests too).
+    """
     kind = get_kind(kind_name)
     if user is not None and not user.has_perm(kind.start_permission):
         raise JobPermissionDenied(f"You may not start a {kind.label.lower()} job.")
-    job = Job.objects.create(
-        kind=kind.name,
-        trigger=trigger,
-        params=params or {},
-        created_by=user,
-        started_by=started_by or (describe_user(user) if user is not None else trigger),
-        message="Waiting for a worker",
-    )
+    try:
+        with transaction.atomic():
+            job = Job.objects.create(
+                kind=kind.name,
+                trigger=trigger,
+                scope=scope,
+                params=params or {},
+                created_by=user,
+                started_by=started_by or (describe_user(user) if user is not None else trigger),
+                message="Waiting for a worker",
+            )
+    except IntegrityError:
+        active = active_job(kind.name, scope)
+        if active is None:  # it finished in between
+            raise JobError("Another job of this kind just ran; try again.") from None
+        raise JobAlreadyActive(active) from None
     transaction.on_commit(lambda: _enqueue(job.pk, kind.task_name, kind.queue))
     return job
 
@@ -72,12 +95,13 @@ def claim_job(job_id: int, *, worker: str) -> bool:
     return bool(claimed)
 
 
-def record_progress(job_id: int, percent: int, message: str) -> bool:
+def record_progress(job_id: int, percent: int, message: str, chart: list | None = None) -> bool:
     """Writes progress and the heartbeat; returns whether a cancel was requested."""
     percent = max(0, min(100, int(percent)))
-    Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
-        progress=percent, message=message[:500], heartbeat_at=timezone.now()
-    )
+    updates = {"progress": percent, "message": message[:500], "heartbeat_at": timezone.now()}
+    if chart is not None:
+        updates["chart"] = chart
+    Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(**updates)
     events.publish_state(job_id)
     return Job.objects.filter(pk=job_id, cancel_requested=True).exists()
 

@@ -14,7 +14,8 @@ from apps.jobs.models import Job
 @permission_required("jobs.view_job", raise_exception=True)
 def job_list(request):
     page = Paginator(Job.objects.select_related("created_by"), 25).get_page(request.GET.get("page"))
-    return render(request, "jobs/job_list.html", {"page": page, "kinds": KINDS.values()})
+    startable = [kind for kind in KINDS.values() if kind.on_jobs_page]
+    return render(request, "jobs/job_list.html", {"page": page, "kinds": startable})
 
 
 @permission_required("jobs.view_job", raise_exception=True)
@@ -30,8 +31,8 @@ def job_state(request, job_id: int):
 
 @require_POST
 def start(request, kind: str):
-    if kind not in KINDS:
-        raise Http404(f"No job kind {kind!r}")
+    if kind not in KINDS or not KINDS[kind].on_jobs_page:
+        raise Http404(f"No job kind {kind!r} to start from here")
     try:
         job = services.start_job(kind, user=request.user)
     except services.JobPermissionDenied as exc:

@@ -18,6 +18,11 @@
     if (job.result && Object.keys(job.result).length) {
       field("result").textContent = JSON.stringify(job.result, null, 2);
     }
+    const chart = field("chart");
+    if (chart && job.chart && job.chart.length && window.drawLineChart) {
+      chart.hidden = false;
+      window.drawLineChart(chart.querySelector(".plot"), job.chart, "step", ["loss"]);
+    }
     const cancel = field("cancel-form");
     if (cancel) cancel.hidden = !job.is_active || job.cancel_requested;
   }

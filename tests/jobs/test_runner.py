@@ -69,9 +69,19 @@ def test_progress_writes_are_throttled_but_the_end_is_always_written(monkeypatch
     services.claim_job(job.pk, worker="w1")
     writes = []
     monkeypatch.setattr(
-        services, "record_progress", lambda job_id, pct, msg: writes.append(pct) or False
+        services, "record_progress", lambda job_id, pct, msg, chart: writes.append(pct) or False
     )
     progress = JobProgress(Job.objects.get(pk=job.pk), min_interval_s=60)
     for percent in range(0, 101, 10):
         progress.update(percent, "step")
     assert writes == [0, 100]
+
+
+def test_chart_points_are_kept_between_throttled_writes(monkeypatch):
+    job = JobFactory()
+    services.claim_job(job.pk, worker="w1")
+    progress = JobProgress(Job.objects.get(pk=job.pk), min_interval_s=60)
+    for step in range(1, 6):
+        progress.update(step * 20, "training", point={"step": step, "loss": 1.0 / step})
+    job.refresh_from_db()
+    assert [p["step"] for p in job.chart] == [1, 2, 3, 4, 5]

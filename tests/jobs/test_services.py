@@ -75,3 +75,16 @@ def test_progress_is_clamped_and_logged():
 def test_unknown_kind_is_a_clear_error():
     with pytest.raises(ValueError, match="Unknown job kind 'nope'; known: system_check"):
         services.start_job("nope")
+
+
+def test_one_active_job_per_kind_and_scope(monkeypatch):
+    monkeypatch.setattr(services, "_enqueue", lambda *args: None)
+    first = services.start_job("system_check", scope="loop:1")
+    with pytest.raises(services.JobAlreadyActive) as refused:
+        services.start_job("system_check", scope="loop:1")
+    assert refused.value.job == first
+    assert services.start_job("system_check", scope="loop:2").pk != first.pk
+    assert services.start_job("system_check").pk and services.start_job("system_check").pk
+    services.claim_job(first.pk, worker="w")
+    services.finish_job(first.pk, JobStatus.SUCCEEDED, message="Done")
+    assert services.start_job("system_check", scope="loop:1").pk != first.pk

@@ -1,0 +1,114 @@
+"""What the three annotation formats share: a bundle of files, labels per image, problems."""
+
+import posixpath
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from apps.datasets.image_checks import looks_like_image_name
+
+SPLIT_DIRECTORY_NAMES = {
+    "train": "train",
+    "training": "train",
+    "val": "eval",
+    "valid": "eval",
+    "validation": "eval",
+    "eval": "eval",
+    "test": "test",
+}
+
+
+@dataclass
+class Bundle:
+    """The files of one upload (a zip or loose files), by normalised path; read on demand."""
+
+    names: list[str]
+    read: Callable[[str], bytes]
+
+    def image_names(self) -> list[str]:
+        return [name for name in self.names if looks_like_image_name(name)]
+
+    def with_suffix(self, *suffixes: str) -> list[str]:
+        return [name for name in self.names if name.lower().endswith(suffixes)]
+
+
+@dataclass(frozen=True)
+class LabeledBox:
+    class_name: str
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+
+@dataclass
+class ParsedLabels:
+    """What an annotation parser found.
+
+    labels: image path → boxes (an image listed with no boxes is labeled as empty).
+    image_problems: image path → why that image cannot be imported as labeled.
+    file_problems: annotation file → why it was refused as a whole.
+    declared_classes: class names in the order the files declare them.
+    """
+
+    format: str
+    labels: dict[str, list[LabeledBox]] = field(default_factory=dict)
+    image_problems: dict[str, str] = field(default_factory=dict)
+    file_problems: dict[str, str] = field(default_factory=dict)
+    missing_images: dict[str, str] = field(default_factory=dict)
+    declared_classes: list[str] = field(default_factory=list)
+    annotation_files: list[str] = field(default_factory=list)
+    splits: dict[str, str] = field(default_factory=dict)
+    # YOLO boxes are fractions of the image size until the image has been decoded.
+    normalized: bool = False
+
+
+@dataclass(frozen=True)
+class ExportEntry:
+    """One sample as an exporter writes it: where its image goes in the zip, and its boxes."""
+
+    image_path: str
+    width: int
+    height: int
+    split: str
+    boxes: list[LabeledBox]
+
+
+def split_from_path(path: str) -> str | None:
+    """A split named by a directory of the path (images/train/a.jpg → train), if any."""
+    for part in path.lower().split("/")[:-1]:
+        if part in SPLIT_DIRECTORY_NAMES:
+            return SPLIT_DIRECTORY_NAMES[part]
+    return None
+
+
+class ImageResolver:
+    """Finds the bundle image an annotation refers to: as written, beside the file, by name."""
+
+    def __init__(self, image_names: Iterable[str]):
+        self.paths = set(image_names)
+        self.by_basename: dict[str, list[str]] = {}
+        for path in self.paths:
+            self.by_basename.setdefault(posixpath.basename(path), []).append(path)
+
+    def resolve(self, reference: str, relative_to: str = "") -> str | None:
+        reference = reference.replace("\\", "/").lstrip("./")
+        for candidate in (posixpath.normpath(posixpath.join(relative_to, reference)), reference):
+            if candidate in self.paths:
+                return candidate
+        same_name = self.by_basename.get(posixpath.basename(reference), [])
+        return same_name[0] if len(same_name) == 1 else None
+
+
+def as_float(value) -> float:
+    """A coordinate; a non-number raises ValueError (NaN passes and is judged later)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a number")
+    return float(value)
+
+
+def unique_class_names(names: Iterable[str]) -> list[str]:
+    seen: list[str] = []
+    for name in names:
+        if name not in seen:
+            seen.append(name)
+    return seen

@@ -1,0 +1,129 @@
+"""Pascal VOC: one XML per image (`<annotation>` with `<object><name>` and `<bndbox>`)."""
+
+import posixpath
+import xml.etree.ElementTree as ElementTree
+from xml.sax.saxutils import escape
+
+from apps.datasets.formats.base import (
+    SPLIT_DIRECTORY_NAMES,
+    Bundle,
+    ExportEntry,
+    ImageResolver,
+    LabeledBox,
+    ParsedLabels,
+    as_float,
+    unique_class_names,
+)
+
+FORMAT = "voc"
+
+
+class _Malformed(ValueError):
+    pass
+
+
+def _root(data: bytes):
+    # Entity expansion is how XML bombs work; VOC files never need a DTD.
+    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+        raise _Malformed("XML with a DOCTYPE or entities is not accepted")
+    try:
+        return ElementTree.fromstring(data)
+    except ElementTree.ParseError as exc:
+        raise _Malformed(f"not well-formed XML ({exc})") from exc
+
+
+def find_files(bundle: Bundle) -> list[str]:
+    found = []
+    for name in bundle.with_suffix(".xml"):
+        try:
+            if _root(bundle.read(name)).tag == "annotation":
+                found.append(name)
+        except _Malformed:
+            found.append(name)  # reported by parse()
+    return found
+
+
+def parse(bundle: Bundle, files: list[str] | None = None) -> ParsedLabels:
+    parsed = ParsedLabels(format=FORMAT)
+    resolver = ImageResolver(bundle.image_names())
+    classes: list[str] = []
+    for name in files if files is not None else find_files(bundle):
+        parsed.annotation_files.append(name)
+        try:
+            root = _root(bundle.read(name))
+            if root.tag != "annotation":
+                raise _Malformed(f"the root element is <{root.tag}>, not <annotation>")
+            reference = (root.findtext("filename") or "").strip()
+            if not reference:
+                raise _Malformed("no <filename>")
+        except _Malformed as exc:
+            parsed.file_problems[name] = f"malformed VOC XML: {exc}"
+            continue
+        base_dir = posixpath.dirname(name)
+        path = resolver.resolve(reference, base_dir) or resolver.resolve(
+            reference, posixpath.join(base_dir, "..", "JPEGImages")
+        )
+        if path is None:
+            parsed.missing_images[reference] = f"named in {name} but not in the upload"
+            continue
+        boxes = []
+        try:
+            for obj in root.iter("object"):
+                class_name = (obj.findtext("name") or "").strip()
+                bndbox = obj.find("bndbox")
+                if not class_name or bndbox is None:
+                    raise _Malformed("an <object> without <name> or <bndbox>")
+                coordinates = [bndbox.findtext(tag) for tag in ("xmin", "ymin", "xmax", "ymax")]
+                try:
+                    x1, y1, x2, y2 = (as_float(value) for value in coordinates)
+                except (TypeError, ValueError) as exc:
+                    raise _Malformed(f"<bndbox> {coordinates} is not 4 numbers") from exc
+                classes.append(class_name)
+                boxes.append(LabeledBox(class_name, x1, y1, x2, y2))
+        except _Malformed as exc:
+            parsed.image_problems[path] = f"{name}: {exc}"
+            continue
+        parsed.labels[path] = boxes
+    parsed.declared_classes = unique_class_names(classes)
+    _read_image_sets(bundle, parsed)
+    return parsed
+
+
+def _read_image_sets(bundle: Bundle, parsed: ParsedLabels) -> None:
+    """ImageSets/Main/<split>.txt lists image stems per split."""
+    stems = {posixpath.splitext(posixpath.basename(path))[0]: path for path in parsed.labels}
+    for name in bundle.names:
+        directory, file_name = posixpath.split(name)
+        split = SPLIT_DIRECTORY_NAMES.get(posixpath.splitext(file_name)[0].lower())
+        if not directory.endswith("ImageSets/Main") or split is None:
+            continue
+        for line in bundle.read(name).decode(errors="replace").split():
+            if line in stems:
+                parsed.splits[stems[line]] = split
+
+
+def image_path(split: str, file_name: str) -> str:
+    return f"JPEGImages/{file_name}"
+
+
+def write(entries: list[ExportEntry], class_names: list[str], add_file) -> None:
+    by_split: dict[str, list[str]] = {}
+    for entry in entries:
+        file_name = posixpath.basename(entry.image_path)
+        stem = posixpath.splitext(file_name)[0]
+        by_split.setdefault(entry.split, []).append(stem)
+        objects = "".join(
+            f"<object><name>{escape(box.class_name)}</name><difficult>0</difficult><bndbox>"
+            f"<xmin>{box.x1!r}</xmin><ymin>{box.y1!r}</ymin><xmax>{box.x2!r}</xmax>"
+            f"<ymax>{box.y2!r}</ymax></bndbox></object>"
+            for box in entry.boxes
+        )
+        xml = (
+            f"<annotation><folder>JPEGImages</folder><filename>{escape(file_name)}</filename>"
+            f"<size><width>{entry.width}</width><height>{entry.height}</height><depth>3</depth>"
+            f"</size>{objects}</annotation>"
+        )
+        add_file(f"Annotations/{stem}.xml", xml.encode())
+    for split, stems in by_split.items():
+        name = "val" if split == "eval" else split
+        add_file(f"ImageSets/Main/{name}.txt", ("\n".join(stems) + "\n").encode())

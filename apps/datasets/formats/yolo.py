@@ -1,0 +1,158 @@
+"""YOLO txt: per image a `labels/.../<stem>.txt` of `class cx cy w h` (fractions of the size).
+
+Class names come from classes.txt, obj.names or data.yaml (`names:`).
+"""
+
+import posixpath
+
+import yaml
+
+from apps.datasets.formats.base import (
+    Bundle,
+    ExportEntry,
+    LabeledBox,
+    ParsedLabels,
+    as_float,
+    split_from_path,
+)
+
+FORMAT = "yolo"
+CLASS_FILES = ("classes.txt", "obj.names")
+YAML_FILES = ("data.yaml", "dataset.yaml")
+
+
+class _Malformed(ValueError):
+    pass
+
+
+def _is_class_file(name: str) -> bool:
+    return posixpath.basename(name) in CLASS_FILES + YAML_FILES
+
+
+def find_files(bundle: Bundle) -> list[str]:
+    stems = {posixpath.splitext(posixpath.basename(path))[0] for path in bundle.image_names()}
+    return [
+        name
+        for name in bundle.with_suffix(".txt")
+        if not _is_class_file(name)
+        and (
+            posixpath.splitext(posixpath.basename(name))[0] in stems
+            or "labels" in name.split("/")[:-1]
+        )
+    ]
+
+
+def read_class_names(bundle: Bundle) -> tuple[list[str] | None, str | None]:
+    """(names, problem): names from the first class file found, or a reason it is unusable."""
+    for name in bundle.names:
+        base = posixpath.basename(name)
+        if base in CLASS_FILES:
+            lines = bundle.read(name).decode(errors="replace").splitlines()
+            return [line.strip() for line in lines if line.strip()], None
+        if base in YAML_FILES:
+            try:
+                names = yaml.safe_load(bundle.read(name)).get("names")
+            except (yaml.YAMLError, AttributeError) as exc:
+                return None, f"{name}: malformed YAML ({exc})"
+            if isinstance(names, dict):
+                names = [names[key] for key in sorted(names)]
+            if not isinstance(names, list):
+                return None, f"{name}: 'names' must be a list or a mapping"
+            return [str(n) for n in names], None
+    return None, None
+
+
+class _ImageForLabel:
+    def __init__(self, image_names: list[str]):
+        self.by_stem_path = {posixpath.splitext(path)[0]: path for path in image_names}
+        self.by_stem: dict[str, list[str]] = {}
+        for path in image_names:
+            stem = posixpath.splitext(posixpath.basename(path))[0]
+            self.by_stem.setdefault(stem, []).append(path)
+
+    def find(self, label_path: str) -> str | None:
+        stem_path = posixpath.splitext(label_path)[0]
+        parts = stem_path.split("/")
+        candidates = [stem_path]
+        if "labels" in parts:
+            index = len(parts) - 1 - parts[::-1].index("labels")
+            candidates.append("/".join([*parts[:index], "images", *parts[index + 1 :]]))
+        for candidate in candidates:
+            if candidate in self.by_stem_path:
+                return self.by_stem_path[candidate]
+        same = self.by_stem.get(parts[-1], [])
+        return same[0] if len(same) == 1 else None
+
+
+def parse(
+    bundle: Bundle, files: list[str] | None = None, fallback_classes: list[str] | None = None
+) -> ParsedLabels:
+    parsed = ParsedLabels(format=FORMAT, normalized=True)
+    class_names, problem = read_class_names(bundle)
+    if problem:
+        parsed.file_problems[problem.split(":", 1)[0]] = problem
+        return parsed
+    if class_names is None:
+        class_names = list(fallback_classes or [])
+    parsed.declared_classes = class_names
+    images = _ImageForLabel(bundle.image_names())
+    for name in files if files is not None else find_files(bundle):
+        parsed.annotation_files.append(name)
+        path = images.find(name)
+        if path is None:
+            parsed.missing_images[name] = "a label file whose image is not in the upload"
+            continue
+        try:
+            parsed.labels[path] = _parse_lines(name, bundle.read(name), class_names)
+        except _Malformed as exc:
+            parsed.image_problems[path] = f"{name}: {exc}"
+            parsed.labels.pop(path, None)
+        split = split_from_path(path)
+        if split:
+            parsed.splits[path] = split
+    return parsed
+
+
+def _parse_lines(name: str, data: bytes, class_names: list[str]) -> list[LabeledBox]:
+    boxes = []
+    try:
+        text = data.decode()
+    except UnicodeDecodeError as exc:
+        raise _Malformed("not a text file") from exc
+    for number, line in enumerate(text.splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 5:
+            raise _Malformed(f"line {number}: expected 'class cx cy w h', got {line.strip()!r}")
+        try:
+            index = int(fields[0])
+            cx, cy, w, h = (as_float(value) for value in fields[1:])
+        except ValueError as exc:
+            raise _Malformed(f"line {number}: not numbers: {line.strip()!r}") from exc
+        if not 0 <= index < len(class_names):
+            known = f"{len(class_names)} classes" if class_names else "no classes.txt/data.yaml"
+            raise _Malformed(f"line {number}: class index {index} is out of range ({known})")
+        boxes.append(LabeledBox(class_names[index], cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
+    return boxes
+
+
+def image_path(split: str, file_name: str) -> str:
+    return f"images/{split}/{file_name}"
+
+
+def write(entries: list[ExportEntry], class_names: list[str], add_file) -> None:
+    index = {name: i for i, name in enumerate(class_names)}
+    for entry in entries:
+        stem = posixpath.splitext(posixpath.basename(entry.image_path))[0]
+        lines = []
+        for box in entry.boxes:
+            cx = (box.x1 + box.x2) / 2 / entry.width
+            cy = (box.y1 + box.y2) / 2 / entry.height
+            w = (box.x2 - box.x1) / entry.width
+            h = (box.y2 - box.y1) / entry.height
+            lines.append(f"{index[box.class_name]} {cx:.8f} {cy:.8f} {w:.8f} {h:.8f}")
+        add_file(
+            f"labels/{entry.split}/{stem}.txt", "".join(f"{line}\n" for line in lines).encode()
+        )
+    add_file("classes.txt", "".join(f"{name}\n" for name in class_names).encode())

@@ -1,0 +1,370 @@
+"""Importing an upload: find the files, read the labels, check every image, store the good ones.
+
+The report names every file as accepted, duplicate, rejected (with the reason) or ignored.
+A problem with one image rejects that image; an annotation file that cannot be read rejects
+the images it would have labeled (they are not stored unlabeled: the user fixes the file and
+uploads again, and nothing already stored is touched).
+"""
+
+import contextlib
+import posixpath
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from django.core.files.storage import default_storage
+from django.db import transaction
+
+from apps.datasets import services
+from apps.datasets.boxes import BoxRejected, to_pixels
+from apps.datasets.formats import coco, voc, yolo
+from apps.datasets.formats.base import Bundle, ParsedLabels, split_from_path
+from apps.datasets.image_checks import ImageRejected, check_image, looks_like_image_name
+from apps.datasets.models import Dataset, Sample, SampleSource
+from apps.datasets.zip_safety import ZIP_MAGIC, ArchiveRejected, EntryRejected, SafeZip
+
+FORMATS = {"coco": coco, "voc": voc, "yolo": yolo}
+AUTO = "auto"
+IMAGES_ONLY = "images"
+FORMAT_CHOICES = [
+    (AUTO, "Detect"),
+    ("coco", "COCO JSON"),
+    ("voc", "Pascal VOC XML"),
+    ("yolo", "YOLO txt"),
+    (IMAGES_ONLY, "Images only (unlabeled)"),
+]
+UNKNOWN_CLASSES_REJECT = "reject"
+UNKNOWN_CLASSES_ADD = "add"
+# Samples are committed in chunks, so progress is visible and a crash loses little; a failed
+# or cancelled import then removes every sample it created (see discard_import).
+CHUNK_SIZE = 50
+
+
+class ImportOutcome:
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+    WARNING = "warning"
+    IGNORED = "ignored"
+
+
+@dataclass
+class ImportReport:
+    format: str = ""
+    lines: list[dict] = field(default_factory=list)
+    classes_added: list[str] = field(default_factory=list)
+
+    def add(self, file: str, outcome: str, message: str = "") -> None:
+        self.lines.append({"file": file, "outcome": outcome, "message": message})
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for line in self.lines if line["outcome"] == outcome)
+
+    def as_dict(self) -> dict:
+        counts = {
+            outcome: self.count(outcome)
+            for outcome in ("accepted", "duplicate", "rejected", "warning", "ignored")
+        }
+        return {
+            "format": self.format,
+            "counts": counts,
+            "classes_added": self.classes_added,
+            "report": self.lines,
+        }
+
+
+@dataclass
+class ImportOptions:
+    format: str = AUTO
+    unknown_classes: str = UNKNOWN_CLASSES_REJECT
+    source: str = SampleSource.UPLOAD
+
+
+def detect_format(bundle: Bundle) -> tuple[str, list[str]]:
+    """The first format whose files are present (COCO, then VOC, then YOLO), else images only."""
+    for name, module in FORMATS.items():
+        files = module.find_files(bundle)
+        if files:
+            return name, files
+    return IMAGES_ONLY, []
+
+
+def _parse(bundle: Bundle, chosen: str, dataset: Dataset) -> ParsedLabels | None:
+    fmt, files = detect_format(bundle) if chosen == AUTO else (chosen, None)
+    if fmt == IMAGES_ONLY:
+        return None
+    if fmt == "yolo":
+        return yolo.parse(bundle, files, fallback_classes=dataset.class_names)
+    return FORMATS[fmt].parse(bundle, files)
+
+
+def import_bundle(
+    dataset_id: int,
+    bundle: Bundle,
+    options: ImportOptions,
+    *,
+    user=None,
+    job_id: int | None = None,
+    on_progress: Callable[[int, int], None] = lambda done, total: None,
+    report: ImportReport | None = None,
+) -> ImportReport:
+    report = report or ImportReport()
+    dataset = Dataset.objects.get(pk=dataset_id)
+    parsed = _parse(bundle, options.format, dataset)
+    report.format = parsed.format if parsed else IMAGES_ONLY
+    if parsed is not None and not parsed.annotation_files and options.format != AUTO:
+        report.add(
+            "(upload)",
+            ImportOutcome.WARNING,
+            f"no {options.format.upper()} annotation files found: images are imported unlabeled",
+        )
+    images = sorted(bundle.image_names())
+    labels = parsed.labels if parsed else {}
+    refused = dict(parsed.image_problems) if parsed else {}
+    if parsed is not None:
+        for name in parsed.annotation_files:
+            if name in parsed.file_problems:
+                report.add(name, ImportOutcome.REJECTED, parsed.file_problems[name])
+        for name, problem in parsed.file_problems.items():
+            if name not in parsed.annotation_files:
+                report.add(name, ImportOutcome.REJECTED, problem)
+        for reference, problem in parsed.missing_images.items():
+            report.add(reference, ImportOutcome.REJECTED, problem)
+        if parsed.file_problems:
+            reason = (
+                f"not imported: {', '.join(sorted(parsed.file_problems))} could not be "
+                "read; fix it and upload again"
+            )
+            refused = dict.fromkeys(images, reason)
+        else:
+            _apply_class_policy(dataset, parsed, options, report, refused)
+            dataset.refresh_from_db()
+    handled = set(images) | set(parsed.annotation_files if parsed else [])
+    for name in bundle.names:
+        if name not in handled and not _is_side_file(name):
+            report.add(name, ImportOutcome.IGNORED, "not an image or an annotation file")
+
+    chunk_start = 0
+    while chunk_start < len(images):
+        chunk = images[chunk_start : chunk_start + CHUNK_SIZE]
+        written: list[str] = []
+        try:
+            with transaction.atomic():
+                for path in chunk:
+                    _import_one(
+                        dataset,
+                        bundle,
+                        path,
+                        labels,
+                        refused,
+                        parsed,
+                        options,
+                        user,
+                        job_id,
+                        report,
+                        written,
+                    )
+        except BaseException:
+            # The chunk's rows were rolled back: their files must go too.
+            services.delete_files(written)
+            raise
+        chunk_start += len(chunk)
+        on_progress(chunk_start, len(images))
+    return report
+
+
+def _is_side_file(name: str) -> bool:
+    base = posixpath.basename(name)
+    return base in yolo.CLASS_FILES + yolo.YAML_FILES or "/ImageSets/" in f"/{name}"
+
+
+def _apply_class_policy(dataset, parsed, options, report, refused) -> None:
+    """Classes the dataset lacks are added (when asked) or their images refused, never dropped."""
+    used = [b.class_name for boxes in parsed.labels.values() for b in boxes]
+    ordered = [n for n in parsed.declared_classes if n in used] + used
+    unknown = [name for name in dict.fromkeys(ordered) if name not in dataset.class_names]
+    if not unknown:
+        return
+    if options.unknown_classes == UNKNOWN_CLASSES_ADD:
+        try:
+            report.classes_added = services.add_classes(dataset.pk, unknown)
+        except services.DatasetError as exc:
+            for path, boxes in parsed.labels.items():
+                if any(b.class_name in unknown for b in boxes):
+                    refused.setdefault(path, f"cannot add its classes: {exc}")
+            return
+        report.add(
+            "(classes)",
+            ImportOutcome.WARNING,
+            f"added classes to {dataset.name!r}: {', '.join(report.classes_added)}",
+        )
+        return
+    for path, boxes in parsed.labels.items():
+        missing = sorted({b.class_name for b in boxes if b.class_name in unknown})
+        if missing:
+            refused.setdefault(
+                path,
+                f"uses class {', '.join(repr(m) for m in missing)} that dataset {dataset.name!r} "
+                "does not have: add the class, or upload again with 'add new classes'",
+            )
+
+
+def _import_one(
+    dataset, bundle, path, labels, refused, parsed, options, user, job_id, report, written
+):
+    if path in refused:
+        report.add(path, ImportOutcome.REJECTED, refused[path])
+        return
+    try:
+        data = bundle.read(path)
+        info = check_image(data)
+        boxes = labels.get(path)
+        if boxes is not None and parsed.normalized:
+            boxes = to_pixels(boxes, info.width, info.height)
+        split = (parsed.splits.get(path) if parsed else None) or split_from_path(path)
+        stored = services.store_sample(
+            dataset,
+            data,
+            original_name=posixpath.basename(path),
+            source=options.source,
+            user=user,
+            boxes=boxes,
+            split=split,
+            import_job_id=job_id,
+            image_info=info,
+        )
+    except (EntryRejected, ImageRejected, BoxRejected, services.DatasetError) as exc:
+        report.add(path, ImportOutcome.REJECTED, str(exc))
+        return
+    if stored.created:
+        written.append(stored.sample.image.name)
+    else:
+        report.add(
+            path,
+            ImportOutcome.DUPLICATE,
+            f"the same image is already sample #{stored.sample.pk}: not stored again",
+        )
+        return
+    note = "labeled" if boxes is not None else "unlabeled"
+    if boxes is not None:
+        note += f", {len(boxes)} box{'es' if len(boxes) != 1 else ''}"
+    report.add(path, ImportOutcome.ACCEPTED, "; ".join([note, *stored.warnings]))
+
+
+# --- Uploaded files → a bundle ------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def bundle_from_staged(staged: list[dict], report: ImportReport):
+    """Opens the staged upload (zips and loose files) as one bundle; archive-level problems
+    go to the report. Zips are copied to a local temporary file first (zipfile needs seek)."""
+    readers: dict[str, Callable[[], bytes]] = {}
+    zips: list[SafeZip] = []
+    temporary = tempfile.TemporaryDirectory(prefix="ilportal-import-")
+    archives = [item for item in staged if _is_zip(item)]
+    try:
+        for number, item in enumerate(staged):
+            if item in archives:
+                local = f"{temporary.name}/{number}.zip"
+                with default_storage.open(item["key"], "rb") as source, open(local, "wb") as out:
+                    shutil.copyfileobj(source, out, 1024 * 1024)
+                try:
+                    archive = SafeZip(local)
+                except ArchiveRejected as exc:
+                    report.add(item["name"], ImportOutcome.REJECTED, str(exc))
+                    continue
+                zips.append(archive)
+                prefix = f"{posixpath.splitext(item['name'])[0]}/" if len(archives) > 1 else ""
+                for name, reason in archive.rejected:
+                    report.add(prefix + name, ImportOutcome.REJECTED, reason)
+                for name in archive.names():
+                    readers[prefix + name] = lambda a=archive, n=name: a.read(n)
+            else:
+                name = posixpath.basename(item["name"].replace("\\", "/"))
+                readers[name] = lambda key=item["key"]: _read_stored(key)
+        yield Bundle(names=list(readers), read=lambda name: readers[name]())
+    finally:
+        for archive in zips:
+            archive.close()
+        temporary.cleanup()
+
+
+def _is_zip(item: dict) -> bool:
+    if item["name"].lower().endswith(".zip"):
+        return True
+    if looks_like_image_name(item["name"]):
+        return False
+    with default_storage.open(item["key"], "rb") as stream:
+        return stream.read(4) == ZIP_MAGIC
+
+
+def _read_stored(key: str) -> bytes:
+    with default_storage.open(key, "rb") as stream:
+        return stream.read()
+
+
+def discard_import(job_id: int) -> int:
+    """Removes every sample a failed or cancelled import created, and their files."""
+    samples = Sample.objects.filter(import_job_id=job_id)
+    names = []
+    for image, thumbnail in samples.values_list("image", "thumbnail"):
+        names.extend(name for name in (image, thumbnail) if name)
+    deleted, _ = samples.delete()
+    services.delete_files(names)
+    return len(names)
+
+
+def discard_staged(staged: list[dict]) -> None:
+    services.delete_files(item["key"] for item in staged)
+
+
+# --- The import job ------------------------------------------------------------------------
+
+REPORT_LINES_IN_LOG = 200
+
+
+def run_import_job(job, progress) -> dict:
+    """Body of the dataset-import job (see apps.jobs.runner.run_job). On failure or cancel it
+    removes what it stored; the staged upload is removed in every case."""
+    params = job.params
+    staged = params["staged"]
+    report = ImportReport()
+    options = ImportOptions(
+        format=params.get("format", AUTO),
+        unknown_classes=params.get("unknown_classes", UNKNOWN_CLASSES_REJECT),
+        source=params.get("source", SampleSource.UPLOAD),
+    )
+
+    def on_progress(done: int, total: int) -> None:
+        progress.update(99 * done / max(total, 1), f"{done} of {total} images checked")
+
+    try:
+        with bundle_from_staged(staged, report) as bundle:
+            progress.update(1, f"{len(bundle.names)} files in the upload", force=True)
+            import_bundle(
+                params["dataset_id"],
+                bundle,
+                options,
+                user=job.created_by,
+                job_id=job.pk,
+                on_progress=on_progress,
+                report=report,
+            )
+    except BaseException:
+        removed = discard_import(job.pk)
+        progress.log(f"Import stopped: removed the {removed} files it had stored.")
+        raise
+    finally:
+        discard_staged(staged)
+    result = report.as_dict()
+    for line in [line for line in report.lines if line["outcome"] != "accepted"][
+        :REPORT_LINES_IN_LOG
+    ]:
+        progress.log(f"{line['outcome']}: {line['file']}: {line['message']}")
+    counts = result["counts"]
+    progress.log(
+        f"{counts['accepted']} accepted, {counts['duplicate']} duplicates, "
+        f"{counts['rejected']} rejected, {counts['ignored']} ignored ({report.format})"
+    )
+    return result

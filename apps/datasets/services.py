@@ -1,0 +1,407 @@
+"""Verbs on datasets, samples and annotations. Views, the API, tasks and commands call these."""
+
+import hashlib
+import logging
+import re
+import uuid
+from dataclasses import dataclass, field
+
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Exists, OuterRef, QuerySet
+
+from apps.datasets.boxes import check_boxes
+from apps.datasets.formats.base import LabeledBox
+from apps.datasets.image_checks import ImageInfo, check_image
+from apps.datasets.models import (
+    Annotation,
+    AnnotationSource,
+    Box,
+    Dataset,
+    Sample,
+    SampleStatus,
+    Split,
+)
+
+logger = logging.getLogger(__name__)
+
+CLASS_NAME_PATTERN = re.compile(r"^[\w][\w .+/-]{0,99}$")
+
+
+class DatasetError(Exception):
+    """Bad input to a dataset verb; the message is meant for the user."""
+
+
+# --- Datasets ------------------------------------------------------------------------------
+
+
+def check_class_names(names) -> list[str]:
+    if not isinstance(names, list | tuple):
+        raise DatasetError("Class names must be a list.")
+    cleaned = [str(name).strip() for name in names]
+    for name in cleaned:
+        if not CLASS_NAME_PATTERN.match(name):
+            raise DatasetError(
+                f"{name!r} is not a usable class name (letters, digits, space . + / - _; "
+                "at most 100 characters)."
+            )
+    if len(set(cleaned)) != len(cleaned):
+        raise DatasetError("Class names must be unique.")
+    return cleaned
+
+
+def create_dataset(
+    *,
+    name: str,
+    class_names: list[str],
+    description: str = "",
+    created_by=None,
+    train_percent: int = 80,
+    eval_percent: int = 10,
+) -> Dataset:
+    name = name.strip()
+    if not name:
+        raise DatasetError("A dataset needs a name.")
+    if Dataset.objects.filter(name=name).exists():
+        raise DatasetError(f"A dataset named {name!r} already exists.")
+    if not (0 <= train_percent <= 100 and 0 <= eval_percent <= 100 - train_percent):
+        raise DatasetError("Split percentages must lie in 0..100 and add up to at most 100.")
+    return Dataset.objects.create(
+        name=name,
+        class_names=check_class_names(class_names),
+        description=description,
+        created_by=created_by,
+        train_percent=train_percent,
+        eval_percent=eval_percent,
+    )
+
+
+def add_classes(dataset_id: int, names: list[str]) -> list[str]:
+    """Appends the names the dataset lacks (in the given order); returns those added."""
+    with transaction.atomic():
+        dataset = Dataset.objects.select_for_update().get(pk=dataset_id)
+        added = [
+            name
+            for name in check_class_names(list(dict.fromkeys(names)))
+            if name not in dataset.class_names
+        ]
+        if added:
+            dataset.class_names = [*dataset.class_names, *added]
+            dataset.save(update_fields=["class_names"])
+    return added
+
+
+def delete_dataset(dataset_id: int) -> None:
+    """Deletes the rows, then (after the commit) the image and thumbnail files."""
+    with transaction.atomic():
+        names = _file_names(Sample.objects.filter(dataset_id=dataset_id))
+        Dataset.objects.filter(pk=dataset_id).delete()
+        transaction.on_commit(lambda: delete_files(names))
+
+
+def _file_names(samples: QuerySet) -> list[str]:
+    names = []
+    for image, thumbnail in samples.values_list("image", "thumbnail").iterator(chunk_size=2000):
+        names.extend(name for name in (image, thumbnail) if name)
+    return names
+
+
+def delete_files(names) -> None:
+    for name in names:
+        try:
+            default_storage.delete(name)
+        except Exception:  # a file that stays behind must not undo the deletion of rows
+            logger.exception("could not delete %s from storage", name)
+
+
+# --- Samples -------------------------------------------------------------------------------
+
+
+def split_for_hash(sha256: str, train_percent: int, eval_percent: int) -> str:
+    """The same image always lands in the same split (for given percentages)."""
+    bucket = int(sha256[:8], 16) % 100
+    if bucket < train_percent:
+        return Split.TRAIN
+    if bucket < train_percent + eval_percent:
+        return Split.EVAL
+    return Split.TEST
+
+
+def image_storage_name(dataset_id: int, sha256: str, extension: str) -> str:
+    return f"datasets/{dataset_id}/images/{sha256[:2]}/{sha256}.{extension}"
+
+
+@dataclass
+class StoredSample:
+    sample: Sample
+    created: bool
+    warnings: list[str] = field(default_factory=list)
+
+
+def store_sample(
+    dataset: Dataset,
+    data: bytes,
+    *,
+    original_name: str,
+    source: str,
+    user=None,
+    boxes: list[LabeledBox] | None = None,
+    split: str | None = None,
+    captured_at=None,
+    import_job_id: int | None = None,
+    image_info: ImageInfo | None = None,
+    annotation_source: str = AnnotationSource.IMPORT,
+) -> StoredSample:
+    """Stores one image (and its first annotation when `boxes` is given, [] meaning "no objects").
+
+    A duplicate of an image already in the dataset is not stored again: created=False.
+    Raises ImageRejected / BoxRejected with the reason; nothing is stored then.
+    """
+    info = image_info or check_image(data)
+    checked = check_boxes(boxes, info.width, info.height, dataset.class_names) if boxes else None
+    sha256 = hashlib.sha256(data).hexdigest()
+    existing = Sample.objects.filter(dataset=dataset, sha256=sha256).first()
+    if existing is not None:
+        return StoredSample(existing, created=False)
+    if split is not None and split not in Split.values:
+        raise DatasetError(f"Unknown split {split!r}; choose from {', '.join(Split.values)}.")
+    name = default_storage.save(
+        image_storage_name(dataset.pk, sha256, info.extension), ContentFile(data)
+    )
+    try:
+        with transaction.atomic():
+            sample = Sample.objects.create(
+                dataset=dataset,
+                image=name,
+                sha256=sha256,
+                width=info.width,
+                height=info.height,
+                original_name=original_name[-255:],
+                source=source,
+                captured_at=captured_at,
+                split=split or split_for_hash(sha256, dataset.train_percent, dataset.eval_percent),
+                import_job_id=import_job_id,
+            )
+            if boxes is not None:
+                _write_revision(sample, checked.boxes if checked else [], user, annotation_source)
+    except IntegrityError:
+        # The same image arrived through another upload at the same moment: keep that one.
+        default_storage.delete(name)
+        existing = Sample.objects.filter(dataset=dataset, sha256=sha256).first()
+        if existing is None:
+            raise
+        return StoredSample(existing, created=False)
+    except BaseException:
+        default_storage.delete(name)
+        raise
+    return StoredSample(sample, created=True, warnings=checked.warnings if checked else [])
+
+
+def delete_sample(sample_id: int) -> None:
+    with transaction.atomic():
+        names = _file_names(Sample.objects.filter(pk=sample_id))
+        Sample.objects.filter(pk=sample_id).delete()
+        transaction.on_commit(lambda: delete_files(names))
+
+
+def set_sample_status(sample_id: int, status: str) -> Sample:
+    if status not in SampleStatus.values:
+        raise DatasetError(f"Unknown status {status!r}; choose from {', '.join(SampleStatus)}.")
+    sample = Sample.objects.get(pk=sample_id)
+    if status == SampleStatus.LABELED and sample.current_annotation_id is None:
+        raise DatasetError("A sample becomes labeled by submitting an annotation.")
+    sample.status = status
+    sample.save(update_fields=["status"])
+    return sample
+
+
+# --- Annotations ---------------------------------------------------------------------------
+
+
+def _write_revision(sample: Sample, boxes: list[LabeledBox], user, source: str) -> Annotation:
+    last = sample.annotations.order_by("-revision").values_list("revision", flat=True).first()
+    annotation = Annotation.objects.create(
+        sample=sample, revision=(last or 0) + 1, source=source, created_by=user
+    )
+    Box.objects.bulk_create(
+        Box(annotation=annotation, class_name=b.class_name, x1=b.x1, y1=b.y1, x2=b.x2, y2=b.y2)
+        for b in boxes
+    )
+    sample.current_annotation = annotation
+    sample.status = SampleStatus.LABELED
+    sample.save(update_fields=["current_annotation", "status"])
+    return annotation
+
+
+def submit_annotation(
+    sample_id: int, boxes: list[LabeledBox], *, user=None, source: str = AnnotationSource.MANUAL
+) -> tuple[Annotation, list[str]]:
+    """A new revision of the sample's labels (earlier ones stay); returns it and clip warnings.
+
+    Raises BoxRejected when a box is NaN, inverted, empty, outside the image or of an unknown
+    class: nothing is written then.
+    """
+    with transaction.atomic():
+        sample = Sample.objects.select_for_update().select_related("dataset").get(pk=sample_id)
+        checked = check_boxes(boxes, sample.width, sample.height, sample.dataset.class_names)
+        annotation = _write_revision(sample, checked.boxes, user, source)
+    return annotation, checked.warnings
+
+
+def boxes_by_annotation(annotation_ids) -> dict[int, list[Box]]:
+    """The boxes of many annotations in one query."""
+    grouped: dict[int, list[Box]] = {}
+    for box in Box.objects.filter(annotation_id__in=[a for a in annotation_ids if a]):
+        grouped.setdefault(box.annotation_id, []).append(box)
+    return grouped
+
+
+def labeled_snapshot(dataset_id: int, *, split: str | None = None) -> list[tuple[int, int]]:
+    """(sample id, current annotation id) of every labeled sample: what a training run freezes."""
+    samples = Sample.objects.filter(
+        dataset_id=dataset_id, status=SampleStatus.LABELED, current_annotation__isnull=False
+    )
+    if split:
+        samples = samples.filter(split=split)
+    return list(samples.order_by("id").values_list("id", "current_annotation_id"))
+
+
+# --- Browsing ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SampleFilters:
+    status: str = ""
+    split: str = ""
+    source: str = ""
+    class_name: str = ""
+
+    @classmethod
+    def from_query(cls, query) -> "SampleFilters":
+        return cls(
+            status=query.get("status", "").strip(),
+            split=query.get("split", "").strip(),
+            source=query.get("source", "").strip(),
+            class_name=query.get("class", "").strip(),
+        )
+
+    def as_query(self) -> dict[str, str]:
+        values = {
+            "status": self.status,
+            "split": self.split,
+            "source": self.source,
+            "class": self.class_name,
+        }
+        return {key: value for key, value in values.items() if value}
+
+
+def filtered_samples(dataset_id: int, filters: SampleFilters) -> QuerySet:
+    samples = Sample.objects.filter(dataset_id=dataset_id)
+    if filters.status:
+        samples = samples.filter(status=filters.status)
+    if filters.split:
+        samples = samples.filter(split=filters.split)
+    if filters.source:
+        samples = samples.filter(source=filters.source)
+    if filters.class_name:
+        samples = samples.filter(
+            Exists(
+                Box.objects.filter(
+                    annotation_id=OuterRef("current_annotation_id"),
+                    class_name=filters.class_name,
+                )
+            )
+        )
+    return samples
+
+
+@dataclass
+class DatasetCounts:
+    total: int
+    by_status: dict[str, int]
+    by_split: dict[str, int]
+    boxes_by_class: dict[str, int]
+
+
+def dataset_counts(dataset: Dataset) -> DatasetCounts:
+    """Three grouped queries, whatever the size of the dataset."""
+    samples = Sample.objects.filter(dataset=dataset)
+    by_status = dict(samples.values_list("status").annotate(n=Count("id")).order_by())
+    by_split = dict(samples.values_list("split").annotate(n=Count("id")).order_by())
+    boxes = _boxes_by_class(dataset)
+    return DatasetCounts(
+        total=sum(by_status.values()),
+        by_status={status: by_status.get(status, 0) for status in SampleStatus.values},
+        by_split={split: by_split.get(split, 0) for split in Split.values},
+        boxes_by_class={name: boxes.get(name, 0) for name in dataset.class_names}
+        | {name: n for name, n in boxes.items() if name not in dataset.class_names},
+    )
+
+
+def _boxes_by_class(dataset: Dataset) -> dict[str, int]:
+    current = Sample.objects.filter(dataset=dataset, current_annotation__isnull=False).values(
+        "current_annotation_id"
+    )
+    rows = (
+        Box.objects.filter(annotation_id__in=current)
+        .values_list("class_name")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return dict(rows)
+
+
+# --- Uploads -------------------------------------------------------------------------------
+
+
+def new_staging_prefix() -> str:
+    return f"uploads/{uuid.uuid4().hex}"
+
+
+def stage_upload_file(prefix: str, index: int, name: str, content) -> dict:
+    """Keeps an uploaded file in storage until the import job has read it."""
+    safe_name = re.sub(r"[^\w.+-]", "_", name.rsplit("/", 1)[-1])[-120:] or "file"
+    key = default_storage.save(f"{prefix}/{index:05d}-{safe_name}", content)
+    return {"name": name, "key": key}
+
+
+def start_import(
+    dataset: Dataset,
+    files,
+    *,
+    user=None,
+    format: str = "auto",
+    unknown_classes: str = "reject",
+    source: str = "upload",
+    started_by: str = "",
+):
+    """Stages the uploaded files in storage and queues the import job; returns the Job.
+
+    `files`: (name, file object) pairs. If staging fails, what was staged is removed.
+    """
+    from apps.jobs.services import start_job
+
+    prefix = new_staging_prefix()
+    staged: list[dict] = []
+    try:
+        for index, (name, content) in enumerate(files):
+            staged.append(stage_upload_file(prefix, index, name, content))
+        if not staged:
+            raise DatasetError("Choose at least one file to upload.")
+        return start_job(
+            "dataset_import",
+            user=user,
+            started_by=started_by,
+            params={
+                "dataset_id": dataset.pk,
+                "dataset": dataset.name,
+                "format": format,
+                "unknown_classes": unknown_classes,
+                "source": source,
+                "staged": staged,
+            },
+        )
+    except BaseException:
+        delete_files(item["key"] for item in staged)
+        raise

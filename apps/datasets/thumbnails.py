@@ -1,0 +1,40 @@
+"""Thumbnails: made once on first request, kept in storage beside the image."""
+
+import io
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from PIL import Image
+
+from apps.datasets.models import Sample
+
+
+def thumbnail_storage_name(sample: Sample) -> str:
+    return f"datasets/{sample.dataset_id}/thumbnails/{sample.sha256[:2]}/{sample.sha256}.jpg"
+
+
+def render_thumbnail(image_bytes: bytes, size: int) -> bytes:
+    with Image.open(io.BytesIO(image_bytes)) as image:
+        image.draft("RGB", (size, size))  # JPEG decodes at a reduced scale: much faster
+        image = image.convert("RGB")
+        image.thumbnail((size, size), Image.Resampling.LANCZOS)
+        out = io.BytesIO()
+        image.save(out, format="JPEG", quality=82, optimize=True)
+    return out.getvalue()
+
+
+def ensure_thumbnail(sample: Sample) -> str:
+    """The storage name of the sample's thumbnail, making it if it does not exist yet."""
+    if sample.thumbnail:
+        return sample.thumbnail.name
+    with default_storage.open(sample.image.name, "rb") as source:
+        data = render_thumbnail(source.read(), settings.DATASET_THUMBNAIL_PX)
+    name = default_storage.save(thumbnail_storage_name(sample), ContentFile(data))
+    # Two first requests at once: the first to record its file wins, the other's is removed.
+    if not Sample.objects.filter(pk=sample.pk, thumbnail="").update(thumbnail=name):
+        default_storage.delete(name)
+        sample.refresh_from_db(fields=["thumbnail"])
+        return sample.thumbnail.name
+    sample.thumbnail.name = name
+    return name

@@ -1,0 +1,15 @@
+from django.urls import path
+
+from apps.datasets import views
+
+app_name = "datasets"
+urlpatterns = [
+    path("", views.dataset_list, name="list"),
+    path("<int:dataset_id>/", views.dataset_detail, name="detail"),
+    path("<int:dataset_id>/upload/", views.upload, name="upload"),
+    path("<int:dataset_id>/export/", views.export, name="export"),
+    path("<int:dataset_id>/delete/", views.delete_dataset, name="delete"),
+    path("imports/<int:job_id>/", views.import_detail, name="import"),
+    path("samples/<int:sample_id>/thumbnail/", views.sample_thumbnail, name="thumbnail"),
+    path("samples/<int:sample_id>/image/", views.sample_image, name="image"),
+]

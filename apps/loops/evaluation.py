@@ -1,0 +1,88 @@
+"""The evaluation job: the version and the deployed one on the same data, then the gate."""
+
+from apps.jobs.models import Job, JobTrigger
+from apps.jobs.runner import JobProgress
+from apps.loops import ml_models, services
+from apps.loops.gate import judge
+from apps.loops.models import Evaluation, EvaluationSet, ModelVersion, Stage
+from apps.loops.training_data import evaluation_snapshot, load_detection_data, snapshot_sha256
+
+
+def run_evaluation(job: Job, progress: JobProgress) -> dict:
+    version = ModelVersion.objects.select_related("loop__dataset", "loop__deployed_version").get(
+        pk=job.params["version_id"]
+    )
+    loop = version.loop
+    deployed = loop.deployed_version
+    baseline = deployed if deployed is not None and deployed.pk != version.pk else None
+    class_names = list(loop.dataset.class_names)
+    progress.update(5, f"Loading {version.label}" + (f" and {baseline.label}" if baseline else ""))
+    candidate_model = ml_models.load_version(version)
+    baseline_model = ml_models.load_version(baseline) if baseline else None
+    measured: dict[str, tuple[dict, dict | None]] = {}
+    try:
+        sets = (EvaluationSet.EDGE, EvaluationSet.REGRESSION)
+        for index, evaluation_set in enumerate(sets):
+            pairs = evaluation_snapshot(loop.dataset_id, evaluation_set)
+            if not pairs:
+                progress.log(f"{EvaluationSet(evaluation_set).label}: no labeled samples yet")
+                continue
+            progress.update(10 + 40 * index, f"Evaluating on {len(pairs)} {evaluation_set} images")
+            data = load_detection_data(pairs, class_names)
+            metrics = ml_models.measure(candidate_model, data)
+            baseline_metrics = ml_models.measure(baseline_model, data) if baseline_model else None
+            Evaluation.objects.create(
+                version=version,
+                job=job,
+                evaluation_set=evaluation_set,
+                image_count=len(pairs),
+                data_sha256=snapshot_sha256(pairs),
+                metrics=metrics,
+                baseline=baseline,
+                baseline_metrics=baseline_metrics,
+            )
+            measured[evaluation_set] = (metrics, baseline_metrics)
+            progress.log(
+                f"{evaluation_set}: {version.label} mAP {metrics['mAP']:.3f} F1 {metrics['f1']:.3f}"
+                + (
+                    f" · {baseline.label} mAP {baseline_metrics['mAP']:.3f} "
+                    f"F1 {baseline_metrics['f1']:.3f}"
+                    if baseline_metrics
+                    else ""
+                )
+            )
+    finally:
+        ml_models.discard(candidate_model)
+        ml_models.discard(baseline_model)
+
+    edge, baseline_edge = measured.get(EvaluationSet.EDGE, (None, None))
+    regression, baseline_regression = measured.get(EvaluationSet.REGRESSION, (None, None))
+    verdict = judge(
+        services.gate_policy(loop),
+        edge=edge,
+        regression=regression,
+        baseline_edge=baseline_edge,
+        baseline_regression=baseline_regression,
+        has_baseline=baseline is not None,
+    )
+    version.gate_passed = verdict.passed
+    version.gate_reasons = verdict.as_json()
+    version.save(update_fields=["gate_passed", "gate_reasons"])
+    for check in verdict.checks:
+        progress.log(("✓ " if check.passed else "✗ ") + check.text)
+
+    deploy_job = None
+    if verdict.passed and loop.auto_deploy and version.stage == Stage.CANDIDATE:
+        deploy_job = services.start_deploy(
+            version, trigger=JobTrigger.RULE, started_by=f"gate passed in evaluation job #{job.pk}"
+        )
+        progress.log(f"Gate passed: started deploy job #{deploy_job.pk}")
+    elif not verdict.passed:
+        progress.log(f"Gate failed: {version.label} stays a candidate")
+    return {
+        "version": version.label,
+        "baseline": baseline.label if baseline else None,
+        "gate_passed": verdict.passed,
+        "gate": verdict.as_json(),
+        "deploy_job_id": deploy_job.pk if deploy_job else None,
+    }

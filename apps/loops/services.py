@@ -1,0 +1,307 @@
+"""Verbs on loops and model versions: create, add an initial model, train, evaluate, deploy."""
+
+import os
+import shutil
+import tempfile
+from urllib.parse import urlparse
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+
+from apps.datasets.models import Dataset
+from apps.jobs import services as jobs
+from apps.jobs.models import Job, JobTrigger
+from apps.loops import artifacts
+from apps.loops.gate import GatePolicy, GatePolicyError
+from apps.loops.models import (
+    Deployment,
+    DeploymentAction,
+    Loop,
+    ModelVersion,
+    Stage,
+    VersionSource,
+)
+
+
+class LoopError(Exception):
+    """Bad input to a loop verb; the message is meant for the user."""
+
+
+# --- Loops -----------------------------------------------------------------------------------
+
+
+def default_algorithm_yaml(class_names: list[str] | None = None) -> str:
+    from worker.ml.config import DEFAULT_ALGORITHM_PATH
+
+    text = DEFAULT_ALGORITHM_PATH.read_text()
+    if class_names:
+        text = text.replace(
+            "class_names: [helmet, vest, cone]", f"class_names: [{', '.join(class_names)}]"
+        )
+    return text
+
+
+def check_algorithm_yaml(text: str, class_names: list[str]):
+    """The validated AlgorithmConfig; LoopError names the field that is wrong."""
+    from worker.ml.config import load_algorithm_config
+    from worker.ml.errors import ConfigError, RegistryError
+
+    try:
+        config = load_algorithm_config(text)
+    except (ConfigError, RegistryError) as exc:
+        raise LoopError(f"Algorithm YAML: {exc}") from exc
+    yaml_classes = config.basemodel.hyperparameters.get("class_names")
+    if yaml_classes is not None and list(yaml_classes) != list(class_names):
+        raise LoopError(
+            f"Algorithm YAML: class_names {yaml_classes} differ from the dataset's "
+            f"{class_names}; use the dataset's or leave class_names out."
+        )
+    return config
+
+
+def gate_policy(loop: Loop) -> GatePolicy:
+    return GatePolicy(
+        min_metrics=loop.gate_min_metrics,
+        min_gain=loop.gate_min_gain,
+        per_class_gain=loop.gate_per_class_gain,
+        max_forgetting=loop.gate_max_forgetting,
+    )
+
+
+def create_loop(*, name: str, dataset: Dataset, algorithm_yaml: str = "", user=None, **gate):
+    name = name.strip()
+    if not name:
+        raise LoopError("A loop needs a name.")
+    if Loop.objects.filter(name=name).exists():
+        raise LoopError(f"A loop named {name!r} already exists.")
+    if not dataset.class_names:
+        raise LoopError(f"Dataset {dataset} has no classes yet.")
+    algorithm_yaml = algorithm_yaml.strip() or default_algorithm_yaml(dataset.class_names)
+    check_algorithm_yaml(algorithm_yaml, dataset.class_names)
+    loop = Loop(name=name, dataset=dataset, algorithm_yaml=algorithm_yaml, created_by=user, **gate)
+    try:
+        gate_policy(loop)
+    except GatePolicyError as exc:
+        raise LoopError(f"Deploy gate: {exc}") from exc
+    loop.save()
+    return loop
+
+
+# --- Versions --------------------------------------------------------------------------------
+
+
+def next_version_number(loop_id: int) -> int:
+    current = ModelVersion.objects.filter(loop_id=loop_id).aggregate(n=Max("number"))["n"]
+    return (current or 0) + 1
+
+
+def _check_archive(path: str, class_names: list[str]) -> dict:
+    """Reads the archive's config after verifying its manifest; refuses other classes."""
+    from worker.ml.errors import MLError
+    from worker.ml.fpn import read_archive
+
+    try:
+        config, extracted = read_archive(path, None)
+    except MLError as exc:
+        raise LoopError(f"Not a usable model archive: {exc}") from exc
+    shutil.rmtree(extracted, ignore_errors=True)
+    if list(config.get("class_names", [])) != list(class_names):
+        raise LoopError(
+            f"The model predicts {config.get('class_names')}, the dataset has {class_names}."
+        )
+    return config
+
+
+def register_version(
+    loop: Loop,
+    archive_path: str,
+    *,
+    source: str,
+    user=None,
+    parent: ModelVersion | None = None,
+    train_job_id: int | None = None,
+    snapshot: list | None = None,
+    snapshot_sha256: str = "",
+    new_samples: int = 0,
+    replay_samples: int = 0,
+    train_summary: dict | None = None,
+    source_uri: str = "",
+) -> ModelVersion:
+    """Stores the archive (and its LiteRT file) and records a candidate version.
+
+    If recording fails, the stored files are deleted again: no artifact without its row.
+    """
+    config = _check_archive(archive_path, loop.dataset.class_names)
+    folder = f"models/loop-{loop.pk}"
+    stored = artifacts.store_file(archive_path, folder, "-model.zip")
+    litert = None
+    try:
+        litert = artifacts.store_litert_from_archive(archive_path, folder)
+        with transaction.atomic():
+            Loop.objects.select_for_update().get(pk=loop.pk)  # serialises version numbers
+            return ModelVersion.objects.create(
+                loop=loop,
+                number=next_version_number(loop.pk),
+                source=source,
+                parent=parent,
+                train_job_id=train_job_id,
+                artifact=stored.name,
+                artifact_sha256=stored.sha256,
+                artifact_size=stored.size,
+                litert=litert.name if litert else "",
+                litert_sha256=litert.sha256 if litert else "",
+                class_names=config["class_names"],
+                snapshot=snapshot or [],
+                snapshot_sha256=snapshot_sha256,
+                new_samples=new_samples,
+                replay_samples=replay_samples,
+                algorithm_yaml=loop.algorithm_yaml,
+                hyperparameters=config.get("hyperparameters", {}),
+                train_summary=train_summary or {},
+                source_uri=source_uri,
+                created_by=user,
+            )
+    except BaseException:
+        artifacts.delete_quietly(stored.name, litert.name if litert else "")
+        raise
+
+
+def add_uploaded_version(loop: Loop, uploaded_file, *, user=None) -> ModelVersion:
+    with tempfile.TemporaryDirectory(prefix="ilportal-upload-") as directory:
+        path = os.path.join(directory, "model.zip")
+        with open(path, "wb") as local:
+            for chunk in uploaded_file.chunks():
+                local.write(chunk)
+        return register_version(loop, path, source=VersionSource.UPLOADED, user=user)
+
+
+def import_version_from_object_storage(loop: Loop, uri: str, *, user=None) -> ModelVersion:
+    """s3://bucket/key through the configured endpoint and credentials (OBS, MinIO, AWS)."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    parsed = urlparse(uri.strip())
+    if parsed.scheme != "s3" or not parsed.netloc or not parsed.path.strip("/"):
+        raise LoopError("Give the model's location as s3://bucket/path/to/model.zip")
+    client = boto3.client(
+        "s3",
+        endpoint_url=settings.S3_ENDPOINT_URL or None,
+        aws_access_key_id=settings.S3_ACCESS_KEY_ID or None,
+        aws_secret_access_key=settings.S3_SECRET_ACCESS_KEY or None,
+        region_name=settings.S3_REGION or None,
+    )
+    with tempfile.TemporaryDirectory(prefix="ilportal-import-") as directory:
+        path = os.path.join(directory, "model.zip")
+        try:
+            client.download_file(parsed.netloc, parsed.path.lstrip("/"), path)
+        except (BotoCoreError, ClientError) as exc:
+            raise LoopError(f"Could not fetch {uri}: {exc}") from exc
+        return register_version(
+            loop, path, source=VersionSource.IMPORTED, user=user, source_uri=uri
+        )
+
+
+def delete_version(version_id: int) -> None:
+    version = ModelVersion.objects.select_related("loop").get(pk=version_id)
+    if version.stage in (Stage.DEPLOYED, Stage.ARCHIVED) or version.deployments.exists():
+        raise LoopError(f"{version.label} is or was deployed: its record stays for the history.")
+    if version.children.exists():
+        raise LoopError(f"{version.label} is the parent of later versions: it stays for lineage.")
+    names = (version.artifact.name, version.litert.name)
+    version.delete()
+    transaction.on_commit(lambda: artifacts.delete_quietly(*names))
+
+
+# --- Jobs ------------------------------------------------------------------------------------
+
+
+def _start(kind: str, loop: Loop, *, user, trigger: str, started_by: str, params: dict) -> Job:
+    return jobs.start_job(
+        kind,
+        user=user,
+        trigger=trigger,
+        started_by=started_by,
+        scope=loop.job_scope,
+        params={"loop_id": loop.pk, **params},
+    )
+
+
+def start_training(loop: Loop, *, user=None, trigger=JobTrigger.MANUAL, started_by="", **params):
+    return _start("train", loop, user=user, trigger=trigger, started_by=started_by, params=params)
+
+
+def start_evaluation(version: ModelVersion, *, user=None, trigger=JobTrigger.MANUAL, started_by=""):
+    return _start(
+        "evaluate",
+        version.loop,
+        user=user,
+        trigger=trigger,
+        started_by=started_by,
+        params={"version_id": version.pk},
+    )
+
+
+def start_deploy(
+    version: ModelVersion,
+    *,
+    user=None,
+    action: str = DeploymentAction.DEPLOY,
+    reason: str = "",
+    trigger=JobTrigger.MANUAL,
+    started_by: str = "",
+) -> Job:
+    loop = version.loop
+    if action == DeploymentAction.FORCE:
+        if not reason.strip():
+            raise LoopError("A forced deploy needs a written reason.")
+        if user is not None and not user.has_perm("loops.force_deploy"):
+            raise jobs.JobPermissionDenied("Only admins may force a deploy.")
+    if loop.deployed_version_id == version.pk:
+        raise LoopError(f"{version.label} is already deployed.")
+    if action == DeploymentAction.DEPLOY and version.gate_passed is not True:
+        raise LoopError(
+            f"{version.label} has not passed its gate"
+            + (f": {'; '.join(version_failures(version))}" if version.gate_passed is False else "")
+            + ". Evaluate it, or force the deploy with a reason."
+        )
+    if action == DeploymentAction.ROLLBACK and not version.deployments.exists():
+        raise LoopError(f"{version.label} was never deployed: roll back to an earlier version.")
+    return _start(
+        "deploy",
+        loop,
+        user=user,
+        trigger=trigger,
+        started_by=started_by,
+        params={"version_id": version.pk, "action": action, "reason": reason.strip()},
+    )
+
+
+def version_failures(version: ModelVersion) -> list[str]:
+    return [check["text"] for check in version.gate_reasons if not check["passed"]]
+
+
+def move_deployed_pointer(
+    version_id: int, *, action: str, started_by: str, reason: str, job_id: int | None
+) -> Deployment:
+    """The deploy itself: one transaction moves the pointer and records the move."""
+    with transaction.atomic():
+        version = ModelVersion.objects.select_related("loop").get(pk=version_id)
+        loop = Loop.objects.select_for_update().get(pk=version.loop_id)
+        previous = loop.deployed_version
+        if previous is not None and previous.pk != version.pk:
+            previous.stage = Stage.ARCHIVED
+            previous.save(update_fields=["stage"])
+        version.stage = Stage.DEPLOYED
+        version.save(update_fields=["stage"])
+        loop.deployed_version = version
+        loop.save(update_fields=["deployed_version"])
+        return Deployment.objects.create(
+            loop=loop,
+            version=version,
+            previous=previous,
+            action=action,
+            started_by=started_by,
+            reason=reason,
+            job_id=job_id,
+        )

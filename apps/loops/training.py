@@ -1,0 +1,99 @@
+"""The training job: freeze the labeled set, fine-tune from the deployed version, register it."""
+
+import os
+import tempfile
+import time
+
+from apps.jobs.models import Job, JobTrigger
+from apps.jobs.runner import JobProgress
+from apps.loops import ml_models, services
+from apps.loops.models import Loop, ModelVersion, VersionSource
+from apps.loops.training_data import (
+    NoDataError,
+    load_detection_data,
+    snapshot_sha256,
+    training_snapshot,
+)
+
+
+def _parent(loop: Loop) -> ModelVersion | None:
+    """Training continues from the deployed version, else from the newest (the initial model)."""
+    return loop.deployed_version or loop.versions.order_by("-number").first()
+
+
+def run_training(job: Job, progress: JobProgress) -> dict:
+    loop = Loop.objects.select_related("dataset", "deployed_version").get(pk=job.params["loop_id"])
+    pairs = training_snapshot(loop.dataset_id)
+    if not pairs:
+        raise NoDataError(f"Dataset {loop.dataset} has no labeled samples in its train split.")
+    digest = snapshot_sha256(pairs)
+    last_trained = loop.versions.filter(source=VersionSource.TRAINED).order_by("-number").first()
+    if last_trained is not None and last_trained.snapshot_sha256 == digest:
+        reason = (
+            f"The labeled data is unchanged since {last_trained.label} "
+            f"(snapshot {digest[:12]}): not trained again."
+        )
+        progress.log(reason)
+        return {"skipped": True, "reason": reason, "snapshot_sha256": digest}
+
+    parent = _parent(loop)
+    progress.update(2, f"Preparing {len(pairs)} labeled samples", force=True)
+    model = ml_models.load_version(parent) if parent else ml_models.build_model(loop)
+    try:
+        earlier = {tuple(pair) for pair in parent.snapshot} if parent else set()
+        new_pairs = [pair for pair in pairs if pair not in earlier]
+        replay_pairs = [pair for pair in pairs if pair in earlier]
+        if not new_pairs:  # samples were removed or relabeled back: train on what is there
+            new_pairs, replay_pairs = pairs, []
+        class_names = list(loop.dataset.class_names)
+        train_data = load_detection_data(new_pairs, class_names)
+        replay_data = load_detection_data(replay_pairs, class_names) if replay_pairs else None
+        progress.log(
+            f"Training from {parent.label if parent else 'scratch'} on {len(new_pairs)} new and "
+            f"{len(replay_pairs)} replayed samples (snapshot {digest[:12]})"
+        )
+        started = time.monotonic()
+
+        def report(step: int, total: int, logs: dict) -> None:
+            elapsed = time.monotonic() - started
+            eta = elapsed / step * (total - step)
+            progress.update(
+                5 + 85 * step / total,
+                f"step {step}/{total} · loss {logs['loss']:.3f} · "
+                f"{logs['images_per_second']:.0f} img/s · ETA {eta:.0f} s",
+                point={"step": step, "loss": round(logs["loss"], 5), "epoch": logs["epoch"]},
+            )
+
+        model.train(train_data, progress=report, replay_data=replay_data)
+        progress.update(92, "Writing the model archive and its LiteRT file", force=True)
+        with tempfile.TemporaryDirectory(prefix="ilportal-train-") as directory:
+            archive = model.save(os.path.join(directory, "model.zip"), include_litert=True)
+            version = services.register_version(
+                loop,
+                archive,
+                source=VersionSource.TRAINED,
+                parent=parent,
+                train_job_id=job.pk,
+                snapshot=[list(pair) for pair in pairs],
+                snapshot_sha256=digest,
+                new_samples=len(new_pairs),
+                replay_samples=len(replay_pairs),
+                train_summary={**model.last_train_logs, "seconds": time.monotonic() - started},
+            )
+    finally:
+        ml_models.discard(model)
+    progress.log(f"Registered {version.label} as a candidate")
+    if loop.auto_evaluate:
+        evaluation = services.start_evaluation(
+            version, trigger=JobTrigger.RULE, started_by=f"after training job #{job.pk}"
+        )
+        progress.log(f"Started evaluation job #{evaluation.pk}")
+    return {
+        "version_id": version.pk,
+        "version": version.label,
+        "parent": parent.label if parent else None,
+        "new_samples": len(new_pairs),
+        "replay_samples": len(replay_pairs),
+        "snapshot_sha256": digest,
+        "loss": model.last_train_logs.get("loss"),
+    }

@@ -1,0 +1,232 @@
+from django.contrib import messages
+from django.contrib.auth.decorators import permission_required
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.http import FileResponse, Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from apps.jobs import services as jobs
+from apps.jobs.models import ACTIVE_STATUSES, Job
+from apps.loops import services
+from apps.loops.forms import ForceDeployForm, LoopForm, VersionImportForm, VersionUploadForm
+from apps.loops.models import DeploymentAction, Loop, ModelVersion
+
+OPERATE = "loops.operate_loop"
+
+
+def _active_jobs(loop: Loop) -> dict[str, Job]:
+    active = Job.objects.filter(scope=loop.job_scope, status__in=ACTIVE_STATUSES)
+    return {job.kind: job for job in active}
+
+
+@permission_required("loops.view_loop", raise_exception=True)
+def loop_list(request):
+    loops = Loop.objects.select_related("dataset", "deployed_version")
+    return render(request, "loops/loop_list.html", {"loops": loops})
+
+
+@permission_required("loops.add_loop", raise_exception=True)
+def loop_create(request):
+    form = LoopForm(request.POST or None, request.FILES or None)
+    if not form.is_bound:
+        form.initial["algorithm_yaml"] = services.default_algorithm_yaml()
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            with transaction.atomic():
+                loop = services.create_loop(
+                    name=data["name"],
+                    dataset=data["dataset"],
+                    algorithm_yaml=data["algorithm_yaml"],
+                    user=request.user,
+                    description=data["description"],
+                    **form.gate(),
+                )
+                _add_initial_model(loop, data, request.user)
+        except services.LoopError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Loop {loop} created.")
+            return redirect("loops:detail", loop_id=loop.pk)
+    return render(request, "loops/loop_form.html", {"form": form})
+
+
+def _add_initial_model(loop: Loop, data: dict, user) -> None:
+    if data["initial_model"] == "train":
+        services.start_training(loop, user=user)
+        return
+    if data["initial_model"] == "upload":
+        version = services.add_uploaded_version(loop, data["archive"], user=user)
+    else:
+        version = services.import_version_from_object_storage(
+            loop, data["object_storage_uri"], user=user
+        )
+    if loop.auto_evaluate:
+        services.start_evaluation(version, user=user)
+
+
+@permission_required("loops.view_loop", raise_exception=True)
+def loop_detail(request, loop_id: int):
+    loop = get_object_or_404(Loop.objects.select_related("dataset", "deployed_version"), pk=loop_id)
+    versions = list(loop.versions.select_related("parent").prefetch_related("evaluations"))
+    chart = [
+        {
+            "version": version.label,
+            **{
+                f"{evaluation.evaluation_set}_{metric}": round(evaluation.metrics[metric], 4)
+                for evaluation in reversed(list(version.evaluations.all()))
+                for metric in ("f1", "mAP")
+            },
+        }
+        for version in reversed(versions)
+    ]
+    return render(
+        request,
+        "loops/loop_detail.html",
+        {
+            "loop": loop,
+            "versions": versions,
+            "active": _active_jobs(loop),
+            "deployments": loop.deployments.select_related("version", "previous")[:20],
+            "recent_jobs": Job.objects.filter(scope=loop.job_scope)[:10],
+            "chart": chart,
+            "upload_form": VersionUploadForm(),
+            "import_form": VersionImportForm(),
+        },
+    )
+
+
+@permission_required("loops.view_modelversion", raise_exception=True)
+def version_detail(request, loop_id: int, number: int):
+    version = get_object_or_404(
+        ModelVersion.objects.select_related("loop__dataset", "parent", "train_job"),
+        loop_id=loop_id,
+        number=number,
+    )
+    return render(
+        request,
+        "loops/version_detail.html",
+        {
+            "version": version,
+            "loop": version.loop,
+            "evaluations": version.evaluations.select_related("baseline"),
+            "active": _active_jobs(version.loop),
+            "force_form": ForceDeployForm(),
+            "failures": services.version_failures(version),
+        },
+    )
+
+
+@permission_required("loops.view_modelversion", raise_exception=True)
+def version_download(request, loop_id: int, number: int, what: str):
+    version = get_object_or_404(ModelVersion, loop_id=loop_id, number=number)
+    field = {"archive": version.artifact, "litert": version.litert}.get(what)
+    if not field:
+        raise Http404("No such file for this version.")
+    filename = f"{version.loop.name}-{version.label}" + (".zip" if what == "archive" else ".tflite")
+    return FileResponse(field.open("rb"), as_attachment=True, filename=filename)
+
+
+def _act(request, loop: Loop, start):
+    """Runs one button's verb; the message says what happened or why not."""
+    if not request.user.has_perm(OPERATE):
+        raise PermissionDenied("Only admins train, evaluate and deploy.")
+    try:
+        job = start()
+    except jobs.JobAlreadyActive as exc:
+        messages.info(request, f"Already running: job #{exc.job.pk}.")
+        return redirect("jobs:detail", job_id=exc.job.pk)
+    except jobs.JobPermissionDenied as exc:
+        raise PermissionDenied(str(exc)) from exc
+    except (services.LoopError, jobs.JobError) as exc:
+        messages.error(request, str(exc))
+        return redirect("loops:detail", loop_id=loop.pk)
+    messages.success(request, f"Started {job.kind} job #{job.pk}.")
+    return redirect("jobs:detail", job_id=job.pk)
+
+
+def _version(loop_id: int, number: int) -> ModelVersion:
+    return get_object_or_404(
+        ModelVersion.objects.select_related("loop"), loop_id=loop_id, number=number
+    )
+
+
+@require_POST
+def train(request, loop_id: int):
+    loop = get_object_or_404(Loop, pk=loop_id)
+    return _act(request, loop, lambda: services.start_training(loop, user=request.user))
+
+
+@require_POST
+def evaluate(request, loop_id: int, number: int):
+    version = _version(loop_id, number)
+    return _act(
+        request, version.loop, lambda: services.start_evaluation(version, user=request.user)
+    )
+
+
+@require_POST
+def deploy(request, loop_id: int, number: int):
+    version = _version(loop_id, number)
+    return _act(request, version.loop, lambda: services.start_deploy(version, user=request.user))
+
+
+@require_POST
+def rollback(request, loop_id: int, number: int):
+    version = _version(loop_id, number)
+    return _act(
+        request,
+        version.loop,
+        lambda: services.start_deploy(version, user=request.user, action=DeploymentAction.ROLLBACK),
+    )
+
+
+@require_POST
+def force_deploy(request, loop_id: int, number: int):
+    version = _version(loop_id, number)
+    reason = ForceDeployForm(request.POST).data.get("reason", "")
+    return _act(
+        request,
+        version.loop,
+        lambda: services.start_deploy(
+            version, user=request.user, action=DeploymentAction.FORCE, reason=reason
+        ),
+    )
+
+
+@require_POST
+@permission_required("loops.delete_modelversion", raise_exception=True)
+def delete_version(request, loop_id: int, number: int):
+    version = _version(loop_id, number)
+    try:
+        services.delete_version(version.pk)
+    except services.LoopError as exc:
+        messages.error(request, str(exc))
+        return redirect("loops:version", loop_id=loop_id, number=number)
+    messages.success(request, f"{version.label} deleted.")
+    return redirect("loops:detail", loop_id=loop_id)
+
+
+@require_POST
+@permission_required("loops.add_modelversion", raise_exception=True)
+def add_version(request, loop_id: int):
+    loop = get_object_or_404(Loop, pk=loop_id)
+    upload = VersionUploadForm(request.POST, request.FILES)
+    uri = VersionImportForm(request.POST)
+    try:
+        if upload.is_valid():
+            version = services.add_uploaded_version(
+                loop, upload.cleaned_data["archive"], user=request.user
+            )
+        elif uri.is_valid():
+            version = services.import_version_from_object_storage(
+                loop, uri.cleaned_data["object_storage_uri"], user=request.user
+            )
+        else:
+            raise services.LoopError("Choose a model archive or give an s3:// location.")
+    except services.LoopError as exc:
+        messages.error(request, str(exc))
+        return redirect("loops:detail", loop_id=loop_id)
+    messages.success(request, f"Added {version.label} as a candidate. Evaluate it to run the gate.")
+    return redirect("loops:version", loop_id=loop_id, number=version.number)

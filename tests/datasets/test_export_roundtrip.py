@@ -1,0 +1,75 @@
+"""Exports in COCO, VOC and YOLO, and a re-import of each gives back the same boxes."""
+
+import io
+import json
+import zipfile
+
+import pytest
+
+from apps.datasets import services
+from apps.datasets.exporting import write_export
+from apps.datasets.models import Sample
+from tests.factories import DatasetFactory, make_sample
+
+FORMATS = ["coco", "voc", "yolo"]
+
+
+def current_boxes(dataset):
+    """{sha256: (split, status, sorted boxes)} for every sample of the dataset."""
+    found = {}
+    for sample in Sample.objects.filter(dataset=dataset).select_related("current_annotation"):
+        boxes = []
+        if sample.current_annotation:
+            boxes = sorted(
+                (b.class_name, round(b.x1, 2), round(b.y1, 2), round(b.x2, 2), round(b.y2, 2))
+                for b in sample.current_annotation.boxes.all()
+            )
+        found[sample.sha256] = (sample.split, sample.status, boxes)
+    return found
+
+
+def fill(dataset):
+    make_sample(
+        dataset, 1, boxes=[("helmet", 1.5, 2.25, 10.75, 20), ("cone", 30, 5, 63, 47)], split="train"
+    )
+    make_sample(dataset, 2, boxes=[("vest", 0, 0, 64, 48)], split="eval")
+    make_sample(dataset, 3, boxes=[], split="test")  # labeled: no objects
+    make_sample(dataset, 4, split="train")  # unlabeled
+
+
+def export(dataset, fmt, samples=None) -> bytes:
+    out = io.BytesIO()
+    write_export(dataset, samples if samples is not None else dataset.samples.all(), fmt, out)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_an_export_reimports_to_the_same_boxes_splits_and_status(fmt, dataset, run_upload):
+    fill(dataset)
+    archive = export(dataset, fmt)
+    copy = DatasetFactory(name=f"copy-{fmt}", class_names=[])
+    job = run_upload(copy, [(f"export-{fmt}.zip", archive)], unknown_classes="add")
+    assert job.result["format"] == fmt, job.result
+    assert job.result["counts"]["accepted"] == 4, job.result["report"]
+    assert current_boxes(copy) == current_boxes(dataset)
+    copy.refresh_from_db()
+    assert set(copy.class_names) == {"helmet", "cone", "vest"}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_an_export_of_a_filtered_part_holds_only_that_part(fmt, dataset):
+    fill(dataset)
+    part = services.filtered_samples(dataset.pk, services.SampleFilters(split="train"))
+    with zipfile.ZipFile(io.BytesIO(export(dataset, fmt, part))) as archive:
+        images = [n for n in archive.namelist() if n.endswith(".png")]
+    assert len(images) == 2
+
+
+def test_the_coco_export_lists_categories_in_the_dataset_order(dataset):
+    fill(dataset)
+    with zipfile.ZipFile(io.BytesIO(export(dataset, "coco"))) as archive:
+        doc = json.loads(archive.read("annotations.json"))
+    assert [c["name"] for c in doc["categories"]] == ["helmet", "vest", "cone"]
+    assert len(doc["images"]) == 3  # the unlabeled image is in the zip, not in the labels
+    helmet = next(a for a in doc["annotations"] if a["category_id"] == 1)
+    assert helmet["bbox"] == [1.5, 2.25, 9.25, 17.75]

@@ -1,0 +1,129 @@
+import pytest
+
+from apps.jobs import services as jobs
+from apps.jobs.models import Job
+from apps.loops.models import Loop, ModelVersion
+from tests.factories import UserFactory
+from tests.loops.conftest import tiny_yaml
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _no_broker(monkeypatch):
+    monkeypatch.setattr(jobs, "_enqueue", lambda *args: None)
+
+
+def create_form(dataset, **overrides):
+    return {
+        "name": "line-3",
+        "dataset": dataset.pk,
+        "algorithm_yaml": tiny_yaml(),
+        "gate_min_f1": "0.5",
+        "gate_min_f1_gain": "0.01",
+        "gate_max_forgetting": "0.02",
+        "auto_evaluate": "on",
+        "auto_deploy": "on",
+        "initial_model": "train",
+        **overrides,
+    }
+
+
+def test_admin_creates_a_loop_and_its_first_training_starts(client, synthetic_dataset):
+    client.force_login(UserFactory(role="admin"))
+    response = client.post("/loops/new/", create_form(synthetic_dataset))
+    loop = Loop.objects.get()
+    assert response.status_code == 302 and response["Location"] == f"/loops/{loop.pk}/"
+    assert loop.gate_min_metrics == {"f1": 0.5} and loop.gate_min_gain == {"f1": 0.01}
+    job = Job.objects.get()
+    assert (job.kind, job.scope, job.params["loop_id"]) == ("train", f"loop:{loop.pk}", loop.pk)
+    page = client.get(f"/loops/{loop.pk}/").content.decode()
+    assert "Train running: #" in page and "the first is being trained" in page
+
+
+@pytest.mark.parametrize(
+    "yaml_text, message",
+    [
+        ("basemodel: {name: NoSuchModel}", "NoSuchModel"),
+        ("basemodel:\n  name: FPN\n  hyperparameters: {learning_rate: fast}", "learning_rate"),
+        ("basemodel:\n  name: FPN\n  hyperparameters: {class_names: [a, b]}", "differ from the"),
+        ("just: [unbalanced", "YAML"),
+    ],
+)
+def test_a_bad_algorithm_yaml_is_a_form_error_and_nothing_is_created(
+    client, synthetic_dataset, yaml_text, message
+):
+    client.force_login(UserFactory(role="admin"))
+    response = client.post("/loops/new/", create_form(synthetic_dataset, algorithm_yaml=yaml_text))
+    assert response.status_code == 200
+    assert message in " ".join(response.context["form"].non_field_errors())
+    assert not Loop.objects.exists() and not Job.objects.exists()
+
+
+def test_a_broken_uploaded_archive_is_refused_and_nothing_is_created(client, synthetic_dataset):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    client.force_login(UserFactory(role="admin"))
+    broken = SimpleUploadedFile("model.zip", b"definitely not a zip")
+    response = client.post(
+        "/loops/new/", create_form(synthetic_dataset, initial_model="upload", archive=broken)
+    )
+    assert response.status_code == 200
+    assert "Not a usable model archive" in " ".join(response.context["form"].non_field_errors())
+    assert not Loop.objects.exists() and not ModelVersion.objects.exists()
+
+
+def test_two_fast_clicks_on_train_now_start_one_job(client, tiny_loop):
+    client.force_login(UserFactory(role="admin"))
+    first = client.post(f"/loops/{tiny_loop.pk}/train/")
+    second = client.post(f"/loops/{tiny_loop.pk}/train/")
+    job = Job.objects.get()
+    assert first["Location"] == second["Location"] == f"/jobs/{job.pk}/"
+    assert "Train running: #" in client.get(f"/loops/{tiny_loop.pk}/").content.decode()
+
+
+@pytest.mark.parametrize("role", ["labeler", "viewer"])
+def test_only_admins_train_evaluate_and_deploy(client, tiny_loop, role):
+    client.force_login(UserFactory(role=role))
+    assert client.get(f"/loops/{tiny_loop.pk}/").status_code == 200
+    assert client.post(f"/loops/{tiny_loop.pk}/train/").status_code == 403
+    assert client.get("/loops/new/").status_code == 403
+    assert not Job.objects.exists()
+
+
+def test_deploying_a_version_that_failed_its_gate_says_why(client, tiny_loop):
+    version = _fake_version(tiny_loop, gate_passed=False)
+    client.force_login(UserFactory(role="admin"))
+    response = client.post(f"/loops/{tiny_loop.pk}/v1/deploy/", follow=True)
+    text = response.content.decode()
+    assert "has not passed its gate: Δf1 +0.004 &lt; +0.010" in text
+    assert not Job.objects.filter(kind="deploy").exists()
+    assert "v1 stays a candidate" in client.get(f"/loops/{tiny_loop.pk}/v1/").content.decode()
+    version.refresh_from_db()
+    assert version.stage == "candidate"
+
+
+def test_a_forced_deploy_needs_a_reason(client, tiny_loop):
+    _fake_version(tiny_loop, gate_passed=False)
+    client.force_login(UserFactory(role="admin"))
+    response = client.post(f"/loops/{tiny_loop.pk}/v1/force/", {"reason": "  "}, follow=True)
+    assert "needs a written reason" in response.content.decode()
+    client.post(f"/loops/{tiny_loop.pk}/v1/force/", {"reason": "line stopped"})
+    job = Job.objects.get(kind="deploy")
+    assert job.params["action"] == "force" and job.params["reason"] == "line stopped"
+
+
+def _fake_version(loop, gate_passed):
+    return ModelVersion.objects.create(
+        loop=loop,
+        number=1,
+        source="uploaded",
+        artifact="models/none.zip",
+        artifact_sha256="0" * 64,
+        artifact_size=1,
+        gate_passed=gate_passed,
+        gate_reasons=[
+            {"passed": True, "text": "f1 0.700 ≥ 0.600"},
+            {"passed": False, "text": "Δf1 +0.004 < +0.010"},
+        ],
+    )

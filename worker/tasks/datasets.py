@@ -1,0 +1,16 @@
+"""Celery entry points for datasets. Thin: the job id in, the importer does the work."""
+
+from celery import shared_task
+from django.conf import settings
+
+from apps.datasets.importing import run_import_job
+from apps.jobs.runner import run_job
+
+
+@shared_task(
+    name="ilportal.dataset_import",
+    soft_time_limit=settings.DATASET_IMPORT_TIME_LIMIT_S,
+    time_limit=settings.DATASET_IMPORT_TIME_LIMIT_S + 120,
+)
+def dataset_import(job_id: int) -> str | None:
+    return run_job(job_id, dataset_import.request.hostname, run_import_job)
