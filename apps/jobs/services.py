@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from apps.jobs import events
 from apps.jobs.kinds import get_kind
+from apps.jobs.signals import job_lost
 from apps.jobs.models import ACTIVE_STATUSES, Job, JobStatus, JobTrigger
 
 logger = logging.getLogger(__name__)
@@ -146,6 +147,7 @@ def fail_stale_jobs(max_silence_s: int) -> list[int]:
             append_log(job_id, message)
             events.publish_state(job_id)
             failed.append(job_id)
+            job_lost.send(sender=Job, job=Job.objects.get(pk=job_id))
     return failed
 
 

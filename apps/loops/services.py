@@ -277,6 +277,21 @@ def start_deploy(
     )
 
 
+def retry_lost_training(sender, job: Job, **kwargs) -> Job | None:
+    """A training whose worker died starts again when its loop says so (once per lost job)."""
+    if job.kind != "train" or job.params.get("retry_of"):
+        return None
+    loop = Loop.objects.filter(pk=job.params.get("loop_id"), retry_lost_jobs=True).first()
+    if loop is None:
+        return None
+    return start_training(
+        loop,
+        trigger=JobTrigger.RULE,
+        started_by=f"retry of job #{job.pk} (its worker died)",
+        retry_of=job.pk,
+    )
+
+
 def version_failures(version: ModelVersion) -> list[str]:
     return [check["text"] for check in version.gate_reasons if not check["passed"]]
 

@@ -3,6 +3,8 @@ import shutil
 
 import pytest
 
+from tests.loops.conftest import synthetic_dataset, tiny_loop  # noqa: F401  (fixtures)
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",

@@ -124,6 +124,12 @@ class FPNModel:
             help="share of each batch drawn from replay data when given",
         ),
         Param("augment", bool, True, help="random horizontal flips during training"),
+        Param(
+            "freeze_batchnorm",
+            bool,
+            False,
+            help="keep BatchNorm statistics and scales fixed (fine-tuning on few images)",
+        ),
         Param("seed", int, 0),
     )
     # Hyperparameters that change the network's shape: a loaded archive's values win.
@@ -250,20 +256,10 @@ class FPNModel:
         if self.model is None:
             self.params.update({k: params[k] for k in self.ARCHITECTURE_KEYS + ("seed",)})
             self.build()
-        steps, batch_size = params["max_iteration"], params["batch_size"]
+        steps = params["max_iteration"]
         rng = np.random.default_rng(params["seed"])
-        anchors = self.anchors()
 
-        images = self._prepare(train_data.x)
-        labels = self._scaled_labels(train_data.x, train_data.y)
-        replay_images = replay_labels = None
-        replay_per_batch = 0
-        if replay_data is not None and params["replay_ratio"] > 0:
-            replay_images = self._prepare(replay_data.x)
-            replay_labels = self._scaled_labels(replay_data.x, replay_data.y)
-            replay_per_batch = max(1, int(round(batch_size * params["replay_ratio"])))
-        fresh_per_batch = batch_size - replay_per_batch
-
+        next_batch = self._batch_sampler(train_data, replay_data, params, rng)
         schedule = keras.optimizers.schedules.CosineDecay(
             initial_learning_rate=params["learning_rate"] * 0.1,
             decay_steps=max(steps - params["warmup_steps"], 1),
@@ -275,21 +271,53 @@ class FPNModel:
             optimizer = keras.optimizers.Adam(schedule, beta_1=params["momentum"])
         else:
             optimizer = keras.optimizers.SGD(schedule, momentum=params["momentum"], nesterov=True)
-        train_step = make_train_step(self.model, optimizer)
+        batchnorm_layers = [
+            layer
+            for layer in self.model.layers
+            if isinstance(layer, keras.layers.BatchNormalization)
+        ]
+        # A frozen Keras BatchNorm runs in inference mode: a handful of edge images then cannot
+        # drag the moving statistics away from the earlier domain (a main source of forgetting).
+        for layer in batchnorm_layers:
+            layer.trainable = not params["freeze_batchnorm"]
+        try:
+            self._run_steps(
+                make_train_step(self.model, optimizer), next_batch, steps, schedule, progress
+            )
+        finally:
+            for layer in batchnorm_layers:
+                layer.trainable = True
+        if valid_data is not None:
+            self.last_train_logs.update(
+                {f"val_{k}": v for k, v in self.evaluate(valid_data).items()}
+            )
+        self.checkpoint_path = self.save(os.path.join(self.work_dir, "checkpoint.zip"))
+        return self.checkpoint_path
 
-        order = rng.permutation(len(images))
-        cursor, epoch = 0, 0
-        started = last_report = time.perf_counter()
-        seen = 0
-        logs: dict = {}
-        for step in range(1, steps + 1):
+    def _batch_sampler(self, train_data, replay_data, params, rng):
+        """A function returning the next (images, labels, epoch): seeded epochs over the training
+        data, topped up with ``replay_ratio`` of each batch drawn from the replay data."""
+        batch_size = params["batch_size"]
+        images = self._prepare(train_data.x)
+        labels = self._scaled_labels(train_data.x, train_data.y)
+        replay_images = replay_labels = None
+        replay_per_batch = 0
+        if replay_data is not None and params["replay_ratio"] > 0:
+            replay_images = self._prepare(replay_data.x)
+            replay_labels = self._scaled_labels(replay_data.x, replay_data.y)
+            replay_per_batch = max(1, int(round(batch_size * params["replay_ratio"])))
+        fresh_per_batch = batch_size - replay_per_batch
+        state = {"order": rng.permutation(len(images)), "cursor": 0, "epoch": 0}
+
+        def next_batch():
             batch_index = []
             while len(batch_index) < fresh_per_batch:
-                if cursor == len(order):
-                    order, cursor, epoch = rng.permutation(len(images)), 0, epoch + 1
-                take = min(fresh_per_batch - len(batch_index), len(order) - cursor)
-                batch_index.extend(order[cursor : cursor + take])
-                cursor += take
+                if state["cursor"] == len(images):
+                    state.update(order=rng.permutation(len(images)), cursor=0)
+                    state["epoch"] += 1
+                take = min(fresh_per_batch - len(batch_index), len(images) - state["cursor"])
+                batch_index.extend(state["order"][state["cursor"] : state["cursor"] + take])
+                state["cursor"] += take
             batch_images = images[batch_index]
             batch_labels = [labels[i] for i in batch_index]
             if replay_per_batch:
@@ -298,6 +326,16 @@ class FPNModel:
                 batch_labels += [replay_labels[i] for i in replay_index]
             if params["augment"]:
                 batch_images, batch_labels = self._flip_some(batch_images, batch_labels, rng)
+            return batch_images, batch_labels, state["epoch"]
+
+        return next_batch
+
+    def _run_steps(self, train_step, next_batch, steps, schedule, progress):
+        anchors = self.anchors()
+        started = last_report = time.perf_counter()
+        seen = 0
+        for step in range(1, steps + 1):
+            batch_images, batch_labels, epoch = next_batch()
             targets = self._targets(batch_labels, anchors)
             total, class_loss, box_loss = train_step(batch_images.astype(np.float32), *targets)
             seen += len(batch_images)
@@ -313,12 +351,6 @@ class FPNModel:
         self.last_train_logs = self._logs(
             total, class_loss, box_loss, schedule(steps), seen, time.perf_counter() - started, epoch
         )
-        if valid_data is not None:
-            self.last_train_logs.update(
-                {f"val_{k}": v for k, v in self.evaluate(valid_data).items()}
-            )
-        self.checkpoint_path = self.save(os.path.join(self.work_dir, "checkpoint.zip"))
-        return self.checkpoint_path
 
     @staticmethod
     def _logs(total, class_loss, box_loss, learning_rate, seen, elapsed, epoch) -> dict:
