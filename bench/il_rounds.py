@@ -50,7 +50,7 @@ STRATEGIES = {
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--full", action="store_true", help="192 px, 3 rounds, more data")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="e.g. --seeds 0 1 2")
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
     parser.add_argument("--rounds", type=int)
     parser.add_argument("--stream-per-round", type=int)
@@ -65,7 +65,7 @@ def parse_args(argv=None):
     parser.add_argument("--initial-steps", type=int)
     parser.add_argument("--finetune-steps", type=int)
     parser.add_argument("--finetune-lr", type=float, default=0.001)
-    parser.add_argument("--replay-ratio", type=float, default=0.3)
+    parser.add_argument("--replay-ratio", type=float, default=0.5)
     parser.add_argument("--gate-images", type=int)
     parser.add_argument("--test-images", type=int)
     parser.add_argument(
@@ -82,7 +82,7 @@ def parse_args(argv=None):
         input_size=128,
         initial_images=240,
         initial_steps=300,
-        finetune_steps=80,
+        finetune_steps=120,
         gate_images=40,
         test_images=80,
     )
@@ -92,7 +92,7 @@ def parse_args(argv=None):
         input_size=192,
         initial_images=300,
         initial_steps=400,
-        finetune_steps=120,
+        finetune_steps=160,
         gate_images=60,
         test_images=100,
     )
@@ -185,6 +185,8 @@ def run_strategy(name, args, seed, data, initial_path, initial_scores, log):
             "labels": labeled_total,
             "flagged_by_miner": flagged,
             "replaced": passed,
+            "candidate_gate_edge_mAP": gate_edge,
+            "candidate_gate_regression_mAP": gate_regression,
             "samples_transfer_ratio": samples_transfer_ratio(labeled_total, inferred_total),
             "forgetting": initial_scores["initial_mAP"] - scores["initial_mAP"],
             "wall_s": time.perf_counter() - started,
@@ -212,6 +214,7 @@ def main(argv=None):
         "flagged",
         "STR",
         "replaced",
+        "gate(edge/regr)",
         "edge_mAP",
         "edge_AP50",
         "edge_F1",
@@ -232,6 +235,8 @@ def main(argv=None):
                     str(row["flagged_by_miner"]),
                     f"{row['samples_transfer_ratio']:.3f}",
                     "yes" if row["replaced"] else "no",
+                    f"{row.get('candidate_gate_edge_mAP', 0):.3f}/"
+                    f"{row.get('candidate_gate_regression_mAP', 0):.3f}",
                     f"{row['edge_mAP']:.3f}",
                     f"{row['edge_AP50']:.3f}",
                     f"{row['edge_f1']:.3f}",

@@ -49,9 +49,6 @@ def run(args) -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    from worker.ml.fpn import FPNModel
-    from worker.ml.synthetic import CLASS_NAMES, generate_samples
-
     from apps.datasets.services import create_dataset
     from apps.jobs import services as jobs
     from apps.jobs.runner import run_job
@@ -59,6 +56,8 @@ def run(args) -> None:
     from apps.loops.models import ModelVersion
     from apps.loops.training import run_training
     from tests.loops.conftest import add_synthetic_samples
+    from worker.ml.fpn import FPNModel
+    from worker.ml.synthetic import CLASS_NAMES, generate_samples
 
     hyperparameters = {"max_iteration": args.steps, "seed": 0, "replay_ratio": 0.0}
     yaml_text = "basemodel:\n  name: FPN\n  hyperparameters:\n" + "".join(

@@ -231,9 +231,12 @@ class DatasetDetailView(APIView):
             )
         return Response(DatasetSerializer(self._dataset(dataset_id)).data)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(responses={204: None, 409: None})
     def delete(self, request, dataset_id: int):
-        services.delete_dataset(get_object_or_404(Dataset, pk=dataset_id).pk)
+        try:
+            services.delete_dataset(get_object_or_404(Dataset, pk=dataset_id).pk)
+        except services.DatasetError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

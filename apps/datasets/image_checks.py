@@ -8,7 +8,8 @@ from django.conf import settings
 from PIL import Image, UnidentifiedImageError
 
 # Pillow format name → the extension a stored copy gets (whatever the upload was called).
-FORMAT_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "BMP": "bmp"}
+# MPO is how Pillow names the JPEG files of many phone and stereo cameras.
+FORMAT_EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "BMP": "bmp"}
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
 

@@ -279,15 +279,28 @@ def bundle_from_staged(staged: list[dict], report: ImportReport):
                 for name, reason in archive.rejected:
                     report.add(prefix + name, ImportOutcome.REJECTED, reason)
                 for name in archive.names():
-                    readers[prefix + name] = lambda a=archive, n=name: a.read(n)
+                    if _name_is_free(prefix + name, readers, report):
+                        readers[prefix + name] = lambda a=archive, n=name: a.read(n)
             else:
                 name = posixpath.basename(item["name"].replace("\\", "/"))
-                readers[name] = lambda key=item["key"]: _read_stored(key)
+                if _name_is_free(name, readers, report):
+                    readers[name] = lambda key=item["key"]: _read_stored(key)
         yield Bundle(names=list(readers), read=lambda name: readers[name]())
     finally:
         for archive in zips:
             archive.close()
         temporary.cleanup()
+
+
+def _name_is_free(name: str, readers: dict, report: ImportReport) -> bool:
+    if name in readers:
+        report.add(
+            name,
+            ImportOutcome.REJECTED,
+            "another file of this upload has the same name: only the first is read",
+        )
+        return False
+    return True
 
 
 def _is_zip(item: dict) -> bool:
@@ -328,6 +341,8 @@ def run_import_job(job, progress) -> dict:
     """Body of the dataset-import job (see apps.jobs.runner.run_job). On failure or cancel it
     removes what it stored; the staged upload is removed in every case."""
     params = job.params
+    if "staged" not in params or "dataset_id" not in params:
+        raise ValueError("A dataset import starts from a dataset's upload page or the API.")
     staged = params["staged"]
     report = ImportReport()
     options = ImportOptions(

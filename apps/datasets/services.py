@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Exists, OuterRef, QuerySet
+from django.db.models import Count, Exists, OuterRef, ProtectedError, QuerySet, RestrictedError
 
 from apps.datasets.boxes import check_boxes
 from apps.datasets.formats.base import LabeledBox
@@ -93,11 +93,21 @@ def add_classes(dataset_id: int, names: list[str]) -> list[str]:
 
 
 def delete_dataset(dataset_id: int) -> None:
-    """Deletes the rows, then (after the commit) the image and thumbnail files."""
-    with transaction.atomic():
-        names = _file_names(Sample.objects.filter(dataset_id=dataset_id))
-        Dataset.objects.filter(pk=dataset_id).delete()
-        transaction.on_commit(lambda: delete_files(names))
+    """Deletes the rows, then (after the commit) the image and thumbnail files.
+
+    Raises DatasetError while something else (a learning loop) still uses the dataset.
+    """
+    try:
+        with transaction.atomic():
+            names = _file_names(Sample.objects.filter(dataset_id=dataset_id))
+            Dataset.objects.filter(pk=dataset_id).delete()
+            transaction.on_commit(lambda: delete_files(names))
+    except (ProtectedError, RestrictedError) as exc:
+        holders = getattr(exc, "protected_objects", None) or getattr(exc, "restricted_objects", ())
+        users = sorted({str(obj) for obj in holders})
+        raise DatasetError(
+            f"The dataset is still used by {', '.join(users[:5])}: delete or move those first."
+        ) from exc
 
 
 def _file_names(samples: QuerySet) -> list[str]:
@@ -161,9 +171,9 @@ def store_sample(
     info = image_info or check_image(data)
     checked = check_boxes(boxes, info.width, info.height, dataset.class_names) if boxes else None
     sha256 = hashlib.sha256(data).hexdigest()
-    existing = Sample.objects.filter(dataset=dataset, sha256=sha256).first()
+    existing = Sample.objects.filter(dataset=dataset, sha256=sha256).only("pk").first()
     if existing is not None:
-        return StoredSample(existing, created=False)
+        return StoredSample(Sample.objects.get(pk=existing.pk), created=False)
     if split is not None and split not in Split.values:
         raise DatasetError(f"Unknown split {split!r}; choose from {', '.join(Split.values)}.")
     name = default_storage.save(
@@ -184,7 +194,9 @@ def store_sample(
                 import_job_id=import_job_id,
             )
             if boxes is not None:
-                _write_revision(sample, checked.boxes if checked else [], user, annotation_source)
+                _write_revision(
+                    sample, checked.boxes if checked else [], user, annotation_source, first=True
+                )
     except IntegrityError:
         # The same image arrived through another upload at the same moment: keep that one.
         default_storage.delete(name)
@@ -219,8 +231,12 @@ def set_sample_status(sample_id: int, status: str) -> Sample:
 # --- Annotations ---------------------------------------------------------------------------
 
 
-def _write_revision(sample: Sample, boxes: list[LabeledBox], user, source: str) -> Annotation:
-    last = sample.annotations.order_by("-revision").values_list("revision", flat=True).first()
+def _write_revision(
+    sample: Sample, boxes: list[LabeledBox], user, source: str, *, first: bool = False
+) -> Annotation:
+    last = 0
+    if not first:  # a sample created a moment ago has no revision yet: spare the query
+        last = sample.annotations.order_by("-revision").values_list("revision", flat=True).first()
     annotation = Annotation.objects.create(
         sample=sample, revision=(last or 0) + 1, source=source, created_by=user
     )

@@ -137,7 +137,11 @@ def import_detail(request, job_id: int):
 @permission_required("datasets.delete_dataset", raise_exception=True)
 def delete_dataset(request, dataset_id: int):
     dataset = get_object_or_404(Dataset, pk=dataset_id)
-    services.delete_dataset(dataset.pk)
+    try:
+        services.delete_dataset(dataset.pk)
+    except services.DatasetError as exc:
+        messages.error(request, str(exc))
+        return redirect("datasets:detail", dataset_id=dataset.pk)
     messages.success(request, f"Dataset {dataset.name} and its files were deleted.")
     return redirect("datasets:list")
 

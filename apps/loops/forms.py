@@ -75,6 +75,43 @@ class LoopForm(forms.Form):
         }
 
 
+class LoopSettingsForm(LoopForm):
+    """The same settings without the dataset and the initial model, which are fixed."""
+
+    retry_lost_jobs = forms.BooleanField(
+        label="Start a training again when its worker died", required=False
+    )
+
+    def __init__(self, *args, loop=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        for fixed in ("name", "dataset", "initial_model", "archive", "object_storage_uri"):
+            del self.fields[fixed]
+        if loop is not None and not self.is_bound:
+            self.initial.update(
+                description=loop.description,
+                algorithm_yaml=loop.algorithm_yaml,
+                gate_min_f1=loop.gate_min_metrics.get("f1"),
+                gate_min_map=loop.gate_min_metrics.get("mAP"),
+                gate_min_f1_gain=loop.gate_min_gain.get("f1"),
+                gate_per_class_gain=loop.gate_per_class_gain,
+                gate_max_forgetting=loop.gate_max_forgetting,
+                auto_evaluate=loop.auto_evaluate,
+                auto_deploy=loop.auto_deploy,
+                retry_lost_jobs=loop.retry_lost_jobs,
+            )
+
+    def clean(self):
+        return forms.Form.clean(self)
+
+    def settings(self) -> dict:
+        return {
+            **self.gate(),
+            "description": self.cleaned_data["description"],
+            "algorithm_yaml": self.cleaned_data["algorithm_yaml"],
+            "retry_lost_jobs": self.cleaned_data["retry_lost_jobs"],
+        }
+
+
 class VersionUploadForm(forms.Form):
     archive = forms.FileField()
 

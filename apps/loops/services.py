@@ -69,7 +69,7 @@ def gate_policy(loop: Loop) -> GatePolicy:
     )
 
 
-def create_loop(*, name: str, dataset: Dataset, algorithm_yaml: str = "", user=None, **gate):
+def create_loop(*, name: str, dataset: Dataset, algorithm_yaml: str = "", user=None, **options):
     name = name.strip()
     if not name:
         raise LoopError("A loop needs a name.")
@@ -77,9 +77,18 @@ def create_loop(*, name: str, dataset: Dataset, algorithm_yaml: str = "", user=N
         raise LoopError(f"A loop named {name!r} already exists.")
     if not dataset.class_names:
         raise LoopError(f"Dataset {dataset} has no classes yet.")
-    algorithm_yaml = algorithm_yaml.strip() or default_algorithm_yaml(dataset.class_names)
-    check_algorithm_yaml(algorithm_yaml, dataset.class_names)
-    loop = Loop(name=name, dataset=dataset, algorithm_yaml=algorithm_yaml, created_by=user, **gate)
+    return update_loop(
+        Loop(name=name, dataset=dataset, created_by=user), algorithm_yaml=algorithm_yaml, **options
+    )
+
+
+def update_loop(loop: Loop, *, algorithm_yaml: str, **fields) -> Loop:
+    """Validates and saves. New settings apply to the next job: jobs read the loop at start."""
+    algorithm_yaml = algorithm_yaml.strip() or default_algorithm_yaml(loop.dataset.class_names)
+    check_algorithm_yaml(algorithm_yaml, loop.dataset.class_names)
+    loop.algorithm_yaml = algorithm_yaml
+    for name, value in fields.items():
+        setattr(loop, name, value)
     try:
         gate_policy(loop)
     except GatePolicyError as exc:

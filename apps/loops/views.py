@@ -9,7 +9,13 @@ from django.views.decorators.http import require_POST
 from apps.jobs import services as jobs
 from apps.jobs.models import ACTIVE_STATUSES, Job
 from apps.loops import services
-from apps.loops.forms import ForceDeployForm, LoopForm, VersionImportForm, VersionUploadForm
+from apps.loops.forms import (
+    ForceDeployForm,
+    LoopForm,
+    LoopSettingsForm,
+    VersionImportForm,
+    VersionUploadForm,
+)
 from apps.loops.models import DeploymentAction, Loop, ModelVersion
 
 OPERATE = "loops.operate_loop"
@@ -50,6 +56,21 @@ def loop_create(request):
             messages.success(request, f"Loop {loop} created.")
             return redirect("loops:detail", loop_id=loop.pk)
     return render(request, "loops/loop_form.html", {"form": form})
+
+
+@permission_required("loops.change_loop", raise_exception=True)
+def loop_settings(request, loop_id: int):
+    loop = get_object_or_404(Loop.objects.select_related("dataset"), pk=loop_id)
+    form = LoopSettingsForm(request.POST or None, loop=loop)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.update_loop(loop, **form.settings())
+        except services.LoopError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, "Settings saved: the next job uses them.")
+            return redirect("loops:detail", loop_id=loop.pk)
+    return render(request, "loops/loop_form.html", {"form": form, "loop": loop})
 
 
 def _add_initial_model(loop: Loop, data: dict, user) -> None:

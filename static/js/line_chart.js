@@ -17,6 +17,13 @@ window.drawLineChart = function (element, points, xKey, seriesKeys) {
       .filter(Boolean)
       .join(" ");
     svg.push(`<polyline fill="none" stroke="${colours[s % 4]}" stroke-width="2" points="${line}"/>`);
+    if (points.length <= 40) {
+      points.forEach((p, i) => {
+        if (p[key] !== undefined) {
+          svg.push(`<circle cx="${x(i)}" cy="${y(p[key])}" r="3" fill="${colours[s % 4]}"><title>${key} ${p[key]}</title></circle>`);
+        }
+      });
+    }
     svg.push(`<text x="${pad + 90 * s}" y="12" font-size="11" fill="${colours[s % 4]}">${key}</text>`);
   });
   const step = Math.max(1, Math.ceil(points.length / 8));

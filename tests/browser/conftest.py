@@ -17,8 +17,10 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser():
+    """Per test: Playwright's sync API holds an event loop in this thread while it runs, and
+    Django's async_to_sync (used to publish job events) refuses to run beside one."""
     if not shutil.which(CHROMIUM):
         if os.environ.get("ILPORTAL_REQUIRE_BROWSER"):
             pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium chromium-driver")

@@ -296,3 +296,10 @@ def test_a_cancelled_upload_leaves_no_samples_and_no_files(
     assert len(calls) == 4  # stopped after the second chunk
     assert Sample.objects.count() == 0
     assert stored_names() == []
+
+
+def test_two_files_with_the_same_name_are_not_silently_merged(dataset, run_upload):
+    job = run_upload(dataset, [("a.png", image_bytes(1)), ("a.png", image_bytes(2))])
+    lines = [line for line in job.result["report"] if line["file"] == "a.png"]
+    assert sorted(line["outcome"] for line in lines) == ["accepted", "rejected"]
+    assert "same name" in next(line for line in lines if line["outcome"] == "rejected")["message"]

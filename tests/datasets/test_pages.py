@@ -196,3 +196,29 @@ def test_page_permissions(client_for, role, method, name, expected, dataset, req
     user = request.getfixturevalue(f"{role}_user")
     response = getattr(client_for(user), method)(reverse(f"datasets:{name}", args=[dataset.pk]))
     assert response.status_code == expected
+
+
+def test_without_javascript_the_upload_redirects_to_the_import_page(
+    client_for, labeler_user, dataset, monkeypatch
+):
+    from apps.jobs import services as job_services
+
+    monkeypatch.setattr(job_services, "_enqueue", lambda *args: None)
+    upload = io.BytesIO(image_bytes(1))
+    upload.name = "a.png"
+    response = client_for(labeler_user).post(
+        reverse("datasets:upload", args=[dataset.pk]),
+        {"files": [upload], "format": "auto", "unknown_classes": "reject"},
+    )
+    job = Job.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == reverse("datasets:import", args=[job.pk])
+
+
+def test_an_upload_without_files_shows_a_form_error(client_for, labeler_user, dataset):
+    response = client_for(labeler_user).post(
+        reverse("datasets:upload", args=[dataset.pk]), {"format": "auto"}
+    )
+    assert response.status_code == 200
+    assert b"This field is required" in response.content
+    assert Job.objects.count() == 0

@@ -143,3 +143,15 @@ def test_deleting_a_dataset_deletes_its_files(
         services.delete_dataset(dataset.pk)
     assert stored_names() == [other.image.name]
     assert Sample.objects.count() == 1
+
+
+def test_a_dataset_used_by_a_loop_is_not_deleted(dataset, stored_names, client_for, admin_user):
+    from apps.loops.services import create_loop
+
+    sample = make_sample(dataset, 1)
+    create_loop(name="site-a loop", dataset=dataset)
+    with pytest.raises(services.DatasetError, match="still used by"):
+        services.delete_dataset(dataset.pk)
+    assert stored_names() == [sample.image.name]
+    response = client_for(admin_user).delete(f"/api/v1/datasets/{dataset.pk}/")
+    assert response.status_code == 409 and "still used by" in response.json()["detail"]

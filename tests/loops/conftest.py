@@ -3,6 +3,8 @@ import io
 import pytest
 from PIL import Image
 
+from tests.datasets.conftest import moto_endpoint, s3_storage  # noqa: F401  (fixtures)
+
 # A tiny network and few steps keep each training in seconds on 2 CPU cores.
 TINY_YAML = """
 basemodel:
@@ -28,14 +30,13 @@ def tiny_yaml(steps: int = 6) -> str:
 
 def add_synthetic_samples(dataset, count, *, domain, split, source, seed, start=0):
     """Labeled samples from the ML core's generator, stored through the datasets service."""
-    from worker.ml.synthetic import CLASS_NAMES, generate_samples
-
     from apps.datasets.formats.base import LabeledBox
     from apps.datasets.services import store_sample
+    from worker.ml.synthetic import CLASS_NAMES, generate_samples
 
     data = generate_samples(count, domain, seed=seed, image_size=64, start=start)
     samples = []
-    for image, labels in zip(data.x, data.y):
+    for image, labels in zip(data.x, data.y, strict=True):
         buffer = io.BytesIO()
         Image.fromarray(image).save(buffer, format="PNG")
         boxes = [
@@ -56,9 +57,8 @@ def add_synthetic_samples(dataset, count, *, domain, split, source, seed, start=
 
 @pytest.fixture
 def synthetic_dataset(db):
-    from worker.ml.synthetic import CLASS_NAMES
-
     from apps.datasets.services import create_dataset
+    from worker.ml.synthetic import CLASS_NAMES
 
     dataset = create_dataset(name="site-cameras", class_names=list(CLASS_NAMES))
     add_synthetic_samples(dataset, 16, domain="initial", split="train", source="generator", seed=1)

@@ -5,7 +5,6 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from apps.loops import services
 from apps.loops.models import ModelVersion
-from tests.datasets.conftest import moto_endpoint, s3_storage  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.django_db
 

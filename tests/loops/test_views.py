@@ -127,3 +127,31 @@ def _fake_version(loop, gate_passed):
             {"passed": False, "text": "Δf1 +0.004 < +0.010"},
         ],
     )
+
+
+def test_settings_are_edited_and_validated(client, tiny_loop):
+    client.force_login(UserFactory(role="admin"))
+    page = client.get(f"/loops/{tiny_loop.pk}/settings/")
+    assert page.status_code == 200 and "max_iteration: 6" in page.content.decode()
+    form = {
+        "algorithm_yaml": tiny_yaml(steps=9),
+        "gate_min_f1": "0.7",
+        "gate_max_forgetting": "0.05",
+        "auto_deploy": "on",
+    }
+    assert client.post(f"/loops/{tiny_loop.pk}/settings/", form).status_code == 302
+    tiny_loop.refresh_from_db()
+    assert "max_iteration: 9" in tiny_loop.algorithm_yaml
+    assert tiny_loop.gate_min_metrics == {"f1": 0.7} and tiny_loop.gate_min_gain == {}
+    assert tiny_loop.auto_deploy and not tiny_loop.auto_evaluate
+
+    bad = {**form, "algorithm_yaml": "basemodel: {name: FPN, hyperparameters: {momentum: 7}}"}
+    response = client.post(f"/loops/{tiny_loop.pk}/settings/", bad)
+    assert response.status_code == 200 and "momentum" in response.content.decode()
+    tiny_loop.refresh_from_db()
+    assert "max_iteration: 9" in tiny_loop.algorithm_yaml
+
+
+def test_labelers_cannot_change_settings(client, tiny_loop):
+    client.force_login(UserFactory(role="labeler"))
+    assert client.get(f"/loops/{tiny_loop.pk}/settings/").status_code == 403

@@ -117,6 +117,18 @@ def test_incremental_fine_tune_with_replay_keeps_architecture(tiny_archive, tiny
         model.train(edge, input_size=96, max_iteration=1)
 
 
+def test_freeze_batchnorm_keeps_statistics(tiny_archive, tiny_data):
+    model = FPNModel()
+    model.load(tiny_archive)
+    batchnorm = model.model.get_layer("stage1_down_bn")
+    before = np.array(batchnorm.moving_mean)
+    model.train(tiny_data, max_iteration=2, freeze_batchnorm=True)
+    assert np.array_equal(before, np.array(batchnorm.moving_mean))
+    assert batchnorm.trainable  # restored after the call
+    model.train(tiny_data, max_iteration=2)
+    assert not np.array_equal(before, np.array(batchnorm.moving_mean))
+
+
 def test_evaluate_returns_metrics_and_accepts_seed_metric_pair(loaded, tiny_archive, tiny_data):
     results = loaded.evaluate(tiny_data)
     assert {"mAP", "AP50", "AP75", "AR100", "precision", "recall", "f1"} <= set(results)

@@ -1,3 +1,6 @@
+import json
+import zipfile
+
 import numpy as np
 import pytest
 
@@ -26,7 +29,7 @@ def test_litert_and_keras_agree(exported, tiny_data):
     keras_boxes = model.predict_arrays(tiny_data, score_threshold=0.05)
     for batch_images in (tiny_data.x[:1], tiny_data.x):
         edge_boxes = runner.predict(batch_images, score_threshold=0.05)
-        for expected, actual in zip(keras_boxes, edge_boxes, strict=True):
+        for expected, actual in zip(keras_boxes[: len(batch_images)], edge_boxes, strict=True):
             assert actual.shape == expected.shape
             assert np.allclose(actual, expected, atol=1e-2)
 
@@ -44,3 +47,16 @@ def test_runner_rejects_bad_files_and_input(exported, tmp_path):
         runner.predict([])
     with pytest.raises(MLInputError):
         runner.predict([np.zeros((64, 64, 3), np.float64)])
+
+
+def test_archive_can_carry_the_litert_model(exported, tmp_path):
+    model, _ = exported
+    path = model.save(tmp_path / "with_edge.zip", include_litert=True)
+    with zipfile.ZipFile(path) as archive:
+        manifest = json.loads(archive.read("manifest.json"))
+        assert "model.tflite" in manifest["sha256"]
+        (tmp_path / "edge.tflite").write_bytes(archive.read("model.tflite"))
+        config = json.loads(archive.read("config.json"))
+    FPNModel().load(path)  # the extra member is verified like the others
+    images = [np.full((64, 64, 3), 120, np.uint8)]
+    assert EdgeRunner(tmp_path / "edge.tflite", config=config).predict(images)[0].shape[1] == 6

@@ -142,7 +142,10 @@ def make_train_step(model: keras.Model, optimizer, clip_norm: float = 10.0):
 
 
 def make_forward(model: keras.Model):
-    @tf.function(reduce_retracing=True)
+    # A batch dimension of None: one graph for every batch size (no retracing per size).
+    signature = [tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)]
+
+    @tf.function(input_signature=signature)
     def forward(images):
         return model(images, training=False)
 
