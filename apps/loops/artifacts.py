@@ -1,14 +1,20 @@
 """Model artifacts in storage: written once under a content-addressed name, verified on read."""
 
+import contextlib
 import hashlib
+import logging
 import os
 import tempfile
+import time
 import zipfile
 from dataclasses import dataclass
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+
+logger = logging.getLogger(__name__)
 
 
 class ArtifactError(Exception):
@@ -30,11 +36,33 @@ def sha256_of_path(path: str) -> str:
     return digest.hexdigest()
 
 
+STORE_ATTEMPTS = 4
+STORE_FIRST_DELAY_S = 1.0
+
+
+def _save_with_retries(name: str, open_content) -> str:
+    """Object stores fail now and then (timeouts, 503s): try again with growing pauses."""
+    delay = STORE_FIRST_DELAY_S
+    for attempt in range(1, STORE_ATTEMPTS + 1):
+        try:
+            with open_content() as content:
+                return default_storage.save(name, content)
+        except (OSError, BotoCoreError, ClientError) as exc:
+            if attempt == STORE_ATTEMPTS:
+                raise ArtifactError(f"storing {name} failed {attempt} times: {exc}") from exc
+            logger.warning("storing %s failed (%s); retrying in %.0f s", name, exc, delay)
+            time.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")
+
+
 def store_file(local_path: str, folder: str, suffix: str) -> StoredArtifact:
     """One upload (one S3 put): a reader never sees a half-written artifact under its name."""
     sha256 = sha256_of_path(local_path)
-    with open(local_path, "rb") as handle:
-        name = default_storage.save(f"{folder}/{sha256[:16]}{suffix}", File(handle))
+    name = _save_with_retries(
+        f"{folder}/{sha256[:16]}{suffix}",
+        lambda: File(open(local_path, "rb")),  # noqa: SIM115
+    )
     return StoredArtifact(name=name, sha256=sha256, size=os.path.getsize(local_path))
 
 
@@ -45,7 +73,9 @@ def store_litert_from_archive(archive_path: str, folder: str) -> StoredArtifact 
             return None
         data = archive.read("model.tflite")
     sha256 = hashlib.sha256(data).hexdigest()
-    name = default_storage.save(f"{folder}/{sha256[:16]}-model.tflite", ContentFile(data))
+    name = _save_with_retries(
+        f"{folder}/{sha256[:16]}-model.tflite", lambda: contextlib.nullcontext(ContentFile(data))
+    )
     return StoredArtifact(name=name, sha256=sha256, size=len(data))
 
 

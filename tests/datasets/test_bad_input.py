@@ -259,7 +259,7 @@ def test_an_overhanging_box_is_clipped_with_a_warning_in_the_report(dataset, run
 
 
 def test_a_failed_upload_leaves_no_samples_and_no_files(
-    dataset, run_upload, monkeypatch, stored_names
+    storage_kind, dataset, run_upload, monkeypatch, stored_names
 ):
     monkeypatch.setattr(importing, "CHUNK_SIZE", 2)
     real_store, calls = services.store_sample, []
@@ -279,7 +279,7 @@ def test_a_failed_upload_leaves_no_samples_and_no_files(
 
 
 def test_a_cancelled_upload_leaves_no_samples_and_no_files(
-    dataset, run_upload, monkeypatch, stored_names
+    storage_kind, dataset, run_upload, monkeypatch, stored_names
 ):
     monkeypatch.setattr(importing, "CHUNK_SIZE", 2)
     real_store, calls = services.store_sample, []

@@ -11,7 +11,7 @@ from apps.jobs import services as jobs
 from apps.jobs.models import Job, JobStatus
 from apps.loops import services
 from apps.loops.models import Loop, ModelVersion
-from tests.loops.conftest import tiny_yaml
+from tests.loops.conftest import add_synthetic_samples, tiny_yaml
 
 pytestmark = pytest.mark.slow
 
@@ -36,15 +36,37 @@ def test_train_evaluates_and_auto_deploys_through_the_worker(live_portal, tiny_l
         live_portal,
         what="train → evaluate → deploy",
     )
-    kinds = list(Job.objects.order_by("id").values_list("kind", "status", "trigger"))
+    kinds = list(Job.objects.order_by("id").values_list("kind", "status", "trigger"))[:3]
     assert kinds == [
         ("train", "succeeded", "manual"),
         ("evaluate", "succeeded", "rule"),
         ("deploy", "succeeded", "rule"),
     ]
-    version = ModelVersion.objects.get()
-    assert version.stage == "deployed" and version.gate_passed is True
-    assert version.deployments.get().started_by.startswith("gate passed in evaluation job")
+    v1 = ModelVersion.objects.get()
+    assert v1.stage == "deployed" and v1.gate_passed is True
+    assert v1.deployments.get().started_by.startswith("gate passed in evaluation job")
+
+    # New edge data, and a gate v2 cannot pass: it stays a candidate, with the reason.
+    Loop.objects.filter(pk=loop.pk).update(gate_min_gain={"f1": 0.5})
+    add_synthetic_samples(loop.dataset, 4, domain="edge", split="train", source="device", seed=9)
+    services.start_training(loop, user=admin_user)
+    wait_for(
+        lambda: ModelVersion.objects.filter(number=2, gate_passed__isnull=False).exists(),
+        live_portal,
+        what="v2 trained and evaluated",
+    )
+    v2 = ModelVersion.objects.get(number=2)
+    assert v2.gate_passed is False and v2.stage == "candidate"
+    assert services.version_failures(v2)[0].startswith("Δf1 ")
+    assert Loop.objects.get(pk=loop.pk).deployed_version == v1
+
+    # Forced deploy with a reason, then one-click rollback, both through the worker.
+    services.start_deploy(v2, user=admin_user, action="force", reason="try it on line 3")
+    wait_for(lambda: Loop.objects.get(pk=loop.pk).deployed_version_id == v2.pk, live_portal)
+    services.start_deploy(v1, user=admin_user, action="rollback")
+    wait_for(lambda: Loop.objects.get(pk=loop.pk).deployed_version_id == v1.pk, live_portal)
+    history = list(loop.deployments.order_by("id").values_list("action", "version__number"))
+    assert history == [("deploy", 1), ("force", 2), ("rollback", 1)]
 
 
 def test_killing_the_worker_mid_training_leaves_nothing_half_done(

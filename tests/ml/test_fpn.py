@@ -79,6 +79,16 @@ def test_save_load_round_trip_gives_identical_outputs(loaded, tiny_data, tmp_pat
     assert reloaded.params == loaded.params
 
 
+def test_load_keeps_explicit_hyperparameters_but_not_architecture(tiny_archive):
+    model = FPNModel(score_threshold=0.2, max_iteration=7, input_size=320)
+    model.load(tiny_archive)
+    assert model.params["score_threshold"] == 0.2 and model.params["max_iteration"] == 7
+    assert model.input_size == 64  # from the archive
+    plain = FPNModel()
+    plain.load(tiny_archive)
+    assert plain.params["seed"] == TINY_FPN["seed"] and plain.params["max_iteration"] == 6
+
+
 def test_few_training_steps_reduce_the_loss(tiny_data):
     model = FPNModel(**TINY_FPN, max_iteration=1)
     model.train(tiny_data, learning_rate=1e-7)  # builds the network, practically unchanged

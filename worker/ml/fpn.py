@@ -132,12 +132,15 @@ class FPNModel:
         ),
         Param("seed", int, 0),
     )
-    # Hyperparameters that change the network's shape: a loaded archive's values win.
+    # Hyperparameters that fix the network's shape: on load() the archive's values always win.
     ARCHITECTURE_KEYS = ("input_size", "backbone_width", "fpn_channels", "class_names")
 
     def __init__(self, **kwargs):
         self.params = validate_params(self.HYPERPARAMETERS, kwargs, "FPN")
         self._check_params(self.params)
+        # Given explicitly (e.g. from the algorithm YAML): these survive load(), except the
+        # architecture keys; everything else is taken from the loaded archive.
+        self._explicit_keys = set(kwargs) - set(self.ARCHITECTURE_KEYS)
         self.anchor_spec = AnchorSpec()
         self.model = None
         self.checkpoint_path: str | None = None
@@ -550,7 +553,11 @@ class FPNModel:
         return model_path
 
     def load(self, model_url=None, expected_sha256: str | None = None) -> str:
-        """Load an archive written by ``save``; verifies its sha256 values. Returns the path."""
+        """Load an archive written by ``save``; verifies its sha256 values. Returns the path.
+
+        The archive's architecture (input size, widths, class names) always wins; other
+        hyperparameters given to the constructor are kept, the rest come from the archive.
+        """
         import keras
 
         from worker.ml.fpn_network import make_forward
@@ -564,11 +571,9 @@ class FPNModel:
             raise ModelArchiveError(f"{model_url}: cannot load model.keras: {exc}") from exc
         finally:
             shutil.rmtree(extracted, ignore_errors=True)
-        hyperparameters = {
-            k: v
-            for k, v in config.get("hyperparameters", {}).items()
-            if k in {p.name for p in self.HYPERPARAMETERS}
-        }
+        known = {p.name for p in self.HYPERPARAMETERS}
+        hyperparameters = {k: v for k, v in config.get("hyperparameters", {}).items() if k in known}
+        hyperparameters.update({k: self.params[k] for k in self._explicit_keys})
         self.params = validate_params(self.HYPERPARAMETERS, hyperparameters, "FPN")
         self.anchor_spec = AnchorSpec.from_dict(config["anchors"])
         self.model = model
