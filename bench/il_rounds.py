@@ -75,6 +75,7 @@ def parse_args(argv=None):
         help="gate: largest allowed drop of regression mAP vs the initial model",
     )
     parser.add_argument("--json-out", help="write all per-round results here")
+    parser.add_argument("--initial-cache", help="directory to keep/reuse the initial models")
     args = parser.parse_args(argv)
     small = dict(
         rounds=2,
@@ -197,13 +198,32 @@ def run_strategy(name, args, seed, data, initial_path, initial_scores, log):
     return rows
 
 
-def mean_std(values):
+def initial_model(args, seed, data):
+    """Train the initial model, or reuse one from ``--initial-cache`` with equal settings."""
+    name = (
+        f"initial-s{seed}-px{args.input_size}-n{args.initial_images}-steps{args.initial_steps}.zip"
+    )
+    cached = Path(args.initial_cache) / name if args.initial_cache else None
+    model = FPNModel(input_size=args.input_size, seed=seed, max_iteration=args.initial_steps)
+    if cached is not None and cached.is_file():
+        model.load(cached)
+        return model, str(cached)
+    model.train(data["initial_train"])
+    path = model.save(cached if cached is not None else Path(model.work_dir) / name)
+    return model, path
+
+
+def mean_std(values, digits=3):
     if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def main(argv=None):
+    if argv is None and len(sys.argv) == 3 and sys.argv[1] == "--summarise":
+        saved = json.loads(Path(sys.argv[2]).read_text())  # reprint tables of a finished run
+        summarise(saved["args"], saved["initial"], saved["rounds"])
+        return
     args = parse_args(argv)
     print(f"# il_rounds {vars(args)}", flush=True)
     header = (
@@ -252,10 +272,8 @@ def main(argv=None):
     started = time.perf_counter()
     for seed in args.seeds:
         data = make_data(args, seed)
-        initial = FPNModel(input_size=args.input_size, seed=seed, max_iteration=args.initial_steps)
         initial_started = time.perf_counter()
-        initial_path = initial.train(data["initial_train"])
-        initial_path = initial.save(Path(initial.work_dir) / f"initial-{seed}.zip")
+        initial, initial_path = initial_model(args, seed, data)
         scores = measure(initial, data)
         scores["gate_edge_mAP"] = initial.evaluate(data["edge_gate"], metric="mAP")["mAP"]
         scores["gate_regression_mAP"] = initial.evaluate(data["regression_gate"], metric="mAP")[
@@ -278,32 +296,61 @@ def main(argv=None):
         for name in args.strategies:
             all_rows += run_strategy(name, args, seed, data, initial_path, scores, log)
 
-    last_round = [row for row in all_rows if row["round"] == args.rounds]
-    print(f"\n## Final round ({args.rounds}), mean ± std over seeds {args.seeds}\n")
-    print(
-        "| strategy | labels | samples_transfer_ratio | edge mAP | edge AP50 | edge F1 "
-        "| initial mAP | forgetting |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
-
-    def table_row(name, rows):
-        print(
-            f"| {name} | {rows[0]['labels']} | {rows[0]['samples_transfer_ratio']:.3f} | "
-            + " | ".join(
-                mean_std([r[k] for r in rows])
-                for k in ("edge_mAP", "edge_AP50", "edge_f1", "initial_mAP", "forgetting")
-            )
-            + " |"
-        )
-
-    table_row("initial model", initial_rows)
-    for name in args.strategies:
-        table_row(name, [row for row in last_round if row["strategy"] == name])
     print(f"\ntotal wall time {time.perf_counter() - started:.0f} s")
+    summarise(vars(args), initial_rows, all_rows)
     if args.json_out:
         Path(args.json_out).write_text(
             json.dumps({"args": vars(args), "initial": initial_rows, "rounds": all_rows}, indent=1)
         )
+
+
+def summarise(settings: dict, initial_rows: list, all_rows: list) -> None:
+    """Print the markdown tables: every round (mean over seeds), and the final comparison."""
+    seeds, rounds = settings["seeds"], settings["rounds"]
+    metrics = ("edge_mAP", "edge_AP50", "edge_f1", "initial_mAP", "forgetting")
+    print(f"\n## Per round, mean ± std over seeds {seeds}\n")
+    print(
+        "| strategy | round | labels | STR | replaced | edge mAP | edge AP50 | edge F1 "
+        "| initial mAP | forgetting | wall s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for name in settings["strategies"]:
+        for round_index in range(1, rounds + 1):
+            rows = [r for r in all_rows if r["strategy"] == name and r["round"] == round_index]
+            print(
+                f"| {name} | {round_index} | {rows[0]['labels']} | "
+                f"{rows[0]['samples_transfer_ratio']:.3f} | "
+                f"{sum(r['replaced'] for r in rows)}/{len(rows)} | "
+                + " | ".join(mean_std([r[k] for r in rows]) for k in metrics)
+                + f" | {statistics.mean(r['wall_s'] for r in rows):.0f} |"
+            )
+
+    last_round = [row for row in all_rows if row["round"] == rounds]
+    random_f1 = {r["seed"]: r["edge_f1"] for r in last_round if r["strategy"] == "Random"}
+    print(f"\n## After round {rounds}, mean ± std over seeds {seeds}\n")
+    print(
+        "| strategy | labels | samples_transfer_ratio | edge mAP | edge AP50 | edge F1 "
+        "| F1 gain over Random (points) | initial mAP | forgetting |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+
+    def table_row(name, rows):
+        cells = [mean_std([r[k] for r in rows]) for k in metrics]
+        if random_f1 and name != "initial model":
+            gain = mean_std([100 * (r["edge_f1"] - random_f1[r["seed"]]) for r in rows], 1)
+        else:
+            gain = "–"
+        print(
+            f"| {name} | {rows[0]['labels']} | {rows[0]['samples_transfer_ratio']:.3f} | "
+            + " | ".join(cells[:3])
+            + f" | {gain} | "
+            + " | ".join(cells[3:])
+            + " |"
+        )
+
+    table_row("initial model", initial_rows)
+    for name in settings["strategies"]:
+        table_row(name, [row for row in last_round if row["strategy"] == name])
 
 
 if __name__ == "__main__":

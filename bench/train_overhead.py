@@ -49,13 +49,13 @@ def run(args) -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+    from apps.datasets.demo import add_generated_samples
     from apps.datasets.services import create_dataset
     from apps.jobs import services as jobs
     from apps.jobs.runner import run_job
     from apps.loops import services
     from apps.loops.models import ModelVersion
     from apps.loops.training import run_training
-    from tests.loops.conftest import add_synthetic_samples
     from worker.ml.fpn import FPNModel
     from worker.ml.synthetic import CLASS_NAMES, generate_samples
 
@@ -64,8 +64,7 @@ def run(args) -> None:
         f"    {key}: {value}\n" for key, value in hyperparameters.items()
     )
     dataset = create_dataset(name="bench", class_names=list(CLASS_NAMES))
-    add_synthetic_samples(dataset, args.images, domain="initial", split="train", source="generator",
-                          seed=0)  # fmt: skip
+    add_generated_samples(dataset, count=args.images, image_size=64, split="train")
     # 64 px images, as stored: the direct side gets the very same pixels.
     direct_data = generate_samples(args.images, "initial", seed=0, image_size=64)
     jobs._enqueue = lambda *a: None  # noqa: SLF001  (no broker: the body runs here)

@@ -4,6 +4,7 @@ An edge client sends `Authorization: Bearer <device token>`. It acts as a device
 person who created the token: it may do what roles.DEVICE_PERMISSIONS lists, nothing more.
 """
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 
 from apps.accounts.models import DeviceToken
@@ -70,3 +71,17 @@ class ModelPermissions(permissions.BasePermission):
         if needed is None:
             return request.method == "OPTIONS"
         return request.user.has_perm(needed)
+
+
+class DeviceTokenScheme(OpenApiAuthenticationExtension):
+    """Tells the OpenAPI schema how device tokens are sent."""
+
+    target_class = DeviceTokenAuthentication
+    name = "deviceToken"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A device token from the portal's Devices page (edge clients).",
+        }

@@ -45,8 +45,6 @@ class DemoResult:
 def seed_demo(*, images: int = 60, seed: int = 0, image_size: int = 192, user=None) -> DemoResult:
     """Creates (or tops up) the demo dataset; running it twice stores nothing twice."""
     synthetic = load_generator()
-    from PIL import Image
-
     dataset = Dataset.objects.filter(name=DEMO_DATASET_NAME).first()
     if dataset is not None and dataset.samples.count() >= images:
         return DemoResult(dataset, 0, already_there=True)
@@ -57,9 +55,29 @@ def seed_demo(*, images: int = 60, seed: int = 0, image_size: int = 192, user=No
             description="Synthetic safety-gear images of the initial domain (seed_demo).",
             created_by=user,
         )
+    created = add_generated_samples(
+        dataset, count=images, domain="initial", seed=seed, image_size=image_size
+    )
+    return DemoResult(dataset, created, already_there=False)
+
+
+def add_generated_samples(
+    dataset: Dataset,
+    *,
+    count: int,
+    domain: str = "initial",
+    seed: int = 0,
+    image_size: int = 192,
+    split: str | None = None,
+    source: str = SampleSource.GENERATOR,
+) -> int:
+    """Stores `count` labeled images of the generator's `domain`; returns how many were new."""
+    synthetic = load_generator()
+    from PIL import Image
+
     created = 0
-    for index in range(images):
-        pixels, labels = synthetic.generate_image(index, "initial", seed, image_size)
+    for index in range(count):
+        pixels, labels = synthetic.generate_image(index, domain, seed, image_size)
         buffer = io.BytesIO()
         Image.fromarray(pixels).save(buffer, format="PNG")
         boxes = [
@@ -70,10 +88,11 @@ def seed_demo(*, images: int = 60, seed: int = 0, image_size: int = 192, user=No
             stored = services.store_sample(
                 dataset,
                 buffer.getvalue(),
-                original_name=f"initial_{index:06d}.png",
-                source=SampleSource.GENERATOR,
+                original_name=f"{domain}_{seed}_{index:06d}.png",
+                source=source,
                 boxes=boxes,
+                split=split,
                 annotation_source=AnnotationSource.GENERATOR,
             )
         created += stored.created
-    return DemoResult(dataset, created, already_there=False)
+    return created

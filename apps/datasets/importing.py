@@ -7,20 +7,27 @@ uploads again, and nothing already stored is touched).
 """
 
 import contextlib
+import hashlib
 import posixpath
 import shutil
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from django.core.files.storage import default_storage
 from django.db import transaction
 
 from apps.datasets import services
-from apps.datasets.boxes import BoxRejected, to_pixels
+from apps.datasets.boxes import BoxRejected, check_boxes, to_pixels
 from apps.datasets.formats import coco, voc, yolo
 from apps.datasets.formats.base import Bundle, ParsedLabels, split_from_path
-from apps.datasets.image_checks import ImageRejected, check_image, looks_like_image_name
+from apps.datasets.image_checks import (
+    ImageInfo,
+    ImageRejected,
+    check_image,
+    looks_like_image_name,
+)
 from apps.datasets.models import Dataset, Sample, SampleSource
 from apps.datasets.zip_safety import ZIP_MAGIC, ArchiveRejected, EntryRejected, SafeZip
 
@@ -39,9 +46,12 @@ UNKNOWN_CLASSES_ADD = "add"
 # Samples are committed in chunks, so progress is visible and a crash loses little; a failed
 # or cancelled import then removes every sample it created (see discard_import).
 CHUNK_SIZE = 50
+# Threads that write a chunk's images to storage at once (S3 round trips overlap).
+STORAGE_WRITERS = 8
 
 
 class ImportOutcome:
+    READ = "read"  # an annotation or side file that was used
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"
     REJECTED = "rejected"
@@ -64,7 +74,7 @@ class ImportReport:
     def as_dict(self) -> dict:
         counts = {
             outcome: self.count(outcome)
-            for outcome in ("accepted", "duplicate", "rejected", "warning", "ignored")
+            for outcome in ("accepted", "duplicate", "rejected", "warning", "ignored", "read")
         }
         return {
             "format": self.format,
@@ -140,37 +150,38 @@ def import_bundle(
         else:
             _apply_class_policy(dataset, parsed, options, report, refused)
             dataset.refresh_from_db()
+    if parsed is not None:
+        for name in parsed.annotation_files:
+            if name not in parsed.file_problems and name not in parsed.missing_images:
+                report.add(name, ImportOutcome.READ, f"{parsed.format.upper()} labels read")
     handled = set(images) | set(parsed.annotation_files if parsed else [])
     for name in bundle.names:
-        if name not in handled and not _is_side_file(name):
+        if name in handled:
+            continue
+        if _is_side_file(name) and parsed is not None:
+            report.add(name, ImportOutcome.READ, "class names or split lists read")
+        else:
             report.add(name, ImportOutcome.IGNORED, "not an image or an annotation file")
 
-    chunk_start = 0
-    while chunk_start < len(images):
-        chunk = images[chunk_start : chunk_start + CHUNK_SIZE]
-        written: list[str] = []
-        try:
-            with transaction.atomic():
-                for path in chunk:
-                    _import_one(
-                        dataset,
-                        bundle,
-                        path,
-                        labels,
-                        refused,
-                        parsed,
-                        options,
-                        user,
-                        job_id,
-                        report,
-                        written,
-                    )
-        except BaseException:
-            # The chunk's rows were rolled back: their files must go too.
-            services.delete_files(written)
-            raise
-        chunk_start += len(chunk)
-        on_progress(chunk_start, len(images))
+    seen: dict[str, str] = {}  # sha256 → the first file of this upload with that image
+    with ThreadPoolExecutor(STORAGE_WRITERS, thread_name_prefix="import-write") as writers:
+        for chunk_start in range(0, len(images), CHUNK_SIZE):
+            chunk = images[chunk_start : chunk_start + CHUNK_SIZE]
+            _import_chunk(
+                dataset,
+                bundle,
+                chunk,
+                labels,
+                refused,
+                parsed,
+                options,
+                user,
+                job_id,
+                report,
+                seen,
+                writers,
+            )
+            on_progress(chunk_start + len(chunk), len(images))
     return report
 
 
@@ -210,46 +221,124 @@ def _apply_class_policy(dataset, parsed, options, report, refused) -> None:
             )
 
 
-def _import_one(
-    dataset, bundle, path, labels, refused, parsed, options, user, job_id, report, written
-):
-    if path in refused:
-        report.add(path, ImportOutcome.REJECTED, refused[path])
-        return
+@dataclass
+class _Checked:
+    path: str
+    data: bytes
+    info: ImageInfo
+    sha256: str
+    boxes: list | None
+    split: str | None
+    warnings: list[str]
+    stored_name: str = ""
+
+
+def _check_one(dataset, bundle, path, labels, parsed) -> _Checked:
+    """Everything about one image that needs no database: raises with the reason to reject."""
+    data = bundle.read(path)
+    info = check_image(data)
+    boxes = labels.get(path)
+    if boxes is not None and parsed.normalized:
+        boxes = to_pixels(boxes, info.width, info.height)
+    warnings = []
+    if boxes:
+        checked = check_boxes(boxes, info.width, info.height, dataset.class_names)
+        boxes, warnings = checked.boxes, checked.warnings
+    split = (parsed.splits.get(path) if parsed else None) or split_from_path(path)
+    return _Checked(path, data, info, hashlib.sha256(data).hexdigest(), boxes, split, warnings)
+
+
+def _import_chunk(
+    dataset, bundle, chunk, labels, refused, parsed, options, user, job_id, report, seen, writers
+) -> None:
+    """Checks the chunk's images, writes the new ones to storage in parallel (object stores
+    answer slowly, not busily), then records them in one transaction. If that transaction rolls
+    back, the files it would have recorded are removed."""
+    checked: list[_Checked] = []
+    for path in chunk:
+        if path in refused:
+            report.add(path, ImportOutcome.REJECTED, refused[path])
+            continue
+        try:
+            item = _check_one(dataset, bundle, path, labels, parsed)
+        except (EntryRejected, ImageRejected, BoxRejected) as exc:
+            report.add(path, ImportOutcome.REJECTED, str(exc))
+            continue
+        if item.sha256 in seen:
+            report.add(
+                path,
+                ImportOutcome.DUPLICATE,
+                f"the same image as {seen[item.sha256]} in this upload: stored once",
+            )
+            continue
+        seen[item.sha256] = path
+        checked.append(item)
+    existing = dict(
+        Sample.objects.filter(dataset=dataset, sha256__in=[c.sha256 for c in checked]).values_list(
+            "sha256", "pk"
+        )
+    )
+    new = []
+    for item in checked:
+        if item.sha256 in existing:
+            report.add(
+                item.path,
+                ImportOutcome.DUPLICATE,
+                f"the same image is already sample #{existing[item.sha256]}: not stored again",
+            )
+        else:
+            new.append(item)
+    futures = [
+        writers.submit(services.write_image_file, dataset.pk, c.sha256, c.info, c.data) for c in new
+    ]
+    written: list[str] = []
+    failure = None
+    for item, future in zip(new, futures, strict=True):
+        try:  # wait for every write, so that none is left running when this chunk gives up
+            item.stored_name = future.result()
+            written.append(item.stored_name)
+        except BaseException as exc:
+            failure = failure or exc
     try:
-        data = bundle.read(path)
-        info = check_image(data)
-        boxes = labels.get(path)
-        if boxes is not None and parsed.normalized:
-            boxes = to_pixels(boxes, info.width, info.height)
-        split = (parsed.splits.get(path) if parsed else None) or split_from_path(path)
+        if failure is not None:
+            raise failure
+        with transaction.atomic():
+            for item in new:
+                _record_one(dataset, item, options, user, job_id, report)
+    except BaseException:
+        services.delete_files(written)
+        raise
+
+
+def _record_one(dataset, item: _Checked, options, user, job_id, report) -> None:
+    try:
         stored = services.store_sample(
             dataset,
-            data,
-            original_name=posixpath.basename(path),
+            item.data,
+            original_name=posixpath.basename(item.path),
             source=options.source,
             user=user,
-            boxes=boxes,
-            split=split,
+            boxes=item.boxes,
+            split=item.split,
             import_job_id=job_id,
-            image_info=info,
+            image_info=item.info,
+            sha256=item.sha256,
+            stored_name=item.stored_name,
         )
-    except (EntryRejected, ImageRejected, BoxRejected, services.DatasetError) as exc:
-        report.add(path, ImportOutcome.REJECTED, str(exc))
+    except (ImageRejected, BoxRejected, services.DatasetError) as exc:
+        report.add(item.path, ImportOutcome.REJECTED, str(exc))
         return
-    if stored.created:
-        written.append(stored.sample.image.name)
-    else:
+    if not stored.created:  # another upload stored it a moment ago
         report.add(
-            path,
+            item.path,
             ImportOutcome.DUPLICATE,
             f"the same image is already sample #{stored.sample.pk}: not stored again",
         )
         return
-    note = "labeled" if boxes is not None else "unlabeled"
-    if boxes is not None:
-        note += f", {len(boxes)} box{'es' if len(boxes) != 1 else ''}"
-    report.add(path, ImportOutcome.ACCEPTED, "; ".join([note, *stored.warnings]))
+    note = "labeled" if item.boxes is not None else "unlabeled"
+    if item.boxes is not None:
+        note += f", {len(item.boxes)} box{'es' if len(item.boxes) != 1 else ''}"
+    report.add(item.path, ImportOutcome.ACCEPTED, "; ".join([note, *item.warnings]))
 
 
 # --- Uploaded files → a bundle ------------------------------------------------------------

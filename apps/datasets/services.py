@@ -162,23 +162,34 @@ def store_sample(
     import_job_id: int | None = None,
     image_info: ImageInfo | None = None,
     annotation_source: str = AnnotationSource.IMPORT,
+    sha256: str | None = None,
+    stored_name: str | None = None,
 ) -> StoredSample:
     """Stores one image (and its first annotation when `boxes` is given, [] meaning "no objects").
 
     A duplicate of an image already in the dataset is not stored again: created=False.
     Raises ImageRejected / BoxRejected with the reason; nothing is stored then.
+    `stored_name`: the file was already written there (by write_image_file); this call then owns
+    it and removes it if no sample is created.
     """
-    info = image_info or check_image(data)
-    checked = check_boxes(boxes, info.width, info.height, dataset.class_names) if boxes else None
-    sha256 = hashlib.sha256(data).hexdigest()
-    existing = Sample.objects.filter(dataset=dataset, sha256=sha256).only("pk").first()
-    if existing is not None:
-        return StoredSample(Sample.objects.get(pk=existing.pk), created=False)
-    if split is not None and split not in Split.values:
-        raise DatasetError(f"Unknown split {split!r}; choose from {', '.join(Split.values)}.")
-    name = default_storage.save(
-        image_storage_name(dataset.pk, sha256, info.extension), ContentFile(data)
-    )
+    try:
+        info = image_info or check_image(data)
+        checked = (
+            check_boxes(boxes, info.width, info.height, dataset.class_names) if boxes else None
+        )
+        sha256 = sha256 or hashlib.sha256(data).hexdigest()
+        existing = Sample.objects.filter(dataset=dataset, sha256=sha256).only("pk").first()
+        if existing is not None:
+            if stored_name:
+                default_storage.delete(stored_name)
+            return StoredSample(Sample.objects.get(pk=existing.pk), created=False)
+        if split is not None and split not in Split.values:
+            raise DatasetError(f"Unknown split {split!r}; choose from {', '.join(Split.values)}.")
+    except BaseException:
+        if stored_name:
+            default_storage.delete(stored_name)
+        raise
+    name = stored_name or write_image_file(dataset.pk, sha256, info, data)
     try:
         with transaction.atomic():
             sample = Sample.objects.create(
@@ -208,6 +219,13 @@ def store_sample(
         default_storage.delete(name)
         raise
     return StoredSample(sample, created=True, warnings=checked.warnings if checked else [])
+
+
+def write_image_file(dataset_id: int, sha256: str, info: ImageInfo, data: bytes) -> str:
+    """Writes the image under its content-addressed name; returns the name storage chose."""
+    return default_storage.save(
+        image_storage_name(dataset_id, sha256, info.extension), ContentFile(data)
+    )
 
 
 def delete_sample(sample_id: int) -> None:

@@ -8,51 +8,6 @@ from django.core.files.base import ContentFile
 from tests.factories import DatasetFactory
 
 
-@pytest.fixture(scope="session")
-def moto_endpoint():
-    """A real S3 API (moto in server mode) on a loopback port, for the whole session."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def s3_storage(moto_endpoint, settings, request):
-    """Default storage on a fresh bucket of the moto server, through django-storages."""
-    import boto3
-
-    bucket = f"ilportal-test-{abs(hash(request.node.nodeid)) % 10**10}"
-    client = boto3.client(
-        "s3",
-        endpoint_url=moto_endpoint,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        region_name="us-east-1",
-    )
-    client.create_bucket(Bucket=bucket)
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {
-            "BACKEND": "storages.backends.s3.S3Storage",
-            "OPTIONS": {
-                "bucket_name": bucket,
-                "endpoint_url": moto_endpoint,
-                "access_key": "test",
-                "secret_key": "test",
-                "region_name": "us-east-1",
-                "default_acl": None,
-                "file_overwrite": False,
-                "querystring_auth": True,
-            },
-        },
-    }
-    yield client, bucket
-
-
 @pytest.fixture(params=["local", "s3"])
 def storage_kind(request):
     """Runs a test once on local files and once on the S3 server."""

@@ -303,3 +303,20 @@ def test_two_files_with_the_same_name_are_not_silently_merged(dataset, run_uploa
     lines = [line for line in job.result["report"] if line["file"] == "a.png"]
     assert sorted(line["outcome"] for line in lines) == ["accepted", "rejected"]
     assert "same name" in next(line for line in lines if line["outcome"] == "rejected")["message"]
+
+
+def test_a_storage_write_failure_removes_the_files_written_beside_it(
+    storage_kind, dataset, run_upload, monkeypatch, stored_names
+):
+    real_write = services.write_image_file
+
+    def write_or_fail(dataset_id, sha256, info, data):
+        if data == image_bytes(3):
+            raise OSError("disk full")
+        return real_write(dataset_id, sha256, info, data)
+
+    monkeypatch.setattr(services, "write_image_file", write_or_fail)
+    job = run_upload(dataset, [(f"{i}.png", image_bytes(i)) for i in range(6)])
+    assert job.status == "failed" and "disk full" in job.message
+    assert Sample.objects.count() == 0
+    assert stored_names() == []

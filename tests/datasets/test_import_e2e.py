@@ -33,7 +33,7 @@ def test_a_worker_imports_an_upload_and_reports_every_file(live_portal):
         time.sleep(0.2)
     assert job.status == "succeeded", live_portal.read_logs()
     assert job.result["counts"] == {
-        "accepted": 2, "duplicate": 0, "rejected": 1, "warning": 0, "ignored": 0
+        "accepted": 2, "duplicate": 0, "rejected": 1, "warning": 0, "ignored": 0, "read": 1
     }  # fmt: skip
     assert job.worker.startswith("test-")
     assert "rejected: images/bad.png: not an image" in job.log

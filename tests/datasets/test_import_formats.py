@@ -48,6 +48,9 @@ def test_a_coco_zip_is_detected_and_imported_with_its_boxes(dataset, run_upload)
     c = Sample.objects.get(original_name="c.png")
     assert c.status == SampleStatus.UNLABELED and c.current_annotation is None
     assert report_line(job, "images/c.png")["message"] == "unlabeled"
+    assert report_line(job, "annotations.json") == {
+        "file": "annotations.json", "outcome": "read", "message": "COCO labels read"
+    }  # fmt: skip
 
 
 def test_a_voc_zip_is_detected_and_imported(dataset, run_upload):
@@ -72,6 +75,8 @@ def test_a_yolo_zip_is_detected_with_classes_txt_and_split_directories(dataset, 
     }
     job = run_upload(dataset, [("yolo.zip", zip_bytes(files))])
     assert job.result["format"] == "yolo", job.result
+    assert report_line(job, "classes.txt")["outcome"] == "read"
+    assert report_line(job, "labels/val/a.txt")["outcome"] == "read"
     a = Sample.objects.get(original_name="a.png")
     assert boxes_of(a) == [("cone", 24, 12, 40, 36), ("helmet", 0, 0, 16, 24)]
     assert a.split == "eval"

@@ -1,9 +1,4 @@
-import io
-
 import pytest
-from PIL import Image
-
-from tests.datasets.conftest import moto_endpoint, s3_storage  # noqa: F401  (fixtures)
 
 # A tiny network and few steps keep each training in seconds on 2 CPU cores.
 TINY_YAML = """
@@ -28,31 +23,13 @@ def tiny_yaml(steps: int = 6) -> str:
     return TINY_YAML.format(steps=steps)
 
 
-def add_synthetic_samples(dataset, count, *, domain, split, source, seed, start=0):
-    """Labeled samples from the ML core's generator, stored through the datasets service."""
-    from apps.datasets.formats.base import LabeledBox
-    from apps.datasets.services import store_sample
-    from worker.ml.synthetic import CLASS_NAMES, generate_samples
+def add_synthetic_samples(dataset, count, *, domain, split, source, seed):
+    """Labeled 64 px samples from the ML core's generator, stored through the datasets service."""
+    from apps.datasets.demo import add_generated_samples
 
-    data = generate_samples(count, domain, seed=seed, image_size=64, start=start)
-    samples = []
-    for image, labels in zip(data.x, data.y, strict=True):
-        buffer = io.BytesIO()
-        Image.fromarray(image).save(buffer, format="PNG")
-        boxes = [
-            LabeledBox(CLASS_NAMES[int(c)], float(x1), float(y1), float(x2), float(y2))
-            for x1, y1, x2, y2, c in labels.tolist()
-        ]
-        stored = store_sample(
-            dataset,
-            buffer.getvalue(),
-            original_name=f"{domain}-{seed}-{len(samples)}.png",
-            source=source,
-            boxes=boxes,
-            split=split,
-        )
-        samples.append(stored.sample)
-    return samples
+    return add_generated_samples(
+        dataset, count=count, domain=domain, seed=seed, image_size=64, split=split, source=source
+    )
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ def test_runportal_starts_embedded_services_serves_healthz_and_stops_cleanly(tmp
     env.update({"VAR_DIR": str(var_dir), "DJANGO_SETTINGS_MODULE": "ilportal.settings"})
     output = (tmp_path / "runportal.log").open("w+")
     portal = subprocess.Popen(
-        [sys.executable, "manage.py", "runportal", "--port", str(port)],
+        [sys.executable, "manage.py", "runportal", "--port", str(port), "--stop-timeout", "5"],
         cwd=REPO,
         env=env,
         stdout=output,
@@ -58,6 +58,7 @@ def test_runportal_starts_embedded_services_serves_healthz_and_stops_cleanly(tmp
         workers = report["checks"]["worker"]["workers"]
         assert sorted(w.split("@")[0] for w in workers) == ["default", "train"]
         assert "First admin account created" in log
+        assert "Demo: dataset 'demo-initial' and loop 'demo'" in log
         assert (var_dir / "db.sqlite3").exists() and (var_dir / "secret_key").exists()
         children = psutil.Process(portal.pid).children(recursive=True)
         assert len(children) >= 5  # redis, web, two workers, beat (and the workers' pools)

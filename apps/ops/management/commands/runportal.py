@@ -22,8 +22,13 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
         parser.add_argument("--default-concurrency", type=int, default=2)
         parser.add_argument("--stop-timeout", type=float, default=20)
+        parser.add_argument(
+            "--no-demo",
+            action="store_true",
+            help="On the first start, skip the demo dataset and the demo loop.",
+        )
 
-    def handle(self, *args, host, port, default_concurrency, stop_timeout, **options):
+    def handle(self, *args, host, port, default_concurrency, stop_timeout, no_demo, **options):
         supervisor = Supervisor(stop_timeout_s=stop_timeout, out=self.stdout)
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": "ilportal.settings"}
         env["VAR_DIR"] = str(settings.VAR_DIR)
@@ -38,7 +43,9 @@ class Command(BaseCommand):
             supervisor.say("runportal", "embedded Redis started (set REDIS_URL to use your own)")
 
         try:
-            self._prepare_database()
+            first_start = self._prepare_database()
+            if first_start and not no_demo:
+                self._seed_demo()
             python = sys.executable
             celery = [python, "-m", "celery", "-A", "ilportal"]
             worker = celery + ["worker", "-l", "info", "--without-mingle", "--without-gossip"]
@@ -70,19 +77,39 @@ class Command(BaseCommand):
             raise
         sys.exit(supervisor.wait())
 
-    def _prepare_database(self):
+    def _prepare_database(self) -> bool:
+        """Migrates and creates the first admin; True on the very first start."""
         call_command("migrate", interactive=False, verbosity=0)
         first_admin = ensure_first_admin()
-        if first_admin is not None:
-            credentials = settings.VAR_DIR / "first-admin.txt"
-            credentials.touch(mode=0o600)
-            credentials.write_text(
-                f"username: {first_admin.username}\npassword: {first_admin.password}\n"
+        if first_admin is None:
+            return False
+        credentials = settings.VAR_DIR / "first-admin.txt"
+        credentials.touch(mode=0o600)
+        credentials.write_text(
+            f"username: {first_admin.username}\npassword: {first_admin.password}\n"
+        )
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"\nFirst admin account created:  username {first_admin.username}  "
+                f"password {first_admin.password}\n(also saved in {credentials}; change it "
+                "after logging in)\n"
             )
+        )
+        return True
+
+    def _seed_demo(self):
+        """A new user sees the loop work at once: demo data, and a demo loop that trains."""
+        from apps.datasets.demo import GeneratorMissing, seed_demo
+        from apps.loops.demo import create_demo_loop
+
+        try:
+            dataset = seed_demo().dataset
+        except GeneratorMissing as exc:
+            self.stdout.write(self.style.WARNING(str(exc)))
+            return
+        loop = create_demo_loop(dataset)
+        if loop is not None:
             self.stdout.write(
-                self.style.SUCCESS(
-                    f"\nFirst admin account created:  username {first_admin.username}  "
-                    f"password {first_admin.password}\n(also saved in {credentials}; change it "
-                    "after logging in)\n"
-                )
+                f"Demo: dataset {dataset.name!r} and loop {loop.name!r}; its first model is "
+                "training now (Loops → demo)."
             )
