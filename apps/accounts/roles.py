@@ -24,8 +24,7 @@ _VIEW = [
 ROLE_PERMISSIONS: dict[str, list[str] | None] = {
     ADMIN: None,  # every permission
     # Labelers upload and label; deleting (datasets or samples) is for admins.
-    LABELER: _VIEW
-    + ["datasets.add_sample", "datasets.change_sample", "datasets.add_annotation"],
+    LABELER: _VIEW + ["datasets.add_sample", "datasets.change_sample", "datasets.add_annotation"],
     VIEWER: _VIEW,
 }
 

@@ -39,7 +39,7 @@ class JobProgress:
     def update(
         self, percent: float, message: str = "", *, force: bool = False, point: dict | None = None
     ) -> None:
-        """`point` (e.g. {"step": 10, "loss": 0.8}) is kept for the job's chart, even if throttled."""
+        """`point` ({"step": 10, "loss": 0.8}) is kept for the job's chart, even when throttled."""
         if point is not None:
             self._chart = (self._chart or []) + [point]
             if len(self._chart) > MAX_CHART_POINTS:

@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from apps.jobs import events
 from apps.jobs.kinds import get_kind
-from apps.jobs.signals import job_lost
 from apps.jobs.models import ACTIVE_STATUSES, Job, JobStatus, JobTrigger
+from apps.jobs.signals import job_lost
 
 logger = logging.getLogger(__name__)
 
