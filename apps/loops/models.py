@@ -148,6 +148,20 @@ class Evaluation(models.Model):
     def __str__(self):
         return f"{self.version} on the {self.evaluation_set} set"
 
+    def change(self, metric: str) -> float | None:
+        """This version minus the deployed baseline; on the regression set, -forgetting."""
+        if not self.baseline_metrics:
+            return None
+        return self.metrics[metric] - self.baseline_metrics[metric]
+
+    @property
+    def map_change(self) -> float | None:
+        return self.change("mAP")
+
+    @property
+    def f1_change(self) -> float | None:
+        return self.change("f1")
+
 
 class DeploymentAction(models.TextChoices):
     DEPLOY = "deploy"

@@ -1,6 +1,8 @@
 """Verbs on loops and model versions: create, add an initial model, train, evaluate, deploy."""
 
+import json
 import os
+import re
 import shutil
 import tempfile
 from urllib.parse import urlparse
@@ -36,9 +38,9 @@ def default_algorithm_yaml(class_names: list[str] | None = None) -> str:
 
     text = DEFAULT_ALGORITHM_PATH.read_text()
     if class_names:
-        text = text.replace(
-            "class_names: [helmet, vest, cone]", f"class_names: [{', '.join(class_names)}]"
-        )
+        # JSON strings are valid YAML, whatever characters a class name holds.
+        listed = ", ".join(json.dumps(name) for name in class_names)
+        text = re.sub(r"class_names: \[[^\]]*\]", f"class_names: [{listed}]", text, count=1)
     return text
 
 

@@ -2,6 +2,7 @@
 
 import pytest
 
+from apps.datasets.services import labeled_snapshot
 from apps.jobs import services as jobs
 from apps.jobs.models import Job, JobStatus
 from apps.jobs.runner import run_job
@@ -31,7 +32,9 @@ def test_train_registers_a_candidate_with_its_lineage_and_artifacts(tiny_loop, a
     version = ModelVersion.objects.get()
     assert job.result["version"] == "v1" and version.stage == Stage.CANDIDATE
     assert version.train_job_id == job.pk and version.parent is None
-    assert len(version.snapshot) == 16 and version.new_samples == 16
+    labeled_train = labeled_snapshot(tiny_loop.dataset_id, split="train")
+    assert len(labeled_train) == 16 and version.new_samples == 16
+    assert [tuple(pair) for pair in version.snapshot] == labeled_train
     assert version.artifact.name.endswith("-model.zip") and len(version.artifact_sha256) == 64
     assert version.litert.name.endswith(".tflite")
     assert job.chart and job.chart[-1]["step"] == 6
@@ -75,6 +78,11 @@ def test_evaluate_gate_and_deploy_then_a_failing_version_stays_candidate_then_ro
     assert v2.parent == v1 and v2.new_samples == 4 and v2.replay_samples == 16
     run(services.start_evaluation(v2, user=admin_user), run_evaluation)
     v2.refresh_from_db()
+    regression = v2.evaluations.get(evaluation_set="regression")
+    assert regression.baseline == v1
+    assert regression.map_change == pytest.approx(
+        regression.metrics["mAP"] - regression.baseline_metrics["mAP"]
+    )
     assert v2.gate_passed is False and v2.stage == Stage.CANDIDATE
     failure = services.version_failures(v2)
     assert len(failure) == 1 and failure[0].startswith("Δf1 ") and "< +0.500" in failure[0]

@@ -155,3 +155,11 @@ def test_settings_are_edited_and_validated(client, tiny_loop):
 def test_labelers_cannot_change_settings(client, tiny_loop):
     client.force_login(UserFactory(role="labeler"))
     assert client.get(f"/loops/{tiny_loop.pk}/settings/").status_code == 403
+
+
+def test_the_default_yaml_names_the_dataset_classes_even_odd_ones():
+    from apps.loops.services import check_algorithm_yaml, default_algorithm_yaml
+
+    names = ["hard hat: red", "vest", 'cone "orange"']
+    config = check_algorithm_yaml(default_algorithm_yaml(names), names)
+    assert config.basemodel.hyperparameters["class_names"] == names
