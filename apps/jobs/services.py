@@ -129,7 +129,7 @@ def finish_job(job_id: int, status: str, *, message: str, result: dict | None = 
     return bool(finished)
 
 
-def fail_stale_jobs(max_silence_s: int) -> list[int]:
+def fail_stale_jobs(max_silence_s: int, message: str = "") -> list[int]:
     """Running jobs whose worker stopped sending heartbeats (killed, out of memory) end failed."""
     cutoff = timezone.now() - timedelta(seconds=max_silence_s)
     stale = list(
@@ -137,9 +137,9 @@ def fail_stale_jobs(max_silence_s: int) -> list[int]:
             "pk", flat=True
         )
     )
+    message = message or f"The worker stopped responding (no heartbeat for over {max_silence_s} s)"
     failed = []
     for job_id in stale:
-        message = f"The worker stopped responding (no heartbeat for over {max_silence_s} s)"
         # Conditional on the old heartbeat: a job that just beat again is left alone.
         if Job.objects.filter(pk=job_id, status=JobStatus.RUNNING, heartbeat_at__lt=cutoff).update(
             status=JobStatus.FAILED, message=message, finished_at=timezone.now()

@@ -40,3 +40,13 @@ def test_a_worker_killed_mid_job_leaves_the_job_failed(live_portal, settings):
     assert services.fail_stale_jobs(2) == [job.pk]
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED and job.finished_at is not None
+
+
+@pytest.mark.django_db
+def test_jobs_cut_off_by_a_stop_of_the_portal_are_failed_at_its_next_start():
+    running = JobFactory(status=JobStatus.RUNNING, heartbeat_at=timezone.now())
+    assert services.fail_stale_jobs(0, message="The portal was stopped while this job ran") == [
+        running.pk
+    ]
+    running.refresh_from_db()
+    assert running.message == "The portal was stopped while this job ran"

@@ -44,6 +44,8 @@ class Command(BaseCommand):
 
         try:
             first_start = self._prepare_database()
+            if settings.REDIS_IS_EMBEDDED:
+                self._fail_jobs_of_the_last_run()
             if first_start and not no_demo:
                 self._seed_demo()
             python = sys.executable
@@ -96,6 +98,15 @@ class Command(BaseCommand):
             )
         )
         return True
+
+    def _fail_jobs_of_the_last_run(self):
+        """With the embedded Redis every worker is ours and none runs yet: a job still marked
+        running was cut off when the portal last stopped. Say so now, not after the timeout."""
+        from apps.jobs.services import fail_stale_jobs
+
+        failed = fail_stale_jobs(0, message="The portal was stopped while this job ran")
+        if failed:
+            self.stdout.write(f"Marked {len(failed)} job(s) cut off by the last stop as failed.")
 
     def _seed_demo(self):
         """A new user sees the loop work at once: demo data, and a demo loop that trains."""
