@@ -56,3 +56,11 @@ def test_unknown_job_kind_is_404(client):
     client.force_login(UserFactory(role=ADMIN))
     assert client.post("/jobs/start/format_disk/").status_code == 404
     assert Job.objects.count() == 0
+
+
+def test_kinds_that_need_input_cannot_be_started_from_the_jobs_page(client):
+    client.force_login(UserFactory(role=ADMIN))
+    page = client.get("/jobs/").content.decode()
+    assert "start-system_check" in page and "start-train" not in page
+    assert client.post("/jobs/start/train/").status_code == 404
+    assert Job.objects.count() == 0
