@@ -27,10 +27,6 @@ TINY_FPN = dict(
 )
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: long-running test (still run in CI)")
-
-
 @pytest.fixture(scope="session")
 def tiny_data():
     from worker.ml.synthetic import generate_samples
