@@ -1,17 +1,20 @@
 """Offline incremental-learning benchmark (Ianvs's paradigm, done right).
 
-One command: ``python bench/il_rounds.py`` (small settings, one seed, ~8 minutes on 2 CPU cores);
-``--seeds 0 1 2`` for the documented table; ``--full`` uses the portal's default model size
-(192 px) and more rounds; every knob has a flag. ``python bench/il_rounds.py --summarise
-run.json`` reprints the tables of a run saved with ``--json-out run.json``.
+One command: ``python bench/il_rounds.py`` (small settings, one seed; see docs/benchmarks.md for
+the measured time); ``--seeds 0 1 2`` for the documented table; ``--full`` uses the portal's
+default model size (192 px) and more rounds; every knob has a flag. ``python bench/il_rounds.py
+--summarise run.json`` reprints the tables of a run saved with ``--json-out run.json``.
 
 Per seed: train an initial FPN on the synthetic initial domain, then stream the edge domain in R
-rounds. Each round and each strategy: infer the round's images with the strategy's current model,
-rank them with the strategy's miner, label the top ``budget`` from ground truth (a simulated
-annotator), fine-tune from the current model on all edge labels so far (+ a replay sample of the
-initial training data), evaluate new vs current on a held-out edge *gate* set and on an
-initial-domain *regression* set, and replace the model only when the gate passes. The deployed
-model is then measured on separate edge *test* and initial *regression test* sets.
+rounds. By default 60 % of the edge frames show no object (``--empty-share``), as most frames of a
+fixed camera do, and 30 % are taken in the camera's night mode (``--night-share``); the gate and
+test sets have the same mix. Each round and each strategy: infer the round's images with the
+strategy's current model, rank them with the strategy's miner, label the top ``budget`` from
+ground truth (a simulated annotator), fine-tune from the current model on all edge labels so far
+(+ a replay sample of the initial training data), evaluate new vs current on a held-out edge
+*gate* set and on an initial-domain *regression* set, and replace the model only when the gate
+passes. The deployed model is then measured on separate edge *test* and initial *regression
+test* sets.
 
 What differs from Ianvs: equal label budgets for every miner (miners rank, the budget caps), every
 ground-truth box counts in F1, the gate set is not the test set, forgetting is measured and gated,
@@ -36,7 +39,7 @@ from worker.ml.fpn import FPNModel  # noqa: E402
 from worker.ml.metrics import samples_transfer_ratio  # noqa: E402
 from worker.ml.miners import rank_by_hardness  # noqa: E402
 from worker.ml.registry import ClassFactory, ClassType  # noqa: E402
-from worker.ml.synthetic import generate_samples  # noqa: E402
+from worker.ml.synthetic import DEFAULT_EDGE_SHIFT, generate_samples  # noqa: E402
 
 # Strategy name -> (miner alias, miner hyperparameters). Sedna's defaults for Sedna's miners.
 STRATEGIES = {
@@ -44,6 +47,8 @@ STRATEGIES = {
     "Threshold": ("Threshold", {}),
     "CrossEntropy": ("CrossEntropy", {}),
     "MissedObject": ("MissedObject", {}),
+    "MissedObject+Novelty": ("MissedObject", {"use_novelty": True}),
+    "Novelty": ("Novelty", {}),
     "Random": ("Random", {"random_ratio": 1.0}),  # ranks by a random draw: a uniform sample
     "All": ("CloudOnly", {}),  # labels everything: the upper bound, at a larger budget
 }
@@ -59,8 +64,23 @@ def parse_args(argv=None):
     parser.add_argument(
         "--budget-ratio",
         type=float,
-        default=0.3,
+        default=0.1,
         help="labels per round / images streamed per round",
+    )
+    parser.add_argument(
+        "--shift", type=float, default=DEFAULT_EDGE_SHIFT, help="edge-domain strength, 0..1"
+    )
+    parser.add_argument(
+        "--empty-share",
+        type=float,
+        default=0.6,
+        help="share of edge frames with no object (a fixed camera mostly sees an empty scene)",
+    )
+    parser.add_argument(
+        "--night-share",
+        type=float,
+        default=0.3,
+        help="share of edge frames in the camera's night mode (grayscale, dim, noisy)",
     )
     parser.add_argument("--input-size", type=int)
     parser.add_argument("--initial-images", type=int)
@@ -80,7 +100,7 @@ def parse_args(argv=None):
     parser.add_argument("--initial-cache", help="directory to keep/reuse the initial models")
     args = parser.parse_args(argv)
     small = dict(
-        rounds=2,
+        rounds=3,
         stream_per_round=40,
         input_size=128,
         initial_images=240,
@@ -110,16 +130,27 @@ def parse_args(argv=None):
 
 def make_data(args, seed):
     size = args.input_size
+
+    def edge(n_images, data_seed, start=0):
+        return generate_samples(
+            n_images,
+            "edge",
+            data_seed,
+            size,
+            shift=args.shift,
+            start=start,
+            empty_share=args.empty_share,
+            night_share=args.night_share,
+        )
+
     return {
         "initial_train": generate_samples(args.initial_images, "initial", 1000 + seed, size),
         "stream": [
-            generate_samples(
-                args.stream_per_round, "edge", 2000 + seed, size, start=r * args.stream_per_round
-            )
+            edge(args.stream_per_round, 2000 + seed, start=r * args.stream_per_round)
             for r in range(args.rounds)
         ],
-        "edge_gate": generate_samples(args.gate_images, "edge", 3000 + seed, size),
-        "edge_test": generate_samples(args.test_images, "edge", 4000 + seed, size),
+        "edge_gate": edge(args.gate_images, 3000 + seed),
+        "edge_test": edge(args.test_images, 4000 + seed),
         "regression_gate": generate_samples(args.gate_images, "initial", 5000 + seed, size),
         "regression_test": generate_samples(args.test_images, "initial", 6000 + seed, size),
     }
@@ -306,6 +337,19 @@ def main(argv=None):
         )
 
 
+def f1_gain_over_random(rows: list, all_rows: list) -> str:
+    """Edge F1 minus Random's in the same seed and round, in points: mean ± std over seeds."""
+    random_f1 = {
+        (r["seed"], r["round"]): r["edge_f1"] for r in all_rows if r["strategy"] == "Random"
+    }
+    gains = [
+        100 * (r["edge_f1"] - random_f1[r["seed"], r["round"]])
+        for r in rows
+        if (r["seed"], r["round"]) in random_f1
+    ]
+    return mean_std(gains, 1) if gains else "–"
+
+
 def summarise(settings: dict, initial_rows: list, all_rows: list) -> None:
     """Print the markdown tables: every round (mean over seeds), and the final comparison."""
     seeds, rounds = settings["seeds"], settings["rounds"]
@@ -313,22 +357,24 @@ def summarise(settings: dict, initial_rows: list, all_rows: list) -> None:
     print(f"\n## Per round, mean ± std over seeds {seeds}\n")
     print(
         "| strategy | round | labels | STR | replaced | edge mAP | edge AP50 | edge F1 "
-        "| initial mAP | forgetting | wall s |"
+        "| F1 gain over Random (points) | initial mAP | forgetting | wall s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name in settings["strategies"]:
         for round_index in range(1, rounds + 1):
             rows = [r for r in all_rows if r["strategy"] == name and r["round"] == round_index]
+            cells = [mean_std([r[k] for r in rows]) for k in metrics]
             print(
                 f"| {name} | {round_index} | {rows[0]['labels']} | "
                 f"{rows[0]['samples_transfer_ratio']:.3f} | "
                 f"{sum(r['replaced'] for r in rows)}/{len(rows)} | "
-                + " | ".join(mean_std([r[k] for r in rows]) for k in metrics)
+                + " | ".join(cells[:3])
+                + f" | {f1_gain_over_random(rows, all_rows)} | "
+                + " | ".join(cells[3:])
                 + f" | {statistics.mean(r['wall_s'] for r in rows):.0f} |"
             )
 
     last_round = [row for row in all_rows if row["round"] == rounds]
-    random_f1 = {r["seed"]: r["edge_f1"] for r in last_round if r["strategy"] == "Random"}
     print(f"\n## After round {rounds}, mean ± std over seeds {seeds}\n")
     print(
         "| strategy | labels | samples_transfer_ratio | edge mAP | edge AP50 | edge F1 "
@@ -338,10 +384,7 @@ def summarise(settings: dict, initial_rows: list, all_rows: list) -> None:
 
     def table_row(name, rows):
         cells = [mean_std([r[k] for r in rows]) for k in metrics]
-        if random_f1 and name != "initial model":
-            gain = mean_std([100 * (r["edge_f1"] - random_f1[r["seed"]]) for r in rows], 1)
-        else:
-            gain = "–"
+        gain = "–" if name == "initial model" else f1_gain_over_random(rows, all_rows)
         print(
             f"| {name} | {rows[0]['labels']} | {rows[0]['samples_transfer_ratio']:.3f} | "
             + " | ".join(cells[:3])

@@ -371,7 +371,10 @@ class SampleDetailView(APIView):
 
     @extend_schema(responses={204: None})
     def delete(self, request, sample_id: int):
-        services.delete_sample(get_object_or_404(Sample, pk=sample_id).pk)
+        try:
+            services.delete_sample(get_object_or_404(Sample, pk=sample_id).pk)
+        except services.DatasetError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

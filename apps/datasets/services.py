@@ -98,16 +98,35 @@ def delete_dataset(dataset_id: int) -> None:
     Raises DatasetError while something else (a learning loop) still uses the dataset.
     """
     try:
-        with transaction.atomic():
-            names = _file_names(Sample.objects.filter(dataset_id=dataset_id))
-            Dataset.objects.filter(pk=dataset_id).delete()
-            transaction.on_commit(lambda: delete_files(names))
-    except (ProtectedError, RestrictedError) as exc:
-        holders = getattr(exc, "protected_objects", None) or getattr(exc, "restricted_objects", ())
-        users = sorted({str(obj) for obj in holders})
+        _delete_rows_then_files(
+            Dataset.objects.filter(pk=dataset_id), Sample.objects.filter(dataset_id=dataset_id)
+        )
+    except _StillReferenced as exc:
+        users = sorted({str(obj) for obj in exc.holders})
         raise DatasetError(
             f"The dataset is still used by {', '.join(users[:5])}: delete or move those first."
         ) from exc
+
+
+class _StillReferenced(Exception):
+    def __init__(self, holders):
+        super().__init__(f"{len(holders)} protected references")
+        self.holders = holders
+
+
+def _delete_rows_then_files(rows: QuerySet, samples: QuerySet) -> None:
+    """Deletes ``rows`` and, once that commits, the image and thumbnail files of ``samples``.
+
+    Raises _StillReferenced, deleting nothing, when protected rows elsewhere point at them.
+    """
+    try:
+        with transaction.atomic():
+            names = _file_names(samples)
+            rows.delete()
+            transaction.on_commit(lambda: delete_files(names))
+    except (ProtectedError, RestrictedError) as exc:
+        holders = getattr(exc, "protected_objects", None) or getattr(exc, "restricted_objects", ())
+        raise _StillReferenced(list(holders)) from exc
 
 
 def _file_names(samples: QuerySet) -> list[str]:
@@ -229,10 +248,19 @@ def write_image_file(dataset_id: int, sha256: str, info: ImageInfo, data: bytes)
 
 
 def delete_sample(sample_id: int) -> None:
-    with transaction.atomic():
-        names = _file_names(Sample.objects.filter(pk=sample_id))
-        Sample.objects.filter(pk=sample_id).delete()
-        transaction.on_commit(lambda: delete_files(names))
+    """Deletes the sample and (after the commit) its files.
+
+    Raises DatasetError when a model version was trained on it: its lineage must stay whole.
+    """
+    samples = Sample.objects.filter(pk=sample_id)
+    try:
+        _delete_rows_then_files(samples, samples)
+    except _StillReferenced as exc:
+        users = sorted({str(getattr(obj, "version", obj)) for obj in exc.holders})
+        raise DatasetError(
+            f"Model version(s) {', '.join(users[:5])} were trained on this sample: delete those "
+            "versions first, or mark the sample 'skipped' to keep it out of future training."
+        ) from exc
 
 
 def set_sample_status(sample_id: int, status: str) -> Sample:

@@ -120,6 +120,30 @@ class ModelVersion(models.Model):
         return f"v{self.number}"
 
 
+class TrainedSample(models.Model):
+    """One (sample, annotation revision) pair of a trained version's snapshot.
+
+    ``ModelVersion.snapshot`` keeps the list (and its hash); these rows make the database refuse
+    to delete a sample or revision that a version was trained on, so lineage cannot break.
+    """
+
+    version = models.ForeignKey(
+        ModelVersion, on_delete=models.CASCADE, related_name="trained_samples"
+    )
+    sample = models.ForeignKey("datasets.Sample", on_delete=models.PROTECT, related_name="+")
+    annotation = models.ForeignKey(
+        "datasets.Annotation", on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["version", "sample"], name="trained_sample_once"),
+        ]
+
+    def __str__(self):
+        return f"{self.version} (trained on sample {self.sample_id})"
+
+
 class EvaluationSet(models.TextChoices):
     EDGE = "edge", "edge evaluation set"
     REGRESSION = "regression", "regression set"

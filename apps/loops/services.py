@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 
-from apps.datasets.models import Dataset
+from apps.datasets.models import Dataset, Sample
 from apps.jobs import services as jobs
 from apps.jobs.models import Job, JobTrigger
 from apps.loops import artifacts
@@ -22,6 +22,7 @@ from apps.loops.models import (
     Loop,
     ModelVersion,
     Stage,
+    TrainedSample,
     VersionSource,
 )
 
@@ -151,7 +152,7 @@ def register_version(
         litert = artifacts.store_litert_from_archive(archive_path, folder)
         with transaction.atomic():
             Loop.objects.select_for_update().get(pk=loop.pk)  # serialises version numbers
-            return ModelVersion.objects.create(
+            version = ModelVersion.objects.create(
                 loop=loop,
                 number=next_version_number(loop.pk),
                 source=source,
@@ -173,9 +174,32 @@ def register_version(
                 source_uri=source_uri,
                 created_by=user,
             )
+            _record_trained_samples(version, snapshot or [])
+            return version
     except BaseException:
         artifacts.delete_quietly(stored.name, litert.name if litert else "")
         raise
+
+
+def _record_trained_samples(version: ModelVersion, snapshot: list) -> None:
+    sample_ids = [sample_id for sample_id, _ in snapshot]
+    present = set()
+    for start in range(0, len(sample_ids), 2000):  # SQLite caps the parameters of one query
+        chunk = sample_ids[start : start + 2000]
+        present.update(Sample.objects.filter(pk__in=chunk).values_list("pk", flat=True))
+    gone = len(set(sample_ids) - present)
+    if gone:
+        raise LoopError(
+            f"{gone} sample(s) of the training snapshot were deleted while it trained: "
+            "the version would lack its lineage. Train again."
+        )
+    TrainedSample.objects.bulk_create(
+        (
+            TrainedSample(version=version, sample_id=sample_id, annotation_id=annotation_id)
+            for sample_id, annotation_id in snapshot
+        ),
+        batch_size=2000,
+    )
 
 
 def add_uploaded_version(loop: Loop, uploaded_file, *, user=None) -> ModelVersion:

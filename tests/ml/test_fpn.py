@@ -156,6 +156,68 @@ def _rewrite_member(source, target, name, content):
             copy.writestr(item, content if item == name else original.read(item))
 
 
+def test_feature_shift_is_small_for_training_images_and_large_for_unfamiliar_ones(
+    loaded, tiny_data, tmp_path
+):
+    assert loaded.feature_stats["images"] == len(tiny_data)
+    familiar = [inference.feature_shift for inference in loaded.infer(tiny_data)]
+    # Over its own reference images the mean squared z-score averages 1, less where the std floor
+    # of near-constant features applies.
+    assert 0.5 < np.mean(familiar) <= 1.0 + 1e-6
+    # The tiny network has learned little, so only starkly different images stand out here
+    # (tests/ml/test_training_slow.py checks edge-domain images against a trained model).
+    rng = np.random.default_rng(0)
+    unfamiliar = [np.zeros((64, 64, 3), np.uint8), rng.integers(0, 256, (64, 64, 3), np.uint8)]
+    shifts = [inference.feature_shift for inference in loaded.infer(unfamiliar)]
+    assert min(shifts) > 1.5 * np.mean(familiar)
+    # The statistics travel with the archive.
+    path = loaded.save(tmp_path / "again.zip")
+    reloaded = FPNModel()
+    reloaded.load(path)
+    assert reloaded.feature_stats == loaded.feature_stats
+    again = [inference.feature_shift for inference in reloaded.infer(unfamiliar)]
+    assert np.allclose(again, shifts, rtol=1e-5)
+
+
+def test_archive_without_or_with_broken_feature_stats(tiny_archive, tmp_path):
+    config = json.loads(zipfile.ZipFile(tiny_archive).read("config.json"))
+    for stats, expected in (
+        (None, None),
+        ({"mean": [0.0, 1.0], "std": [1.0]}, "do not match"),
+        ({"mean": [0.0], "std": [0.0]}, "positive"),
+        ({"average": [0.0]}, "unreadable"),
+    ):
+        rewritten = tmp_path / f"stats-{expected}.zip"
+        _rewrite_member(
+            tiny_archive, rewritten, "config.json", json.dumps({**config, "feature_stats": stats})
+        )
+        _fix_manifest(rewritten)
+        model = FPNModel()
+        if expected is None:
+            model.load(rewritten)  # an archive from before feature statistics still loads
+            assert model.feature_stats is None
+            assert model.infer(np.zeros((64, 64, 3), np.uint8))[0].feature_shift is None
+        else:
+            with pytest.raises(ModelArchiveError, match=expected):
+                model.load(rewritten)
+
+
+def _fix_manifest(path):
+    """Re-record the sha256 of every member, as a writer of a valid archive would."""
+    import hashlib
+
+    with zipfile.ZipFile(path) as archive:
+        members = {n: archive.read(n) for n in archive.namelist()}
+    manifest = json.loads(members["manifest.json"])
+    manifest["sha256"] = {
+        n: hashlib.sha256(data).hexdigest() for n, data in members.items() if n != "manifest.json"
+    }
+    members["manifest.json"] = json.dumps(manifest).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
 def test_corrupt_and_tampered_archives_raise(tiny_archive, tmp_path):
     truncated = tmp_path / "truncated.zip"
     with open(tiny_archive, "rb") as handle:

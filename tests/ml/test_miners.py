@@ -12,6 +12,7 @@ from worker.ml.miners import (
     IBTMiner,
     MiningResult,
     MissedObjectMiner,
+    NoveltyMiner,
     RandomMiner,
     ThresholdMiner,
     rank_by_hardness,
@@ -127,16 +128,47 @@ def test_missed_object_flip_disagreement():
     assert result.is_hard
 
 
+def test_novelty_reads_the_feature_shift_that_box_scores_cannot_show():
+    # An unfamiliar scene where the model detects nothing: the score-based miners stay silent.
+    unfamiliar = ImageInference(boxes=np.zeros((0, 6), np.float32), feature_shift=4.0)
+    assert not IBTMiner().mine(unfamiliar).is_hard
+    assert not MissedObjectMiner().mine(unfamiliar).is_hard
+    result = NoveltyMiner().mine(unfamiliar)
+    assert result.is_hard and result.hardness == pytest.approx(0.75)  # 1 - 1/4
+    # Asked to, MissedObject counts the unfamiliar scene as evidence of missed objects.
+    assert MissedObjectMiner(use_novelty=True).mine(unfamiliar) == result
+    familiar = ImageInference(boxes=np.zeros((0, 6), np.float32), feature_shift=0.8)
+    assert NoveltyMiner().mine(familiar) == MiningResult(False, 0.0)
+    at_threshold = ImageInference(boxes=np.zeros((0, 6), np.float32), feature_shift=2.0)
+    assert NoveltyMiner().mine(at_threshold) == MiningResult(True, 0.5)
+    assert not NoveltyMiner(threshold=0.8).mine(unfamiliar).is_hard
+    # Plain Sedna-style boxes carry no feature shift: nothing to judge by.
+    assert NoveltyMiner().mine(boxes(0.2, 0.3)) == MiningResult(False, 0.0)
+    for bad in (float("nan"), -1.0, float("inf")):
+        with pytest.raises(MLInputError, match="feature_shift"):
+            NoveltyMiner().mine(ImageInference(boxes=np.zeros((0, 6)), feature_shift=bad))
+
+
 def test_hardness_always_in_unit_interval():
     rng = np.random.default_rng(0)
-    miners = [IBTMiner(), ThresholdMiner(), CrossEntropyMiner(), RandomMiner(), MissedObjectMiner()]
+    miners = [
+        IBTMiner(),
+        ThresholdMiner(),
+        CrossEntropyMiner(),
+        RandomMiner(),
+        MissedObjectMiner(),
+        NoveltyMiner(),
+    ]
     for _ in range(50):
         n = int(rng.integers(0, 6))
         xy = rng.uniform(0, 50, (n, 2))
         det = np.column_stack([xy, xy + 10, rng.uniform(0, 1, n), rng.integers(0, 3, n)])
         probs = rng.dirichlet(np.ones(3), n) if n else np.zeros((0, 3))
         inference = ImageInference(
-            boxes=det.astype(np.float32), class_probs=probs, candidates=det.astype(np.float32)
+            boxes=det.astype(np.float32),
+            class_probs=probs,
+            candidates=det.astype(np.float32),
+            feature_shift=float(rng.uniform(0, 10)),
         )
         for miner in miners:
             assert 0.0 <= miner.mine(inference).hardness <= 1.0
@@ -157,6 +189,7 @@ def test_rank_by_hardness_puts_hard_first():
         (RandomMiner, {"random_ratio": -0.1}),
         (IBTMiner, {"unknown": 0.5}),
         (MissedObjectMiner, {"low_score": 0.6, "high_score": 0.5}),
+        (NoveltyMiner, {"threshold": 2.0}),
     ],
 )
 def test_parameters_outside_unit_interval_raise_config_error(miner_cls, params):

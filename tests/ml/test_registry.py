@@ -13,7 +13,9 @@ def test_builtin_plugins_are_found_by_alias():
     assert ClassFactory.get_cls(ClassType.GENERAL, "FPN") is FPNModel
     assert ClassFactory.get_cls(ClassType.HEM, "IBT") is IBTMiner
     assert ClassFactory.get_cls(ClassType.HEM, "MissedObject") is MissedObjectMiner
-    assert {"IBT", "Threshold", "CrossEntropy", "Random"} <= set(ClassFactory.names(ClassType.HEM))
+    assert {"IBT", "Threshold", "CrossEntropy", "Random", "Novelty"} <= set(
+        ClassFactory.names(ClassType.HEM)
+    )
 
 
 def test_unknown_alias_lists_registered_names():

@@ -96,7 +96,50 @@ def test_cli_writes_a_dataset(tmp_path):
     assert bad.returncode == 2 and "shift" in bad.stderr
 
 
-@pytest.mark.parametrize("kwargs", [{"domain": "night"}, {"image_size": 8}, {"shift": -1.0}])
+def test_empty_share_empties_frames_without_changing_which():
+    dense = generate_samples(40, "edge", seed=5, image_size=64)
+    sparse = generate_samples(40, "edge", seed=5, image_size=64, empty_share=0.6)
+    empty = [i for i, labels in enumerate(sparse.y) if len(labels) == 0]
+    assert 12 <= len(empty) <= 36  # about 60 % of 40
+    for i in set(range(40)) - set(empty):
+        assert np.array_equal(sparse.x[i], dense.x[i]) and np.array_equal(sparse.y[i], dense.y[i])
+    # Which frames are empty depends on the index only, not on how the stream is cut.
+    later = generate_samples(10, "edge", seed=5, image_size=64, start=30, empty_share=0.6)
+    assert [i + 30 for i, y in enumerate(later.y) if len(y) == 0] == [i for i in empty if i >= 30]
+    everything_empty = generate_samples(5, "edge", seed=5, image_size=64, empty_share=1.0)
+    assert all(len(labels) == 0 for labels in everything_empty.y)
+
+
+def test_night_share_turns_edge_frames_grey_and_leaves_the_others_alone():
+    day = generate_samples(30, "edge", seed=6, image_size=64)
+    mixed = generate_samples(30, "edge", seed=6, image_size=64, night_share=0.4)
+    night = [i for i in range(30) if not np.array_equal(day.x[i], mixed.x[i])]
+    assert 4 <= len(night) <= 20  # about 40 % of 30
+    for i in range(30):
+        assert np.array_equal(day.y[i], mixed.y[i])  # the same objects either way
+
+    def colourfulness(image):  # mean spread between the channels of a pixel
+        return float(np.mean(image.max(axis=-1).astype(int) - image.min(axis=-1)))
+
+    assert max(colourfulness(mixed.x[i]) for i in night) < 0.5 * np.median(
+        [colourfulness(image) for image in day.x]
+    )
+    # Night mode is an edge-camera condition: the initial domain ignores it.
+    initial = generate_samples(5, "initial", seed=6, image_size=64)
+    also_initial = generate_samples(5, "initial", seed=6, image_size=64, night_share=1.0)
+    assert all(np.array_equal(a, b) for a, b in zip(initial.x, also_initial.x, strict=True))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"domain": "night"},
+        {"image_size": 8},
+        {"shift": -1.0},
+        {"empty_share": 1.5},
+        {"night_share": -0.1},
+    ],
+)
 def test_bad_generator_arguments(kwargs):
     with pytest.raises(MLInputError):
         generate_image(0, **{"domain": "edge", **kwargs})

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from worker.ml.fpn import FPNModel
@@ -21,3 +22,9 @@ def test_training_clearly_beats_an_untrained_model():
     assert trained["mAP"] > baseline["mAP"] + 0.3
     assert trained["AP50"] > 0.6
     assert trained["f1"] > baseline["f1"] + 0.3
+
+    # A trained backbone sees night-mode edge frames as unlike its training images.
+    night = generate_samples(20, "edge", seed=23, image_size=128, night_share=1.0)
+    familiar = np.median([i.feature_shift for i in model.infer(held_out)])
+    unfamiliar = np.median([i.feature_shift for i in model.infer(night)])
+    assert familiar < 2.0 and unfamiliar > 2 * familiar

@@ -162,6 +162,9 @@ class ImageInference:
     class_probs: (M, K) per-class scores at each kept box.
     candidates: (C, 6) every post-NMS box above the low candidate floor (includes ``boxes``).
     flipped_boxes: (F, 6) detections on the horizontally flipped image, mapped back; optional.
+    feature_shift: how unlike the model's training data the image looks: the mean squared z-score
+    of its pooled backbone features against the training data's (about 1 for a familiar image);
+    None when the model kept no training statistics.
     """
 
     boxes: np.ndarray
@@ -169,6 +172,7 @@ class ImageInference:
     candidates: np.ndarray | None = None
     flipped_boxes: np.ndarray | None = None
     image_size: tuple[int, int] | None = None  # (height, width)
+    feature_shift: float | None = None
 
     @classmethod
     def from_boxes(cls, boxes, **kwargs) -> ImageInference:

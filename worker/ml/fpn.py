@@ -149,8 +149,12 @@ class FPNModel:
         self.work_dir = tempfile.mkdtemp(prefix="ilportal-fpn-")
         weakref.finalize(self, shutil.rmtree, self.work_dir, True)
         self._forward = None
+        self._forward_with_appearance = None
         self._loss_fn = None
         self.last_train_logs: dict = {}
+        # Mean and std of the pooled backbone features over the images the model was trained on
+        # (see fit_feature_stats); None for a fresh model or an archive written without them.
+        self.feature_stats: dict | None = None
 
     # ------------------------------------------------------------------ helpers
     @staticmethod
@@ -193,7 +197,9 @@ class FPNModel:
             self.params["fpn_channels"],
         )
         self._forward = make_forward(self.model)
+        self._forward_with_appearance = None
         self._loss_fn = None
+        self.feature_stats = None
         return self.model
 
     def _require_model(self):
@@ -294,6 +300,8 @@ class FPNModel:
             self.last_train_logs.update(
                 {f"val_{k}": v for k, v in self.evaluate(valid_data).items()}
             )
+        seen = train_data.x + (replay_data.x if replay_data is not None else [])
+        self.fit_feature_stats(seen, rng)
         self.checkpoint_path = self.save(os.path.join(self.work_dir, "checkpoint.zip"))
         return self.checkpoint_path
 
@@ -405,12 +413,61 @@ class FPNModel:
         ]
         return np.concatenate(outputs)
 
+    def _raw_and_appearance(self, images: np.ndarray, batch_size: int = 32):
+        """Network output and pooled backbone features (N, D) of already resized images."""
+        self._require_model()
+        if self._forward_with_appearance is None:
+            from worker.ml.fpn_network import make_forward_with_appearance
+
+            self._forward_with_appearance = make_forward_with_appearance(self.model)
+        raws, features = [], []
+        for start in range(0, len(images), batch_size):
+            raw, feature = self._forward_with_appearance(
+                images[start : start + batch_size].astype(np.float32)
+            )
+            raws.append(np.asarray(raw))
+            features.append(np.asarray(feature, dtype=np.float64))
+        return np.concatenate(raws), np.concatenate(features)
+
+    def fit_feature_stats(self, images, rng=None, max_images: int = 512) -> dict:
+        """Record the mean and std of the pooled backbone features over ``images`` (at most
+        ``max_images``, drawn with ``rng``): the reference that ``feature_shift`` compares to.
+        ``train`` calls it with the images it trained on (replay included)."""
+        images = _as_images(images)
+        if len(images) > max_images:
+            rng = rng if rng is not None else np.random.default_rng(self.params["seed"])
+            images = [images[i] for i in sorted(rng.choice(len(images), max_images, False))]
+        _, features = self._raw_and_appearance(self._prepare(images))
+        std = features.std(axis=0)
+        # A floor keeps near-constant features (dead ReLUs) from turning noise into novelty.
+        floor = max(float(np.median(std)) * 0.1, 1e-6)
+        self.feature_stats = {
+            "mean": features.mean(axis=0).tolist(),
+            "std": np.maximum(std, floor).tolist(),
+            "images": len(images),
+        }
+        return self.feature_stats
+
+    def feature_shift(self, features: np.ndarray) -> np.ndarray | None:
+        """Per image the mean squared z-score of its features against ``feature_stats``."""
+        if not self.feature_stats:
+            return None
+        mean = np.asarray(self.feature_stats["mean"])
+        std = np.asarray(self.feature_stats["std"])
+        return np.mean(((features - mean) / std) ** 2, axis=1)
+
     def infer(self, data, flip: bool = False, score_threshold: float | None = None):
-        """Per image an ``ImageInference`` (boxes, class probabilities, candidates[, flipped])."""
+        """Per image an ``ImageInference`` (boxes, class probabilities, candidates, feature
+        shift[, flipped])."""
         images = _as_images(data)
         threshold = self.params["score_threshold"] if score_threshold is None else score_threshold
         prepared = self._prepare(images)
-        decoded = self._decode_all(self.raw_outputs(prepared), images)
+        if self.feature_stats:
+            raw, features = self._raw_and_appearance(prepared)
+            shifts = self.feature_shift(features)
+        else:
+            raw, shifts = self.raw_outputs(prepared), None
+        decoded = self._decode_all(raw, images)
         flipped = None
         if flip:
             flipped_raw = self.raw_outputs(np.ascontiguousarray(prepared[:, :, ::-1]))
@@ -431,6 +488,7 @@ class FPNModel:
                     candidates=candidates,
                     flipped_boxes=None if flipped is None else flipped[index],
                     image_size=image.shape[:2],
+                    feature_shift=None if shifts is None else float(shifts[index]),
                 )
             )
         return results
@@ -505,6 +563,7 @@ class FPNModel:
             "max_detections": self.params["max_detections"],
             "hyperparameters": self.params,
             "output_layout": "raw[..., :4] box deltas, raw[..., 4:] class logits",
+            "feature_stats": self.feature_stats,
         }
 
     def save(self, model_path, include_litert: bool = False) -> str:
@@ -578,7 +637,9 @@ class FPNModel:
         self.anchor_spec = AnchorSpec.from_dict(config["anchors"])
         self.model = model
         self._forward = make_forward(model)
+        self._forward_with_appearance = None
         self._loss_fn = None
+        self.feature_stats = _checked_feature_stats(config.get("feature_stats"), model_url)
         self.checkpoint_path = str(model_url)
         return self.checkpoint_path
 
@@ -588,6 +649,21 @@ class FPNModel:
 
         self._require_model()
         return export_model(self, path)
+
+
+def _checked_feature_stats(stats, model_url) -> dict | None:
+    if stats is None:
+        return None  # an archive from before feature statistics: no novelty measure
+    try:
+        mean = np.asarray(stats["mean"], dtype=np.float64)
+        std = np.asarray(stats["std"], dtype=np.float64)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelArchiveError(f"{model_url}: unreadable feature_stats: {exc}") from exc
+    if mean.ndim != 1 or mean.shape != std.shape or not np.all(np.isfinite(mean)):
+        raise ModelArchiveError(f"{model_url}: feature_stats mean/std do not match")
+    if not np.all(np.isfinite(std)) or np.any(std <= 0):
+        raise ModelArchiveError(f"{model_url}: feature_stats std must be finite and positive")
+    return stats
 
 
 def read_archive(model_url, expected_sha256: str | None, work_dir: str | None = None):

@@ -152,6 +152,26 @@ def make_forward(model: keras.Model):
     return forward
 
 
+# Backbone stages whose globally pooled features describe an image's appearance (light, colour,
+# texture at three scales) for the novelty measure (``FPNModel.feature_shift``).
+APPEARANCE_LAYERS = ("stage3_mix_relu", "stage4_mix_relu", "stage5_mix_relu")
+
+
+def make_forward_with_appearance(model: keras.Model):
+    """Like ``make_forward`` but also returns the pooled backbone features, in the same pass."""
+    pooled = [
+        layers.GlobalAveragePooling2D()(model.get_layer(name).output) for name in APPEARANCE_LAYERS
+    ]
+    both = keras.Model(model.inputs, [model.outputs[0], layers.Concatenate()(pooled)])
+    signature = [tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)]
+
+    @tf.function(input_signature=signature)
+    def forward(images):
+        return both(images, training=False)
+
+    return forward
+
+
 def make_loss_fn(model: keras.Model):
     @tf.function(reduce_retracing=True)
     def loss_fn(images, class_targets, box_targets, positive, valid):

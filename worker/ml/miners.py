@@ -203,7 +203,10 @@ class MissedObjectMiner(BaseMiner):
     Read as the chance that at least one orphan is a real object if scores were calibrated.
     flip evidence = 1 - Dice(confident boxes on the image, confident boxes on its mirror image),
     only when the caller supplied ``flipped_boxes``.
-    hardness = max(band evidence, flip evidence); hard when hardness >= threshold.
+    novelty evidence = the Novelty miner's hardness, 1 - 1/feature_shift, when ``use_novelty`` and
+    the inference has a feature shift: in a scene unlike its training images the model's silence
+    says little, so objects may be missed there even without any candidate.
+    hardness = max(band, flip, novelty evidence); hard when hardness >= threshold.
     """
 
     HYPERPARAMETERS = (
@@ -211,6 +214,7 @@ class MissedObjectMiner(BaseMiner):
         _unit("high_score", 0.5, "scores at or above this count as confident detections"),
         _unit("threshold", 0.5, "hard when hardness >= threshold"),
         _unit("match_iou", 0.5, "IoU to consider two boxes the same object"),
+        Param("use_novelty", bool, False, help="count an unfamiliar scene as evidence of misses"),
     )
 
     def __init__(self, **kwargs):
@@ -233,8 +237,41 @@ class MissedObjectMiner(BaseMiner):
             flipped = np.asarray(inference.flipped_boxes, dtype=np.float32).reshape(-1, 6)
             flipped = flipped[flipped[:, 4] >= self.high_score]
             flip_evidence = _unmatched_share(confident, flipped, self.match_iou)
-        hardness = min(max(band_evidence, flip_evidence), 1.0)
+        novelty_evidence = 0.0
+        if self.use_novelty and inference.feature_shift is not None:
+            novelty_evidence = _novelty(inference.feature_shift)
+        hardness = min(max(band_evidence, flip_evidence, novelty_evidence), 1.0)
         return MiningResult(hardness >= self.threshold, hardness)
+
+
+@ClassFactory.register(ClassType.HEM, alias="Novelty")
+class NoveltyMiner(BaseMiner):
+    """Flags images unlike anything the model was trained on: a new scene, light or camera mode.
+
+    Box scores cannot tell these apart: in an unfamiliar scene the model often detects nothing at
+    all, so IBT, Threshold and the score band stay silent. Instead it reads the image's feature
+    shift ``d`` (``ImageInference.feature_shift``): the mean squared z-score of the backbone's
+    pooled features against the training images' statistics, about 1 for a familiar image.
+    hardness = max(0, 1 - 1/d): 0.5 when the image's features spread twice as far from the
+    training mean as the training images' do. Hard when hardness >= threshold. An inference
+    without a feature shift (plain boxes, a model archived without statistics) is not hard.
+    """
+
+    HYPERPARAMETERS = (_unit("threshold", 0.5, "hard when 1 - 1/feature_shift >= threshold"),)
+
+    def mine(self, inference) -> MiningResult:
+        inference = _as_inference(inference)
+        if inference.feature_shift is None:
+            return MiningResult(False, 0.0)
+        hardness = _novelty(inference.feature_shift)
+        return MiningResult(hardness >= self.threshold, hardness)
+
+
+def _novelty(feature_shift: float) -> float:
+    """1 - 1/feature_shift, floored at 0: how much farther than the training images it lies."""
+    if not math.isfinite(feature_shift) or feature_shift < 0:
+        raise MLInputError(f"feature_shift must be a finite number >= 0, got {feature_shift}")
+    return max(0.0, 1.0 - 1.0 / feature_shift) if feature_shift > 0 else 0.0
 
 
 def rank_by_hardness(results: list[MiningResult]) -> list[int]:

@@ -10,6 +10,8 @@ Domains:
   grayscale backgrounds the initial domain never shows. ``shift`` (0..1) scales how strong this is.
 
 Deterministic: image ``i`` of a (seed, domain) pair is always the same, whatever ``n_images`` is.
+``empty_share`` makes a share of the images empty (no object), as most frames of a fixed camera are;
+``night_share`` puts a share of the edge images in a camera's night mode (grayscale, dim, noisy).
 CLI: ``python -m worker.ml.synthetic OUT_DIR --n-images 50 --domain edge --seed 1``.
 """
 
@@ -34,7 +36,7 @@ CLASS_NAMES = ["helmet", "vest", "cone"]
 DOMAINS = ("initial", "edge")
 # Strength of the edge domain's shift, tuned so that a model trained on the initial domain reaches
 # an AP50 of roughly 0.05-0.3 on the edge domain (poor, but not zero): see docs/ml.md.
-DEFAULT_EDGE_SHIFT = 0.55
+DEFAULT_EDGE_SHIFT = 0.48
 _DOMAIN_CODE = {"initial": 1, "edge": 2}
 
 INITIAL_BACKGROUNDS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry")
@@ -171,12 +173,18 @@ def _overlap(a, b):
     return iw * ih / smaller
 
 
-def _edge_degrade(image: Image.Image, rng, shift: float) -> Image.Image:
+def _edge_degrade(image: Image.Image, rng, shift: float, night: bool) -> Image.Image:
     array = np.asarray(image).astype(np.float32)
     brightness = 1.0 - shift * rng.uniform(0.45, 0.65)
     cast = 1.0 - shift * rng.uniform(0.0, 0.45, 3)  # a random per-channel colour cast
     array = array * brightness * cast
-    array = array + rng.normal(0, 14 * shift, array.shape)
+    noise = 14 * shift
+    if night:
+        # A camera's infrared night mode: no colour, little light, more sensor noise.
+        luma = array @ np.array([0.299, 0.587, 0.114], np.float32)
+        array = np.repeat(luma[..., None] * 0.8, 3, axis=-1)
+        noise *= 1.5
+    array = array + rng.normal(0, noise, array.shape)
     image = Image.fromarray(np.clip(array, 0, 255).astype(np.uint8))
     image = image.filter(ImageFilter.GaussianBlur(radius=shift * rng.uniform(0.6, 1.4)))
     buffer = io.BytesIO()
@@ -191,14 +199,29 @@ def generate_image(
     seed: int = 0,
     image_size: int = 192,
     shift: float = DEFAULT_EDGE_SHIFT,
+    empty_share: float = 0.0,
+    night_share: float = 0.0,
 ):
-    """One image (uint8 HxWx3) and its labels (N, 5) ``[x1, y1, x2, y2, class_id]``."""
+    """One image (uint8 HxWx3) and its labels (N, 5) ``[x1, y1, x2, y2, class_id]``.
+
+    ``empty_share`` is the chance that the image shows no object (background and distractors
+    only), as most frames of a fixed camera do. The draw has its own random stream, so whether
+    image ``i`` is empty does not depend on the rest of the image. ``night_share`` is the chance
+    that an edge image is taken in night mode (grayscale, darker, noisier); it has a stream of its
+    own too, and does not apply to the initial domain.
+    """
     if domain not in DOMAINS:
         raise MLInputError(f"unknown domain {domain!r}; choose from {DOMAINS}")
     if not 32 <= image_size <= 2048:
         raise MLInputError(f"image_size must lie in [32, 2048], got {image_size}")
     if not 0.0 <= shift <= 1.0:
         raise MLInputError(f"shift must lie in [0, 1], got {shift}")
+    if not 0.0 <= empty_share <= 1.0:
+        raise MLInputError(f"empty_share must lie in [0, 1], got {empty_share}")
+    if not 0.0 <= night_share <= 1.0:
+        raise MLInputError(f"night_share must lie in [0, 1], got {night_share}")
+    empty = np.random.default_rng([seed, _DOMAIN_CODE[domain], index, 1]).random() < empty_share
+    night = np.random.default_rng([seed, _DOMAIN_CODE[domain], index, 2]).random() < night_share
     rng = np.random.default_rng([seed, _DOMAIN_CODE[domain], index])
     edge = domain == "edge"
     image = _background(rng, EDGE_BACKGROUNDS if edge else INITIAL_BACKGROUNDS, image_size)
@@ -206,11 +229,11 @@ def generate_image(
     for _ in range(int(rng.integers(0, 4))):
         _draw_distractor(draw, rng, image_size)
     scale = (0.14 - 0.05 * shift, 0.34 - 0.12 * shift) if edge else (0.14, 0.34)
-    boxes = _place_objects(rng, image_size, scale, max_objects=4)
+    boxes = [] if empty else _place_objects(rng, image_size, scale, max_objects=4)
     for x1, y1, x2, y2, class_id in boxes:
         _DRAWERS[int(class_id)](draw, rng, x1, y1, x2 - x1, y2 - y1)
     if edge:
-        image = _edge_degrade(image, rng, shift)
+        image = _edge_degrade(image, rng, shift, night)
     labels = np.stack(boxes).astype(np.float32) if boxes else np.zeros((0, 5), np.float32)
     return np.asarray(image, dtype=np.uint8), labels
 
@@ -222,13 +245,17 @@ def generate_samples(
     image_size: int = 192,
     shift: float = DEFAULT_EDGE_SHIFT,
     start: int = 0,
+    empty_share: float = 0.0,
+    night_share: float = 0.0,
 ) -> DetectionData:
     """In-memory dataset of ``n_images`` images numbered ``start .. start + n_images - 1``."""
     if not isinstance(n_images, int) or n_images < 1:
         raise MLInputError(f"n_images must be a positive integer, got {n_images!r}")
     images, labels = [], []
     for index in range(start, start + n_images):
-        image, boxes = generate_image(index, domain, seed, image_size, shift)
+        image, boxes = generate_image(
+            index, domain, seed, image_size, shift, empty_share, night_share
+        )
         images.append(image)
         labels.append(boxes)
     return DetectionData(
@@ -246,6 +273,8 @@ def generate_dataset(
     seed: int = 0,
     image_size: int = 192,
     shift: float = DEFAULT_EDGE_SHIFT,
+    empty_share: float = 0.0,
+    night_share: float = 0.0,
 ) -> Path:
     """Write ``images/*.png`` and ``annotations.json`` (COCO) into ``out_dir``; returns the JSON.
 
@@ -255,7 +284,15 @@ def generate_dataset(
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise MLInputError(f"{out_dir} exists and is not an empty directory")
-    data = generate_samples(n_images, domain, seed, image_size, shift)
+    data = generate_samples(
+        n_images,
+        domain,
+        seed,
+        image_size,
+        shift,
+        empty_share=empty_share,
+        night_share=night_share,
+    )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     try:
@@ -305,10 +342,23 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--shift", type=float, default=DEFAULT_EDGE_SHIFT, help="edge-domain strength, 0..1"
     )
+    parser.add_argument(
+        "--empty-share", type=float, default=0.0, help="share of images with no object, 0..1"
+    )
+    parser.add_argument(
+        "--night-share", type=float, default=0.0, help="share of edge images in night mode, 0..1"
+    )
     args = parser.parse_args(argv)
     try:
         path = generate_dataset(
-            args.out_dir, args.n_images, args.domain, args.seed, args.image_size, args.shift
+            args.out_dir,
+            args.n_images,
+            args.domain,
+            args.seed,
+            args.image_size,
+            args.shift,
+            args.empty_share,
+            args.night_share,
         )
     except MLInputError as exc:
         parser.exit(2, f"error: {exc}\n")
