@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,27 @@ def redis_server():
         process.wait(timeout=10)
     if Path(settings.VAR_DIR).name.startswith("ilportal-test-"):
         shutil.rmtree(settings.VAR_DIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django's test database, plus a check that no session outlives the tests on it.
+
+    pytest-django cannot drop a database that another session still uses; this names the culprit
+    (its last query) instead of leaving only "being accessed by other users"."""
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid, application_name, state, query FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        stray = cursor.fetchall()
+    if stray:
+        warnings.warn(f"sessions still open on the test database: {stray}", stacklevel=1)
 
 
 @pytest.fixture(autouse=True)

@@ -9,6 +9,17 @@ from tests.factories import JobFactory, UserFactory
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.fixture(autouse=True)
+async def _close_the_database_thread_connection():
+    """The consumer's queries run in channels' database thread, whose connection would otherwise
+    outlive the test (and block dropping the PostgreSQL test database at the end)."""
+    from channels.db import database_sync_to_async
+    from django.db import connections
+
+    yield
+    await database_sync_to_async(connections.close_all)()
+
+
 def communicator_for(user, job_id):
     communicator = WebsocketCommunicator(JobProgressConsumer.as_asgi(), f"/ws/jobs/{job_id}/")
     communicator.scope["user"] = user
