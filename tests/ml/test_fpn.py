@@ -179,6 +179,14 @@ def test_feature_shift_is_small_for_training_images_and_large_for_unfamiliar_one
     assert np.allclose(again, shifts, rtol=1e-5)
 
 
+def test_too_few_images_keep_no_feature_stats(tiny_data):
+    model = FPNModel(**TINY_FPN)
+    model.build()
+    assert model.fit_feature_stats(tiny_data.x[:3]) is None and model.feature_stats is None
+    assert model.infer(tiny_data.x[:1])[0].feature_shift is None
+    assert model.fit_feature_stats(tiny_data.x[:8])["images"] == 8
+
+
 def test_archive_without_or_with_broken_feature_stats(tiny_archive, tmp_path):
     config = json.loads(zipfile.ZipFile(tiny_archive).read("config.json"))
     for stats, expected in (

@@ -55,6 +55,10 @@ def sha256_of_file(path) -> str:
     return digest.hexdigest()
 
 
+# Below this many training images a feature's std says nothing, and every image would look novel.
+MIN_FEATURE_STATS_IMAGES = 8
+
+
 def _as_images(data) -> list[np.ndarray]:
     if data is None:
         raise MLInputError("no data given (None)")
@@ -429,11 +433,15 @@ class FPNModel:
             features.append(np.asarray(feature, dtype=np.float64))
         return np.concatenate(raws), np.concatenate(features)
 
-    def fit_feature_stats(self, images, rng=None, max_images: int = 512) -> dict:
+    def fit_feature_stats(self, images, rng=None, max_images: int = 512) -> dict | None:
         """Record the mean and std of the pooled backbone features over ``images`` (at most
         ``max_images``, drawn with ``rng``): the reference that ``feature_shift`` compares to.
-        ``train`` calls it with the images it trained on (replay included)."""
+        ``train`` calls it with the images it trained on (replay included). Fewer than
+        ``MIN_FEATURE_STATS_IMAGES`` images describe no distribution: the model then keeps none."""
         images = _as_images(images)
+        if len(images) < MIN_FEATURE_STATS_IMAGES:
+            self.feature_stats = None
+            return None
         if len(images) > max_images:
             rng = rng if rng is not None else np.random.default_rng(self.params["seed"])
             images = [images[i] for i in sorted(rng.choice(len(images), max_images, False))]
