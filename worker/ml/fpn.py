@@ -464,13 +464,19 @@ class FPNModel:
         std = np.asarray(self.feature_stats["std"])
         return np.mean(((features - mean) / std) ** 2, axis=1)
 
-    def infer(self, data, flip: bool = False, score_threshold: float | None = None):
+    def infer(
+        self,
+        data,
+        flip: bool = False,
+        score_threshold: float | None = None,
+        with_feature_shift: bool = True,
+    ):
         """Per image an ``ImageInference`` (boxes, class probabilities, candidates, feature
-        shift[, flipped])."""
+        shift[, flipped]). ``with_feature_shift=False`` skips the shift (plain prediction)."""
         images = _as_images(data)
         threshold = self.params["score_threshold"] if score_threshold is None else score_threshold
         prepared = self._prepare(images)
-        if self.feature_stats:
+        if self.feature_stats and with_feature_shift:
             raw, features = self._raw_and_appearance(prepared)
             shifts = self.feature_shift(features)
         else:
@@ -517,7 +523,9 @@ class FPNModel:
         return decoded
 
     def predict_arrays(self, data, score_threshold: float | None = None) -> list[np.ndarray]:
-        return [inference.boxes for inference in self.infer(data, score_threshold=score_threshold)]
+        # Boxes only: evaluation, the smoke test and prediction need no feature shift.
+        inferences = self.infer(data, score_threshold=score_threshold, with_feature_shift=False)
+        return [inference.boxes for inference in inferences]
 
     def predict(self, data, score_threshold: float | None = None, **kwargs) -> list[list[list]]:
         """Per image a list of ``[x1, y1, x2, y2, score, class_id]`` in that image's pixels."""
