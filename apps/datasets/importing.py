@@ -20,6 +20,7 @@ from django.db import transaction
 
 from apps.datasets import services
 from apps.datasets.boxes import BoxRejected, check_boxes, to_pixels
+from apps.datasets.events import announce_labels_changed
 from apps.datasets.formats import coco, voc, yolo
 from apps.datasets.formats.base import Bundle, ParsedLabels, split_from_path
 from apps.datasets.image_checks import (
@@ -303,14 +304,21 @@ def _import_chunk(
         if failure is not None:
             raise failure
         with transaction.atomic():
+            labeled = []
             for item in new:
-                _record_one(dataset, item, options, user, job_id, report)
+                sample_id = _record_one(dataset, item, options, user, job_id, report)
+                if sample_id is not None and item.boxes is not None:
+                    labeled.append(sample_id)
+            announce_labels_changed(
+                dataset.pk, labeled, source="import", user_id=getattr(user, "pk", None)
+            )
     except BaseException:
         services.delete_files(written)
         raise
 
 
-def _record_one(dataset, item: _Checked, options, user, job_id, report) -> None:
+def _record_one(dataset, item: _Checked, options, user, job_id, report) -> int | None:
+    """Stores one checked image; returns the new sample's id (None: refused or a duplicate)."""
     try:
         stored = services.store_sample(
             dataset,
@@ -324,21 +332,23 @@ def _record_one(dataset, item: _Checked, options, user, job_id, report) -> None:
             image_info=item.info,
             sha256=item.sha256,
             stored_name=item.stored_name,
+            announce=False,
         )
     except (ImageRejected, BoxRejected, services.DatasetError) as exc:
         report.add(item.path, ImportOutcome.REJECTED, str(exc))
-        return
+        return None
     if not stored.created:  # another upload stored it a moment ago
         report.add(
             item.path,
             ImportOutcome.DUPLICATE,
             f"the same image is already sample #{stored.sample.pk}: not stored again",
         )
-        return
+        return None
     note = "labeled" if item.boxes is not None else "unlabeled"
     if item.boxes is not None:
         note += f", {len(item.boxes)} box{'es' if len(item.boxes) != 1 else ''}"
     report.add(item.path, ImportOutcome.ACCEPTED, "; ".join([note, *item.warnings]))
+    return stored.sample.pk
 
 
 # --- Uploaded files → a bundle ------------------------------------------------------------

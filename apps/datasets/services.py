@@ -12,6 +12,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Exists, OuterRef, ProtectedError, QuerySet, RestrictedError
 
 from apps.datasets.boxes import check_boxes
+from apps.datasets.events import announce_labels_changed
 from apps.datasets.formats.base import LabeledBox
 from apps.datasets.image_checks import ImageInfo, check_image
 from apps.datasets.models import (
@@ -183,6 +184,7 @@ def store_sample(
     annotation_source: str = AnnotationSource.IMPORT,
     sha256: str | None = None,
     stored_name: str | None = None,
+    announce: bool = True,
 ) -> StoredSample:
     """Stores one image (and its first annotation when `boxes` is given, [] meaning "no objects").
 
@@ -190,6 +192,8 @@ def store_sample(
     Raises ImageRejected / BoxRejected with the reason; nothing is stored then.
     `stored_name`: the file was already written there (by write_image_file); this call then owns
     it and removes it if no sample is created.
+    `announce`: a labeled new sample is announced as a label change (after the commit); a caller
+    storing many (an import) passes False and announces its batch once.
     """
     try:
         info = image_info or check_image(data)
@@ -227,6 +231,13 @@ def store_sample(
                 _write_revision(
                     sample, checked.boxes if checked else [], user, annotation_source, first=True
                 )
+                if announce:
+                    announce_labels_changed(
+                        dataset.pk,
+                        [sample.pk],
+                        source=annotation_source,
+                        user_id=getattr(user, "pk", None),
+                    )
     except IntegrityError:
         # The same image arrived through another upload at the same moment: keep that one.
         default_storage.delete(name)
@@ -308,6 +319,9 @@ def submit_annotation(
         sample = Sample.objects.select_for_update().select_related("dataset").get(pk=sample_id)
         checked = check_boxes(boxes, sample.width, sample.height, sample.dataset.class_names)
         annotation = _write_revision(sample, checked.boxes, user, source)
+        announce_labels_changed(
+            sample.dataset_id, [sample.pk], source=source, user_id=getattr(user, "pk", None)
+        )
     return annotation, checked.warnings
 
 

@@ -15,6 +15,7 @@ from apps.datasets.models import Dataset, Sample
 from apps.jobs import services as jobs
 from apps.jobs.models import Job, JobTrigger
 from apps.loops import artifacts
+from apps.loops.events import announce_deployed_pointer_moved
 from apps.loops.gate import GatePolicy, GatePolicyError
 from apps.loops.models import (
     Deployment,
@@ -346,7 +347,7 @@ def move_deployed_pointer(
         version.save(update_fields=["stage"])
         loop.deployed_version = version
         loop.save(update_fields=["deployed_version"])
-        return Deployment.objects.create(
+        deployment = Deployment.objects.create(
             loop=loop,
             version=version,
             previous=previous,
@@ -355,3 +356,11 @@ def move_deployed_pointer(
             reason=reason,
             job_id=job_id,
         )
+        announce_deployed_pointer_moved(
+            loop_id=loop.pk,
+            version_id=version.pk,
+            previous_version_id=previous.pk if previous else None,
+            action=action,
+            deployment_id=deployment.pk,
+        )
+        return deployment
