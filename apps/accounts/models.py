@@ -14,6 +14,12 @@ class DeviceToken(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # Scope: the loops (and so the datasets) this device may predict on, upload to and read.
+    # Tokens issued before scoping existed keep `all_loops` until an admin scopes them.
+    all_loops = models.BooleanField(
+        default=False, help_text="Unscoped: the token may use every loop."
+    )
+    loops = models.ManyToManyField("loops.Loop", blank=True, related_name="device_tokens")
 
     class Meta:
         ordering = ["-created_at"]
@@ -24,3 +30,10 @@ class DeviceToken(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+    def may_use_loop(self, loop_id: int) -> bool:
+        return self.all_loops or self.loops.filter(pk=loop_id).exists()
+
+    def may_use_dataset(self, dataset_id: int) -> bool:
+        """A device reaches a dataset through a loop it is scoped to."""
+        return self.all_loops or self.loops.filter(dataset_id=dataset_id).exists()
