@@ -232,7 +232,7 @@ def test_a_device_uploads_a_turned_jpeg_through_the_api(admin_user, dataset, ori
         {
             "image": upload,
             "boxes": json.dumps(
-                [dict(zip(("x1", "y1", "x2", "y2"), OBJECT)) | {"class_name": "cone"}]
+                [dict(zip(("x1", "y1", "x2", "y2"), OBJECT, strict=True)) | {"class_name": "cone"}]
             ),
         },
     )
@@ -465,3 +465,57 @@ def test_a_turned_png_or_webp_is_stored_turned_without_loss(dataset, fmt):
     ).sample
     assert (sample.width, sample.height) == SHOWN_SIZE
     assert np.array_equal(plain_pixels(stored_bytes(sample)), np.asarray(shown_image()))
+
+
+# --- images stored before the rule ---------------------------------------------------------
+
+
+def test_the_command_turns_images_stored_before_the_rule_with_their_boxes(
+    dataset, stored_names, django_capture_on_commit_callbacks
+):
+    from django.core.files.base import ContentFile
+    from django.core.management import call_command
+
+    from apps.datasets.models import Annotation, Box
+
+    data = camera_jpeg(6)
+    raw = plain_pixels(data)
+    ys, xs = np.nonzero((raw[:, :, 0] > 170) & (raw[:, :, 1] < 80))
+    on_stored = (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
+    # As the portal stored it before: the camera's bytes, the stored size, boxes on them.
+    sha = hashlib.sha256(data).hexdigest()
+    name = default_storage.save(
+        f"datasets/{dataset.pk}/images/{sha[:2]}/{sha}.jpg", ContentFile(data)
+    )
+    sample = Sample.objects.create(
+        dataset=dataset, image=name, sha256=sha, width=RAW_SIZE[0], height=RAW_SIZE[1],
+        source="upload", split="train",
+    )  # fmt: skip
+    annotation = Annotation.objects.create(sample=sample, revision=1, source="import")
+    Box.objects.create(
+        annotation=annotation,
+        class_name="cone",
+        **dict(zip(("x1", "y1", "x2", "y2"), on_stored, strict=True)),
+    )
+    sample.current_annotation = annotation
+    sample.status = "labeled"
+    sample.save()
+    upright = services.store_sample(dataset, camera_jpeg(1), original_name="b.jpg", source="upload")
+
+    old_thumbnail = ensure_thumbnail(sample)
+    out = io.StringIO()
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("orient_stored_images", stdout=out)
+    assert "1 of 2 samples turned" in out.getvalue()
+    sample.refresh_from_db()
+    assert (sample.width, sample.height) == SHOWN_SIZE and not sample.thumbnail
+    assert name not in stored_names() and old_thumbnail not in stored_names()
+    assert_object_at(plain_pixels(stored_bytes(sample)), OBJECT)
+    box = Box.objects.get(annotation=annotation)
+    assert (box.x1, box.y1, box.x2, box.y2) == pytest.approx(OBJECT, abs=1)
+    data_set = load_detection_data([(sample.pk, annotation.pk)], dataset.class_names)
+    assert_object_at(data_set.x[0], (box.x1, box.y1, box.x2, box.y2))
+    call_command("orient_stored_images", stdout=io.StringIO())  # again: nothing changes
+    sample.refresh_from_db()
+    assert (sample.width, sample.height) == SHOWN_SIZE
+    assert Sample.objects.get(pk=upright.sample.pk).image.name == upright.sample.image.name
