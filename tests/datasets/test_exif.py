@@ -519,3 +519,15 @@ def test_the_command_turns_images_stored_before_the_rule_with_their_boxes(
     sample.refresh_from_db()
     assert (sample.width, sample.height) == SHOWN_SIZE
     assert Sample.objects.get(pk=upright.sample.pk).image.name == upright.sample.image.name
+
+
+def test_the_ml_cores_coco_loader_reads_images_as_shown(tmp_path):
+    from worker.ml.data import DetectionData
+
+    (tmp_path / "a.jpg").write_bytes(camera_jpeg(6))
+    x1, y1, x2, y2 = OBJECT
+    (tmp_path / "annotations.json").write_bytes(
+        coco_json([("a.jpg", *SHOWN_SIZE)], [(0, "cone", [x1, y1, x2 - x1, y2 - y1])], ["cone"])
+    )
+    loaded = DetectionData.from_coco(tmp_path / "annotations.json")
+    assert_object_at(loaded.x[0], loaded.y[0][0, :4])
