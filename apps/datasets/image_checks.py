@@ -221,21 +221,42 @@ def stored_image_bytes(data: bytes, info: ImageInfo) -> bytes:
     """
     if info.orientation == 1 and info.format != "GIF":
         return data
+    stored_format = {"MPO": "JPEG", "GIF": "PNG"}.get(info.format, info.format)
     with Image.open(io.BytesIO(data)) as image:
-        exif = image.getexif()
-        exif.pop(ORIENTATION_TAG, None)
-        options = {"icc_profile": image.info.get("icc_profile")}
-        if len(exif):
-            options["exif"] = exif.tobytes()
-        if info.format in ("JPEG", "MPO"):
+        options = {
+            "icc_profile": image.info.get("icc_profile"),
+            "exif": _exif_without_orientation(image),
+        }
+        if stored_format == "JPEG":
             options |= {
                 "qtables": image.quantization,
                 "subsampling": JpegImagePlugin.get_sampling(image),
             }
-        elif info.format == "WEBP":
+        elif stored_format == "WEBP":
             options["lossless"] = True
         turned = oriented(image, info.orientation)
-        out = io.BytesIO()
-        stored_format = {"MPO": "JPEG", "GIF": "PNG"}.get(info.format, info.format)
-        turned.save(out, format=stored_format, **options)
+        try:
+            return _encoded(turned, stored_format, options)
+        except (OSError, ValueError, TypeError):
+            # Tables or metadata this encoder refuses: the pixels matter, not the metadata.
+            return _encoded(
+                turned, stored_format, {"quality": 95} if stored_format == "JPEG" else {}
+            )
+
+
+def _encoded(image: Image.Image, fmt: str, options: dict) -> bytes:
+    out = io.BytesIO()
+    image.save(
+        out, format=fmt, **{key: value for key, value in options.items() if value is not None}
+    )
     return out.getvalue()
+
+
+def _exif_without_orientation(image: Image.Image) -> bytes | None:
+    """The image's EXIF minus the orientation tag; None when it has none or it is unreadable."""
+    try:
+        exif = image.getexif()
+        exif.pop(ORIENTATION_TAG, None)
+        return exif.tobytes() if len(exif) else None
+    except Exception:  # noqa: BLE001 (malformed EXIF takes many shapes; the image is what counts)
+        return None

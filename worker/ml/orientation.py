@@ -44,7 +44,7 @@ def read_orientation(image: Image.Image) -> int:
         value = image.getexif().get(ORIENTATION_TAG, 1)
     except (OSError, ValueError, SyntaxError, TypeError, KeyError, IndexError):
         return 1  # broken EXIF is ignored, like browsers ignore it
-    return value if value in TRANSPOSE_FOR_ORIENTATION else 1
+    return value if isinstance(value, int) and value in TRANSPOSE_FOR_ORIENTATION else 1
 
 
 def swaps_axes(orientation: int) -> bool:
