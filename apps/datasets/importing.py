@@ -369,6 +369,7 @@ def bundle_from_staged(staged: list[dict], report: ImportReport):
     """Opens the staged upload (zips and loose files) as one bundle; archive-level problems
     go to the report. Zips are copied to a local temporary file first (zipfile needs seek)."""
     readers: dict[str, Callable[[], bytes]] = {}
+    heads: dict[str, Callable[[], bytes]] = {}
     zips: list[SafeZip] = []
     temporary = tempfile.TemporaryDirectory(prefix="ilportal-import-")
     archives = [item for item in staged if _is_zip(item)]
@@ -390,11 +391,17 @@ def bundle_from_staged(staged: list[dict], report: ImportReport):
                 for name in archive.names():
                     if _name_is_free(prefix + name, readers, report):
                         readers[prefix + name] = lambda a=archive, n=name: a.read(n)
+                        heads[prefix + name] = lambda a=archive, n=name: a.read_head(n)
             else:
                 name = posixpath.basename(item["name"].replace("\\", "/"))
                 if _name_is_free(name, readers, report):
                     readers[name] = lambda key=item["key"]: _read_stored(key)
-        yield Bundle(names=list(readers), read=lambda name: readers[name]())
+                    heads[name] = lambda key=item["key"]: _read_stored(key, 32)
+        yield Bundle(
+            names=list(readers),
+            read=lambda name: readers[name](),
+            read_head=lambda name: heads[name](),
+        )
     finally:
         for archive in zips:
             archive.close()
@@ -421,9 +428,9 @@ def _is_zip(item: dict) -> bool:
         return stream.read(4) == ZIP_MAGIC
 
 
-def _read_stored(key: str) -> bytes:
+def _read_stored(key: str, size: int = -1) -> bytes:
     with default_storage.open(key, "rb") as stream:
-        return stream.read()
+        return stream.read(size)
 
 
 def discard_import(job_id: int) -> int:

@@ -418,8 +418,9 @@ def test_formats_are_sniffed_by_content():
     assert sniff_image_format(b'{"images": []}') is None
 
 
+@pytest.mark.parametrize("packed", ["zip", "loose files"])
 def test_an_upload_reports_unsupported_formats_by_name_and_takes_images_without_extension(
-    run_upload, dataset
+    run_upload, dataset, packed
 ):
     frames = [shown_image(), Image.new("RGB", SHOWN_SIZE, (0, 0, 255))]
     animation = io.BytesIO()
@@ -431,7 +432,8 @@ def test_an_upload_reports_unsupported_formats_by_name_and_takes_images_without_
         "animation.gif": animation.getvalue(),
         "notes.bin": b"just some bytes",
     }
-    job = run_upload(dataset, [("upload.zip", zip_bytes(files))])
+    upload = [("upload.zip", zip_bytes(files))] if packed == "zip" else list(files.items())
+    job = run_upload(dataset, upload)
     tif = report_line(job, "scan.tif")
     assert tif["outcome"] == "rejected"
     assert tif["message"].startswith("not a supported image format (TIFF)")

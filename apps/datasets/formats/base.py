@@ -32,6 +32,8 @@ class Bundle:
 
     names: list[str]
     read: Callable[[str], bytes]
+    # The first bytes of a file, without reading it whole (a video in the upload): optional.
+    read_head: Callable[[str], bytes] | None = None
     _content_formats: dict = field(default_factory=dict, repr=False, compare=False)
 
     def image_names(self) -> list[str]:
@@ -48,7 +50,7 @@ class Bundle:
             return None
         if name not in self._content_formats:
             try:
-                head = self.read(name)[:32]
+                head = self.read_head(name) if self.read_head else self.read(name)[:32]
             except (EntryRejected, OSError):
                 head = b""
             self._content_formats[name] = sniff_image_format(head)
