@@ -28,8 +28,10 @@ from apps.datasets.image_checks import (
     ImageRejected,
     check_image,
     looks_like_image_name,
+    unsupported_format_message,
 )
 from apps.datasets.models import Dataset, Sample, SampleSource
+from apps.datasets.orientation import boxes_on_shown_image
 from apps.datasets.zip_safety import ZIP_MAGIC, ArchiveRejected, EntryRejected, SafeZip
 
 FORMATS = {"coco": coco, "voc": voc, "yolo": yolo}
@@ -161,6 +163,12 @@ def import_bundle(
             continue
         if _is_side_file(name) and parsed is not None:
             report.add(name, ImportOutcome.READ, "class names or split lists read")
+        elif bundle.content_format(name):  # an image, in a format the portal does not take
+            report.add(
+                name,
+                ImportOutcome.REJECTED,
+                unsupported_format_message(bundle.content_format(name)),
+            )
         else:
             report.add(name, ImportOutcome.IGNORED, "not an image or an annotation file")
 
@@ -241,10 +249,12 @@ def _check_one(dataset, bundle, path, labels, parsed) -> _Checked:
     boxes = labels.get(path)
     if boxes is not None and parsed.normalized:
         boxes = to_pixels(boxes, info.width, info.height)
-    warnings = []
+    declared_size = parsed.declared_sizes.get(path) if parsed else None
+    boxes, orientation_note = boxes_on_shown_image(boxes, info, declared_size)
+    warnings = [orientation_note] if orientation_note else []
     if boxes:
         checked = check_boxes(boxes, info.width, info.height, dataset.class_names)
-        boxes, warnings = checked.boxes, checked.warnings
+        boxes, warnings = checked.boxes, warnings + checked.warnings
     split = (parsed.splits.get(path) if parsed else None) or split_from_path(path)
     return _Checked(path, data, info, hashlib.sha256(data).hexdigest(), boxes, split, warnings)
 
@@ -359,6 +369,7 @@ def bundle_from_staged(staged: list[dict], report: ImportReport):
     """Opens the staged upload (zips and loose files) as one bundle; archive-level problems
     go to the report. Zips are copied to a local temporary file first (zipfile needs seek)."""
     readers: dict[str, Callable[[], bytes]] = {}
+    heads: dict[str, Callable[[], bytes]] = {}
     zips: list[SafeZip] = []
     temporary = tempfile.TemporaryDirectory(prefix="ilportal-import-")
     archives = [item for item in staged if _is_zip(item)]
@@ -380,11 +391,17 @@ def bundle_from_staged(staged: list[dict], report: ImportReport):
                 for name in archive.names():
                     if _name_is_free(prefix + name, readers, report):
                         readers[prefix + name] = lambda a=archive, n=name: a.read(n)
+                        heads[prefix + name] = lambda a=archive, n=name: a.read_head(n)
             else:
                 name = posixpath.basename(item["name"].replace("\\", "/"))
                 if _name_is_free(name, readers, report):
                     readers[name] = lambda key=item["key"]: _read_stored(key)
-        yield Bundle(names=list(readers), read=lambda name: readers[name]())
+                    heads[name] = lambda key=item["key"]: _read_stored(key, 32)
+        yield Bundle(
+            names=list(readers),
+            read=lambda name: readers[name](),
+            read_head=lambda name: heads[name](),
+        )
     finally:
         for archive in zips:
             archive.close()
@@ -411,9 +428,9 @@ def _is_zip(item: dict) -> bool:
         return stream.read(4) == ZIP_MAGIC
 
 
-def _read_stored(key: str) -> bytes:
+def _read_stored(key: str, size: int = -1) -> bytes:
     with default_storage.open(key, "rb") as stream:
-        return stream.read()
+        return stream.read(size)
 
 
 def discard_import(job_id: int) -> int:

@@ -14,7 +14,7 @@ from django.db.models import Count, Exists, OuterRef, ProtectedError, QuerySet, 
 from apps.datasets.boxes import check_boxes
 from apps.datasets.events import announce_labels_changed
 from apps.datasets.formats.base import LabeledBox
-from apps.datasets.image_checks import ImageInfo, check_image
+from apps.datasets.image_checks import ImageInfo, check_image, stored_image_bytes
 from apps.datasets.models import (
     Annotation,
     AnnotationSource,
@@ -194,6 +194,9 @@ def store_sample(
     it and removes it if no sample is created.
     `announce`: a labeled new sample is announced as a label change (after the commit); a caller
     storing many (an import) passes False and announces its batch once.
+    The image is stored as shown (its EXIF orientation applied, see write_image_file), `boxes`
+    are on the shown image, and `captured_at` defaults to the image's EXIF capture time.
+    `sha256` (the duplicate key) is that of `data`, the bytes as received.
     """
     try:
         info = image_info or check_image(data)
@@ -223,7 +226,7 @@ def store_sample(
                 height=info.height,
                 original_name=original_name[-255:],
                 source=source,
-                captured_at=captured_at,
+                captured_at=captured_at or info.captured_at,
                 split=split or split_for_hash(sha256, dataset.train_percent, dataset.eval_percent),
                 import_job_id=import_job_id,
             )
@@ -252,9 +255,11 @@ def store_sample(
 
 
 def write_image_file(dataset_id: int, sha256: str, info: ImageInfo, data: bytes) -> str:
-    """Writes the image under its content-addressed name; returns the name storage chose."""
+    """Writes the image, as shown (stored_image_bytes), under the name of the received bytes'
+    sha256; returns the name storage chose. Every stored image is written here."""
     return default_storage.save(
-        image_storage_name(dataset_id, sha256, info.extension), ContentFile(data)
+        image_storage_name(dataset_id, sha256, info.extension),
+        ContentFile(stored_image_bytes(data, info)),
     )
 
 

@@ -15,6 +15,7 @@ def thumbnail_storage_name(sample: Sample) -> str:
 
 
 def render_thumbnail(image_bytes: bytes, size: int) -> bytes:
+    """A JPEG thumbnail of stored pixels (already as shown: see image_checks.stored_image_bytes)."""
     with Image.open(io.BytesIO(image_bytes)) as image:
         image.draft("RGB", (size, size))  # JPEG decodes at a reduced scale: much faster
         image = image.convert("RGB")

@@ -139,5 +139,13 @@ class SafeZip:
             raise EntryRejected("nested archives are not imported: unpack it and upload its files")
         return data
 
+    def read_head(self, name: str, size: int = 32) -> bytes:
+        """The entry's first bytes (to recognise a file by content), not counted as unpacked."""
+        try:
+            with self.zip.open(self.members[name]) as stream:
+                return stream.read(size)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
+            raise EntryRejected(f"corrupt zip entry ({exc})") from exc
+
     def close(self) -> None:
         self.zip.close()

@@ -38,6 +38,8 @@ def evaluation_snapshot(dataset_id: int, evaluation_set: str) -> list[tuple[int,
 
 
 def read_image(name: str) -> np.ndarray:
+    """A stored image's pixels. They are already as shown (the EXIF orientation was applied when
+    it was stored, see apps.datasets.image_checks): no orientation is applied here."""
     with default_storage.open(name, "rb") as handle:
         data = handle.read()
     with Image.open(io.BytesIO(data)) as image:

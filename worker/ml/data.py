@@ -124,8 +124,13 @@ class DetectionData:
 
     @classmethod
     def from_coco(cls, annotation_file: str | Path, image_dir: str | Path | None = None):
-        """Load a COCO detection JSON (category ids become 0-based class ids in listed order)."""
+        """Load a COCO detection JSON (category ids become 0-based class ids in listed order).
+
+        Images are read as shown (EXIF orientation applied), the frame labeling tools draw in.
+        """
         from PIL import Image
+
+        from worker.ml.orientation import oriented
 
         annotation_file = Path(annotation_file)
         try:
@@ -145,8 +150,8 @@ class DetectionData:
         for image in coco.get("images", []):
             path = image_dir / image["file_name"]
             try:
-                with Image.open(path) as handle:
-                    images.append(np.asarray(handle.convert("RGB")))
+                with Image.open(path) as handle:  # as shown: boxes are drawn on that
+                    images.append(np.asarray(oriented(handle).convert("RGB")))
             except OSError as exc:
                 raise MLInputError(f"cannot read image {path}: {exc}") from exc
             labels.append(np.asarray(labels_by_image[image["id"]], np.float32).reshape(-1, 5))

@@ -4,7 +4,12 @@ import posixpath
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from apps.datasets.image_checks import looks_like_image_name
+from apps.datasets.image_checks import (
+    is_supported_format,
+    looks_like_image_name,
+    sniff_image_format,
+)
+from apps.datasets.zip_safety import EntryRejected
 
 SPLIT_DIRECTORY_NAMES = {
     "train": "train",
@@ -17,15 +22,39 @@ SPLIT_DIRECTORY_NAMES = {
 }
 
 
+# Never images: not sniffed (a label file is not read twice to learn that).
+TEXT_SUFFIXES = (".json", ".xml", ".txt", ".yaml", ".yml", ".names", ".csv")
+
+
 @dataclass
 class Bundle:
     """The files of one upload (a zip or loose files), by normalised path; read on demand."""
 
     names: list[str]
     read: Callable[[str], bytes]
+    # The first bytes of a file, without reading it whole (a video in the upload): optional.
+    read_head: Callable[[str], bytes] | None = None
+    _content_formats: dict = field(default_factory=dict, repr=False, compare=False)
 
     def image_names(self) -> list[str]:
-        return [name for name in self.names if looks_like_image_name(name)]
+        """Images by name, and files of a supported image format whatever they are called."""
+        return [
+            name
+            for name in self.names
+            if looks_like_image_name(name) or is_supported_format(self.content_format(name))
+        ]
+
+    def content_format(self, name: str) -> str | None:
+        """The image format the file's first bytes announce (None: not an image)."""
+        if looks_like_image_name(name) or name.lower().endswith(TEXT_SUFFIXES):
+            return None
+        if name not in self._content_formats:
+            try:
+                head = self.read_head(name) if self.read_head else self.read(name)[:32]
+            except (EntryRejected, OSError):
+                head = b""
+            self._content_formats[name] = sniff_image_format(head)
+        return self._content_formats[name]
 
     def with_suffix(self, *suffixes: str) -> list[str]:
         return [name for name in self.names if name.lower().endswith(suffixes)]
@@ -60,6 +89,8 @@ class ParsedLabels:
     splits: dict[str, str] = field(default_factory=dict)
     # YOLO boxes are fractions of the image size until the image has been decoded.
     normalized: bool = False
+    # image path → (width, height) the annotation states (COCO, VOC): see orientation.py.
+    declared_sizes: dict[str, tuple] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,7 @@ def _parse_document(name: str, doc, resolver: ImageResolver, parsed: ParsedLabel
             continue
         images[entry["id"]] = path
         parsed.labels.setdefault(path, [])
+        parsed.declared_sizes[path] = (entry.get("width"), entry.get("height"))
     for annotation in doc["annotations"]:
         path = images.get(annotation.get("image_id"))
         if path is None:

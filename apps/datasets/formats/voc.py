@@ -84,6 +84,7 @@ def parse(bundle: Bundle, files: list[str] | None = None) -> ParsedLabels:
             parsed.image_problems[path] = f"{name}: {exc}"
             continue
         parsed.labels[path] = boxes
+        parsed.declared_sizes[path] = (root.findtext("size/width"), root.findtext("size/height"))
     parsed.declared_classes = unique_class_names(classes)
     _read_image_sets(bundle, parsed)
     return parsed

@@ -1,0 +1,96 @@
+"""EXIF orientation: a camera stores the sensor's pixels and says in EXIF how to turn them.
+
+ilportal's rule: an image's pixels are its EXIF-oriented pixels, the image every browser and
+labeling tool shows. The portal applies the rule once, when an image is stored (see
+``apps.datasets.image_checks``); code that decodes camera bytes itself (the predict path, the
+edge agent) uses ``decode_rgb`` so that its boxes are in the same frame. No Django here.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+ORIENTATION_TAG = 0x0112
+
+# EXIF orientation → the transpose that turns the stored pixels into the shown image.
+TRANSPOSE_FOR_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,  # the shown image is the stored one turned 90° clockwise
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+DESCRIPTIONS = {
+    1: "upright",
+    2: "mirrored left-right",
+    3: "turned 180°",
+    4: "mirrored top-bottom",
+    5: "mirrored and turned 90° counter-clockwise",
+    6: "turned 90° clockwise",
+    7: "mirrored and turned 90° clockwise",
+    8: "turned 90° counter-clockwise",
+}
+
+
+def read_orientation(image: Image.Image) -> int:
+    """The image's EXIF orientation, 1 when it has none or an invalid one (as browsers do)."""
+    try:
+        value = image.getexif().get(ORIENTATION_TAG, 1)
+    except (OSError, ValueError, SyntaxError, TypeError, KeyError, IndexError):
+        return 1  # broken EXIF is ignored, like browsers ignore it
+    return value if isinstance(value, int) and value in TRANSPOSE_FOR_ORIENTATION else 1
+
+
+def swaps_axes(orientation: int) -> bool:
+    return orientation in (5, 6, 7, 8)
+
+
+def shown_size(width: int, height: int, orientation: int) -> tuple[int, int]:
+    """The (width, height) shown for stored pixels of width × height."""
+    return (height, width) if swaps_axes(orientation) else (width, height)
+
+
+def oriented(image: Image.Image, orientation: int | None = None) -> Image.Image:
+    """The image as shown: its pixels turned by the orientation (the same image when upright)."""
+    orientation = read_orientation(image) if orientation is None else orientation
+    method = TRANSPOSE_FOR_ORIENTATION.get(orientation)
+    return image if method is None else image.transpose(method)
+
+
+def decode_rgb(data: bytes) -> np.ndarray:
+    """Camera bytes → the shown image as uint8 HxWx3 (what a model must see)."""
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(oriented(image).convert("RGB"))
+
+
+def point_to_shown(x: float, y: float, width: int, height: int, orientation: int):
+    """A point of the stored pixels (width × height) → the same point in the shown image."""
+    if orientation == 2:
+        return width - x, y
+    if orientation == 3:
+        return width - x, height - y
+    if orientation == 4:
+        return x, height - y
+    if orientation == 5:
+        return y, x
+    if orientation == 6:
+        return height - y, x
+    if orientation == 7:
+        return height - y, width - x
+    if orientation == 8:
+        return y, width - x
+    return x, y
+
+
+def box_to_shown(box, width: int, height: int, orientation: int) -> tuple[float, ...]:
+    """(x1, y1, x2, y2) on the stored pixels (width × height) → the same box on the shown image."""
+    x1, y1, x2, y2 = box
+    ax, ay = point_to_shown(x1, y1, width, height, orientation)
+    bx, by = point_to_shown(x2, y2, width, height, orientation)
+    return min(ax, bx), min(ay, by), max(ax, bx), max(ay, by)
