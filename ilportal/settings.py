@@ -192,10 +192,16 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "ilportal API",
     "VERSION": "1",
-    "DESCRIPTION": "Datasets, samples and annotations. Browsers use their session; edge clients "
+    "DESCRIPTION": "Datasets, samples and annotations; loops, model versions, evaluations, "
+    "deployments and jobs. Browsers use their session; edge clients "
     "send `Authorization: Bearer <device token>`.",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": "/api/v1",
+    # Samples and jobs both have a `status`; each enum keeps its own name.
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "apps.jobs.models.JobStatus",
+        "SampleStatusEnum": "apps.datasets.models.SampleStatus",
+    },
 }
 
 # --- Accounts and sessions -------------------------------------------------------------------
