@@ -57,7 +57,9 @@ def _flatten(errors, prefix: str = "") -> list[str]:
         return [
             line
             for field, inner in errors.items()
-            for line in _flatten(inner, prefix if field == "non_field_errors" else f"{field}: ")
+            for line in _flatten(
+                inner, prefix if field == "non_field_errors" else f"{prefix}{field}: "
+            )
         ]
     if isinstance(errors, list):
         return [line for inner in errors for line in _flatten(inner, prefix)]

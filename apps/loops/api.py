@@ -14,7 +14,7 @@ from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied
-from rest_framework.parsers import FormParser, JSONParser
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from apps.accounts.api_auth import is_device
@@ -595,7 +595,7 @@ class VersionEvaluateView(LoopsApiView):
 
 class _DeployActionView(LoopsApiView):
     required_permissions = {"POST": "loops.operate_loop"}
-    parser_classes = [JSONParser, FormParser]
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
     action: str = DeploymentAction.DEPLOY
 
     def post(self, request, loop_id: int, number: int):
