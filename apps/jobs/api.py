@@ -211,7 +211,9 @@ class JobDetailSerializer(JobSerializer):
 
 class JobConflictSerializer(serializers.Serializer):
     detail = serializers.CharField()
-    job = JobSerializer()
+    job = JobSerializer(
+        allow_null=True, help_text="The job in the way (null if it finished meanwhile)"
+    )
 
 
 def conflict(message: str, job: Job) -> Response:
