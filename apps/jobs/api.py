@@ -6,11 +6,10 @@ the device read rule) live here too, since the loops API builds on jobs.
 """
 
 from django.conf import settings
-from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
-from rest_framework.exceptions import APIException, PermissionDenied
+from rest_framework.exceptions import APIException, NotFound, PermissionDenied
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -129,7 +128,7 @@ class DeviceReadPermission(ModelPermissions):
         return super().has_permission(request, view)
 
 
-class LoopsApiView(APIView):
+class DeviceReadableApiView(APIView):
     permission_classes = [DeviceReadPermission]
 
 
@@ -227,15 +226,22 @@ def job_queryset():
     return Job.objects.select_related("created_by", "device")
 
 
+def job_or_404(job_id: int, queryset=None) -> Job:
+    job = (Job.objects if queryset is None else queryset).filter(pk=job_id).first()
+    if job is None:
+        raise NotFound(f"No job #{job_id}.")
+    return job
+
+
 def readable_job(request, job_id: int) -> Job:
     """The job, if this caller may read it: people by role, a device only the jobs it started."""
-    job = get_object_or_404(job_queryset(), pk=job_id)
+    job = job_or_404(job_id, job_queryset())
     if is_device(request.user) and job.device_id != request.user.token.pk:
         raise PermissionDenied("This device token did not start this job.")
     return job
 
 
-class JobListView(LoopsApiView):
+class JobListView(DeviceReadableApiView):
     required_permissions = {"GET": "jobs.view_job"}
     device_readable = True
 
@@ -272,7 +278,7 @@ class JobListView(LoopsApiView):
         )
 
 
-class JobDetailView(LoopsApiView):
+class JobDetailView(DeviceReadableApiView):
     required_permissions = {"GET": "jobs.view_job"}
     device_readable = True
 
@@ -295,7 +301,7 @@ class JobDetailView(LoopsApiView):
         return Response(JobDetailSerializer(job, context={"log_lines": log_lines}).data)
 
 
-class JobCancelView(LoopsApiView):
+class JobCancelView(DeviceReadableApiView):
     required_permissions = {"POST": "jobs.change_job"}
 
     @extend_schema(
@@ -309,7 +315,7 @@ class JobCancelView(LoopsApiView):
         "report (`cancel_requested`). A job that already finished answers 409.",
     )
     def post(self, request, job_id: int):
-        job = get_object_or_404(Job, pk=job_id)
+        job = job_or_404(job_id)
         if not job.is_active:
             return conflict(f"Job #{job.pk} is {job.status}: nothing to cancel.", job)
         try:

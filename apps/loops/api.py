@@ -9,11 +9,10 @@ naming the job of that kind already running for the loop.
 from django.db import transaction
 from django.db.models import Count, F, IntegerField, OuterRef, Prefetch, Subquery
 from django.db.models.functions import Coalesce
-from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
@@ -23,10 +22,10 @@ from apps.datasets.pagination import keyset_page
 from apps.jobs import services as jobs
 from apps.jobs.api import (
     PAGE_PARAMETERS,
+    DeviceReadableApiView,
     InvalidRequest,
     JobConflictSerializer,
     JobSerializer,
-    LoopsApiView,
     choice_param,
     conflict,
     error_responses,
@@ -397,18 +396,28 @@ def _loop_body(loop_id: int) -> dict:
 # --- Access --------------------------------------------------------------------------------
 
 
-def readable_loop(request, loop_id: int) -> Loop:
-    """The loop, if this caller may see it: people by role, a device only within its scope."""
-    loop = get_object_or_404(Loop, pk=loop_id)
-    if is_device(request.user) and not request.user.token.may_use_loop(loop.pk):
-        raise PermissionDenied(f"This device token is not scoped to loop {loop.name!r}.")
+def loop_or_404(loop_id: int, queryset=None) -> Loop:
+    loop = (Loop.objects if queryset is None else queryset).filter(pk=loop_id).first()
+    if loop is None:
+        raise NotFound(f"No loop #{loop_id}.")
     return loop
 
 
-def _version(loop: Loop, number: int) -> ModelVersion:
-    version = get_object_or_404(ModelVersion, loop=loop, number=number)
+def version_or_404(loop: Loop, number: int, queryset=None) -> ModelVersion:
+    versions = ModelVersion.objects.filter(loop=loop) if queryset is None else queryset
+    version = versions.filter(number=number).first()
+    if version is None:
+        raise NotFound(f"Loop {loop.name!r} has no version v{number}.")
     version.loop = loop
     return version
+
+
+def readable_loop(request, loop_id: int) -> Loop:
+    """The loop, if this caller may see it: people by role, a device only within its scope."""
+    loop = loop_or_404(loop_id)
+    if is_device(request.user) and not request.user.token.may_use_loop(loop.pk):
+        raise PermissionDenied(f"This device token is not scoped to loop {loop.name!r}.")
+    return loop
 
 
 def _start(start) -> Response:
@@ -437,7 +446,7 @@ STARTED = {
 # --- Loops ---------------------------------------------------------------------------------
 
 
-class LoopListView(LoopsApiView):
+class LoopListView(DeviceReadableApiView):
     required_permissions = {"GET": "loops.view_loop", "POST": "loops.add_loop"}
     device_readable = True
     parser_classes = [JSONParser]
@@ -489,7 +498,7 @@ class LoopListView(LoopsApiView):
         return Response(_loop_body(loop.pk), status=status.HTTP_201_CREATED)
 
 
-class LoopDetailView(LoopsApiView):
+class LoopDetailView(DeviceReadableApiView):
     required_permissions = {"GET": "loops.view_loop", "PATCH": "loops.change_loop"}
     device_readable = True
     parser_classes = [JSONParser]
@@ -505,7 +514,7 @@ class LoopDetailView(LoopsApiView):
         "the next job uses them. A loop's name and dataset stay as created.",
     )
     def patch(self, request, loop_id: int):
-        loop = get_object_or_404(Loop.objects.select_related("dataset"), pk=loop_id)
+        loop = loop_or_404(loop_id, Loop.objects.select_related("dataset"))
         given = set(request.data) if isinstance(request.data, dict) else set()
         fixed = sorted({"name", "dataset"} & given)
         if fixed:
@@ -520,7 +529,7 @@ class LoopDetailView(LoopsApiView):
         return Response(_loop_body(loop.pk))
 
 
-class LoopTrainView(LoopsApiView):
+class LoopTrainView(DeviceReadableApiView):
     required_permissions = {"POST": "loops.operate_loop"}
 
     @extend_schema(
@@ -530,14 +539,14 @@ class LoopTrainView(LoopsApiView):
         "'Train now'). 409 names the training already queued or running.",
     )
     def post(self, request, loop_id: int):
-        loop = get_object_or_404(Loop, pk=loop_id)
+        loop = loop_or_404(loop_id)
         return _start(lambda: services.start_training(loop, user=request.user))
 
 
 # --- Versions ------------------------------------------------------------------------------
 
 
-class VersionListView(LoopsApiView):
+class VersionListView(DeviceReadableApiView):
     required_permissions = {"GET": "loops.view_modelversion"}
     device_readable = True
 
@@ -569,18 +578,18 @@ class VersionListView(LoopsApiView):
         )
 
 
-class VersionDetailView(LoopsApiView):
+class VersionDetailView(DeviceReadableApiView):
     required_permissions = {"GET": "loops.view_modelversion"}
     device_readable = True
 
     @extend_schema(responses={200: VersionSerializer, **error_responses(401, 403, 404)})
     def get(self, request, loop_id: int, number: int):
         loop = readable_loop(request, loop_id)
-        version = get_object_or_404(version_queryset(loop.pk), number=number)
+        version = version_or_404(loop, number, version_queryset(loop.pk))
         return Response(VersionSerializer(version).data)
 
 
-class VersionEvaluateView(LoopsApiView):
+class VersionEvaluateView(DeviceReadableApiView):
     required_permissions = {"POST": "loops.operate_loop"}
 
     @extend_schema(
@@ -589,17 +598,17 @@ class VersionEvaluateView(LoopsApiView):
         description="Evaluates the version against the deployed one and runs the gate.",
     )
     def post(self, request, loop_id: int, number: int):
-        version = _version(get_object_or_404(Loop, pk=loop_id), number)
+        version = version_or_404(loop_or_404(loop_id), number)
         return _start(lambda: services.start_evaluation(version, user=request.user))
 
 
-class _DeployActionView(LoopsApiView):
+class _DeployActionView(DeviceReadableApiView):
     required_permissions = {"POST": "loops.operate_loop"}
     parser_classes = [JSONParser, FormParser, MultiPartParser]
     action: str = DeploymentAction.DEPLOY
 
     def post(self, request, loop_id: int, number: int):
-        version = _version(get_object_or_404(Loop, pk=loop_id), number)
+        version = version_or_404(loop_or_404(loop_id), number)
         reason = validated(DeployRequestSerializer(data=request.data)).get("reason", "")
         return _start(
             lambda: services.start_deploy(
@@ -650,7 +659,7 @@ class VersionForceView(_DeployActionView):
 # --- Evaluations and deployments -----------------------------------------------------------
 
 
-class EvaluationListView(LoopsApiView):
+class EvaluationListView(DeviceReadableApiView):
     required_permissions = {"GET": "loops.view_evaluation"}
     device_readable = True
 
@@ -686,7 +695,7 @@ class EvaluationListView(LoopsApiView):
         )
 
 
-class DeploymentListView(LoopsApiView):
+class DeploymentListView(DeviceReadableApiView):
     required_permissions = {"GET": "loops.view_deployment"}
     device_readable = True
 

@@ -266,13 +266,16 @@ def test_versions_page_with_a_keyset_cursor_and_a_stage_filter(client, viewer_us
 
 def test_unknown_loops_and_versions_are_404_json(client, viewer_user, history):
     client.force_login(viewer_user)
-    for url in (
-        reverse("api-loop", args=[9999]),
-        reverse("api-version", args=[history[1].loop_id, 99]),
-        reverse("api-versions", args=[9999]),
+    loop_id = history[1].loop_id
+    for url, message in (
+        (reverse("api-loop", args=[9999]), "No loop #9999."),
+        (reverse("api-version", args=[loop_id, 99]), "Loop 'line-3' has no version v99."),
+        (reverse("api-versions", args=[9999]), "No loop #9999."),
+        (reverse("api-deployments", args=[10**30]), f"No loop #{10**30}."),
     ):
         response = client.get(url)
-        assert response.status_code == 404 and "detail" in response.json()
+        assert response.status_code == 404
+        assert response.json() == {"detail": message}
 
 
 # --- The verbs ---------------------------------------------------------------------------------
