@@ -34,7 +34,7 @@ from apps.jobs.api import (
     page_size,
     validated,
 )
-from apps.jobs.models import ACTIVE_STATUSES, Job
+from apps.jobs.models import ACTIVE_STATUSES, Job, JobTrigger
 from apps.loops import services
 from apps.loops.models import (
     Deployment,
@@ -47,6 +47,9 @@ from apps.loops.models import (
     TrainedSample,
     VersionSource,
 )
+
+# Jobs started here say so (the pages' buttons start `manual` ones).
+API = JobTrigger.API
 
 # What the settings form starts a new loop with (apps/loops/forms.py initial values).
 DEFAULT_GATE = {
@@ -540,7 +543,7 @@ class LoopTrainView(DeviceReadableApiView):
     )
     def post(self, request, loop_id: int):
         loop = loop_or_404(loop_id)
-        return _start(lambda: services.start_training(loop, user=request.user))
+        return _start(lambda: services.start_training(loop, user=request.user, trigger=API))
 
 
 # --- Versions ------------------------------------------------------------------------------
@@ -599,7 +602,7 @@ class VersionEvaluateView(DeviceReadableApiView):
     )
     def post(self, request, loop_id: int, number: int):
         version = version_or_404(loop_or_404(loop_id), number)
-        return _start(lambda: services.start_evaluation(version, user=request.user))
+        return _start(lambda: services.start_evaluation(version, user=request.user, trigger=API))
 
 
 class _DeployActionView(DeviceReadableApiView):
@@ -612,7 +615,7 @@ class _DeployActionView(DeviceReadableApiView):
         reason = validated(DeployRequestSerializer(data=request.data)).get("reason", "")
         return _start(
             lambda: services.start_deploy(
-                version, user=request.user, action=self.action, reason=reason
+                version, user=request.user, action=self.action, reason=reason, trigger=API
             )
         )
 

@@ -293,7 +293,7 @@ def test_train_starts_a_job_and_a_second_train_is_409_naming_it(client, admin_us
         {"loop_id": loop.pk},
         JobStatus.QUEUED,
     )
-    assert job.started_by == "user:alice-admin"
+    assert (job.started_by, job.trigger) == ("user:alice-admin", "api")
     assert started.json()["id"] == job.pk and started.json()["api_url"] == f"/api/v1/jobs/{job.pk}/"
     again = client.post(url)
     assert again.status_code == 409
@@ -322,6 +322,7 @@ def test_evaluate_then_deploy_a_version_that_passed(client, admin_user, loop):
         "reason": "",
     }
     assert Job.objects.get(kind="evaluate").params["version_id"] == job.params["version_id"]
+    assert set(Job.objects.values_list("trigger", flat=True)) == {"api"}
 
 
 def test_deploying_a_version_that_failed_its_gate_is_400_with_the_reasons(
@@ -582,6 +583,8 @@ def test_the_schema_documents_every_loops_operation_and_its_errors(client):
         assert methods <= set(paths[path]), (path, set(paths[path]))
     train = paths["/api/v1/loops/{loop_id}/train/"]["post"]["responses"]
     assert {"202", "400", "401", "403", "404", "409"} <= set(train)
+    loop_id = paths["/api/v1/loops/{loop_id}/train/"]["post"]["parameters"][0]
+    assert loop_id["schema"] == {"type": "integer", "minimum": 0}  # Django's <int:> is [0-9]+
     version = schema["components"]["schemas"]["Version"]["properties"]
     assert version["gate_passed"]["nullable"] is True
     assert version["lineage"]["allOf"][0]["$ref"].endswith("/Lineage")
