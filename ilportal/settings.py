@@ -192,10 +192,18 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "ilportal API",
     "VERSION": "1",
-    "DESCRIPTION": "Datasets, samples and annotations. Browsers use their session; edge clients "
+    "DESCRIPTION": "Datasets, samples and annotations; loops, model versions, evaluations, "
+    "deployments and jobs. Browsers use their session; edge clients "
     "send `Authorization: Bearer <device token>`.",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": "/api/v1",
+    # Django's <int:...> matches [0-9]+ only: a negative id never reaches a view.
+    "PATH_CONVERTER_OVERRIDES": {"int": {"type": "integer", "minimum": 0}},
+    # Samples and jobs both have a `status`; each enum keeps its own name.
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "apps.jobs.models.JobStatus",
+        "SampleStatusEnum": "apps.datasets.models.SampleStatus",
+    },
 }
 
 # --- Accounts and sessions -------------------------------------------------------------------

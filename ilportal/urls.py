@@ -12,6 +12,8 @@ urlpatterns = [
     path("datasets/", include("apps.datasets.urls")),
     path("loops/", include("apps.loops.urls")),
     path("api/v1/", include("apps.datasets.api_urls")),
+    path("api/v1/", include("apps.loops.api_urls")),
+    path("api/v1/", include("apps.jobs.api_urls")),
     path("", include("apps.ops.urls")),
     path("admin/", admin.site.urls),
 ]

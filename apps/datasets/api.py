@@ -312,11 +312,17 @@ class DatasetImportView(APIView):
         request={"multipart/form-data": ImportSerializer},
         responses={
             202: inline_serializer(
-                "ImportStarted", {"job": serializers.DictField(), "url": serializers.CharField()}
+                "ImportStarted",
+                {
+                    "job": serializers.DictField(),
+                    "url": serializers.CharField(),
+                    "api_url": serializers.CharField(),
+                },
             )
         },
         description="Queues an import job for images, annotation files or zips; follow it at "
-        "/jobs/<id>/ (its result holds the per-file report).",
+        "`api_url` (/api/v1/jobs/<id>/; a device token may read the jobs it started) or the "
+        "page /jobs/<id>/. Its result holds the per-file report.",
     )
     def post(self, request, dataset_id: int):
         dataset = get_object_or_404(Dataset, pk=dataset_id)
@@ -331,12 +337,17 @@ class DatasetImportView(APIView):
             [(f.name, f) for f in files],
             user=None if device else request.user,
             started_by=request.user.get_username() if device else "",
+            device=request.user.token if device else None,
             format=incoming.validated_data["format"],
             unknown_classes=incoming.validated_data["unknown_classes"],
             source=SampleSource.DEVICE if device else SampleSource.UPLOAD,
         )
         return Response(
-            {"job": events.job_state(job), "url": reverse("jobs:detail", args=[job.pk])},
+            {
+                "job": events.job_state(job),
+                "url": reverse("jobs:detail", args=[job.pk]),
+                "api_url": reverse("api-job", args=[job.pk]),
+            },
             status=status.HTTP_202_ACCEPTED,
         )
 

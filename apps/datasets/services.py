@@ -456,10 +456,12 @@ def start_import(
     unknown_classes: str = "reject",
     source: str = "upload",
     started_by: str = "",
+    device=None,
 ):
     """Stages the uploaded files in storage and queues the import job; returns the Job.
 
     `files`: (name, file object) pairs. If staging fails, what was staged is removed.
+    `device`: the DeviceToken of an edge client that uploads; it may read the job afterwards.
     """
     from apps.jobs.services import start_job
 
@@ -474,6 +476,7 @@ def start_import(
             "dataset_import",
             user=user,
             started_by=started_by,
+            device=device,
             params={
                 "dataset_id": dataset.pk,
                 "dataset": dataset.name,

@@ -51,6 +51,14 @@ class Job(models.Model):
     started_by = models.CharField(
         max_length=200, help_text="Who or what started it: a user, a rule, a device."
     )
+    # The device whose token started it (an import from an edge client): that device may read it.
+    device = models.ForeignKey(
+        "accounts.DeviceToken",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="jobs",
+    )
     worker = models.CharField(max_length=200, blank=True)
     cancel_requested = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)

@@ -46,11 +46,13 @@ def start_job(
     started_by: str = "",
     params: dict | None = None,
     scope: str = "",
+    device=None,
 ) -> Job:
     """Creates a queued Job and enqueues its task once the transaction commits.
 
     With a scope, a second start while one of that kind and scope is active raises
     JobAlreadyActive naming the active job (the database enforces it, so racing requests too).
+    `device`: the DeviceToken that asked for it; that device may then read the job.
     """
     kind = get_kind(kind_name)
     if user is not None and not user.has_perm(kind.start_permission):
@@ -63,6 +65,7 @@ def start_job(
                 scope=scope,
                 params=params or {},
                 created_by=user,
+                device=device,
                 started_by=started_by or (describe_user(user) if user is not None else trigger),
                 message="Waiting for a worker",
             )

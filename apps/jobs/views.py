@@ -1,11 +1,14 @@
 from django.contrib import messages
-from django.contrib.auth.decorators import permission_required
+from django.contrib.auth.decorators import login_not_required, permission_required
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
+from rest_framework.exceptions import AuthenticationFailed
 
+from apps.accounts.api_auth import DeviceTokenAuthentication
 from apps.jobs import events, services
 from apps.jobs.kinds import KINDS
 from apps.jobs.models import Job
@@ -24,9 +27,36 @@ def job_detail(request, job_id: int):
     return render(request, "jobs/job_detail.html", {"job": job, "state": events.job_state(job)})
 
 
-@permission_required("jobs.view_job", raise_exception=True)
+@login_not_required
 def job_state(request, job_id: int):
+    """The job's state as JSON: for the job page (session), or for an edge client that sends its
+    device token, which reads the jobs it started and gets JSON errors, never the login page."""
+    if request.headers.get("Authorization", "").lower().startswith("bearer"):
+        return _device_job_state(request, job_id)
+    if not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    if not request.user.has_perm("jobs.view_job"):
+        raise PermissionDenied
     return JsonResponse(events.job_state(get_object_or_404(Job, pk=job_id)))
+
+
+def _device_job_state(request, job_id: int) -> JsonResponse:
+    authentication = DeviceTokenAuthentication()
+    try:
+        authenticated = authentication.authenticate(request)
+        if authenticated is None:
+            raise AuthenticationFailed("Send 'Authorization: Bearer <device token>'.")
+    except AuthenticationFailed as exc:
+        response = JsonResponse({"detail": str(exc.detail)}, status=401)
+        response["WWW-Authenticate"] = authentication.authenticate_header(request)
+        return response
+    token = authenticated[1]
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None:
+        return JsonResponse({"detail": f"No job #{job_id}."}, status=404)
+    if job.device_id != token.pk:
+        return JsonResponse({"detail": "This device token did not start this job."}, status=403)
+    return JsonResponse(events.job_state(job))
 
 
 @require_POST
