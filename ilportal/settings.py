@@ -175,6 +175,13 @@ DATASET_MAX_ZIP_ENTRIES = envint("DATASET_MAX_ZIP_ENTRIES", 250_000)
 DATASET_THUMBNAIL_PX = envint("DATASET_THUMBNAIL_PX", 256)
 DATASET_PAGE_SIZE = envint("DATASET_PAGE_SIZE", 48)
 DATASET_IMPORT_TIME_LIMIT_S = envint("DATASET_IMPORT_TIME_LIMIT_S", 4 * 3600)
+# Boxes one image may carry (import, API, labeling): more is refused, never truncated.
+DATASET_MAX_BOXES_PER_IMAGE = envint("DATASET_MAX_BOXES_PER_IMAGE", 1000)
+# Lines of each outcome an import keeps in its job row; the full report is a file in storage.
+DATASET_IMPORT_REPORT_LINES = envint("DATASET_IMPORT_REPORT_LINES", 100)
+DATASET_EXPORT_TIME_LIMIT_S = envint("DATASET_EXPORT_TIME_LIMIT_S", 4 * 3600)
+# Threads that read images from storage at once while an export is written.
+DATASET_EXPORT_READERS = envint("DATASET_EXPORT_READERS", 8)
 DATA_UPLOAD_MAX_NUMBER_FILES = envint("DATASET_MAX_UPLOAD_FILES", 10_000)  # Django's default: 100
 
 # --- REST API (/api/v1/): session auth for browsers, device tokens for edge clients -------

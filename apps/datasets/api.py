@@ -21,7 +21,13 @@ from apps.datasets import services
 from apps.datasets.boxes import BoxRejected
 from apps.datasets.formats.base import LabeledBox
 from apps.datasets.image_checks import ImageRejected
-from apps.datasets.importing import FORMAT_CHOICES, UNKNOWN_CLASSES_ADD, UNKNOWN_CLASSES_REJECT
+from apps.datasets.importing import (
+    FORMAT_CHOICES,
+    LISTED_WITHOUT_LABELS_CHOICES,
+    LISTED_WITHOUT_LABELS_UNLABELED,
+    UNKNOWN_CLASSES_ADD,
+    UNKNOWN_CLASSES_REJECT,
+)
 from apps.datasets.models import Annotation, Dataset, Sample, SampleSource, SampleStatus, Split
 from apps.datasets.pagination import keyset_page
 from apps.jobs import events
@@ -156,10 +162,20 @@ class AnnotationCreateSerializer(serializers.Serializer):
 
 
 class ImportSerializer(serializers.Serializer):
-    files = serializers.ListField(child=serializers.FileField(), allow_empty=False)
+    files = serializers.ListField(
+        child=serializers.FileField(allow_empty_file=True),
+        allow_empty=False,
+        help_text="An empty file is reported by name in the import's report, not refused here.",
+    )
     format = serializers.ChoiceField(choices=FORMAT_CHOICES, default="auto")
     unknown_classes = serializers.ChoiceField(
         choices=[UNKNOWN_CLASSES_REJECT, UNKNOWN_CLASSES_ADD], default=UNKNOWN_CLASSES_REJECT
+    )
+    listed_without_labels = serializers.ChoiceField(
+        choices=LISTED_WITHOUT_LABELS_CHOICES,
+        default=LISTED_WITHOUT_LABELS_UNLABELED,
+        help_text="VOC images listed in ImageSets/Main/*.txt with no XML: stored unlabeled, "
+        "or as labeled with no objects (Datumaro and CVAT write no XML for them).",
     )
 
 
@@ -333,6 +349,7 @@ class DatasetImportView(APIView):
             started_by=request.user.get_username() if device else "",
             format=incoming.validated_data["format"],
             unknown_classes=incoming.validated_data["unknown_classes"],
+            listed_without_labels=incoming.validated_data["listed_without_labels"],
             source=SampleSource.DEVICE if device else SampleSource.UPLOAD,
         )
         return Response(

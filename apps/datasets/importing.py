@@ -13,10 +13,11 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.urls import reverse
 
 from apps.datasets import services
 from apps.datasets.boxes import BoxRejected, check_boxes, to_pixels
@@ -29,6 +30,7 @@ from apps.datasets.image_checks import (
     check_image,
     looks_like_image_name,
 )
+from apps.datasets.import_report import ImportOutcome, ImportReport, report_storage_name
 from apps.datasets.models import Dataset, Sample, SampleSource
 from apps.datasets.zip_safety import ZIP_MAGIC, ArchiveRejected, EntryRejected, SafeZip
 
@@ -44,6 +46,14 @@ FORMAT_CHOICES = [
 ]
 UNKNOWN_CLASSES_REJECT = "reject"
 UNKNOWN_CLASSES_ADD = "add"
+# A VOC image named in ImageSets/Main/<split>.txt that has no XML: not labeled yet, or labeled
+# with no objects (Datumaro and CVAT write no XML for an image without objects).
+LISTED_WITHOUT_LABELS_UNLABELED = "unlabeled"
+LISTED_WITHOUT_LABELS_NO_OBJECTS = "no_objects"
+LISTED_WITHOUT_LABELS_CHOICES = [
+    (LISTED_WITHOUT_LABELS_UNLABELED, "Store them unlabeled"),
+    (LISTED_WITHOUT_LABELS_NO_OBJECTS, "Store them as labeled with no objects"),
+]
 # Samples are committed in chunks, so progress is visible and a crash loses little; a failed
 # or cancelled import then removes every sample it created (see discard_import).
 CHUNK_SIZE = 50
@@ -51,38 +61,12 @@ CHUNK_SIZE = 50
 STORAGE_WRITERS = 8
 
 
-class ImportOutcome:
-    READ = "read"  # an annotation or side file that was used
-    ACCEPTED = "accepted"
-    DUPLICATE = "duplicate"
-    REJECTED = "rejected"
-    WARNING = "warning"
-    IGNORED = "ignored"
+class ImportFailed(Exception):
+    """The upload as a whole cannot be imported (e.g. it holds no files at all)."""
 
 
-@dataclass
-class ImportReport:
-    format: str = ""
-    lines: list[dict] = field(default_factory=list)
-    classes_added: list[str] = field(default_factory=list)
-
-    def add(self, file: str, outcome: str, message: str = "") -> None:
-        self.lines.append({"file": file, "outcome": outcome, "message": message})
-
-    def count(self, outcome: str) -> int:
-        return sum(1 for line in self.lines if line["outcome"] == outcome)
-
-    def as_dict(self) -> dict:
-        counts = {
-            outcome: self.count(outcome)
-            for outcome in ("accepted", "duplicate", "rejected", "warning", "ignored", "read")
-        }
-        return {
-            "format": self.format,
-            "counts": counts,
-            "classes_added": self.classes_added,
-            "report": self.lines,
-        }
+class LabelsRejected(Exception):
+    """The image's labels cannot be trusted for this image (the image is not stored)."""
 
 
 @dataclass
@@ -90,6 +74,7 @@ class ImportOptions:
     format: str = AUTO
     unknown_classes: str = UNKNOWN_CLASSES_REJECT
     source: str = SampleSource.UPLOAD
+    listed_without_labels: str = LISTED_WITHOUT_LABELS_UNLABELED
 
 
 def detect_format(bundle: Bundle) -> tuple[str, list[str]]:
@@ -131,7 +116,10 @@ def import_bundle(
             f"no {options.format.upper()} annotation files found: images are imported unlabeled",
         )
     images = sorted(bundle.image_names())
-    labels = parsed.labels if parsed else {}
+    labels = dict(parsed.labels) if parsed else {}
+    notes: dict[str, str] = {}  # image path → a note for its report line
+    if parsed is not None:
+        _apply_listed_without_labels(parsed, options, labels, notes)
     refused = dict(parsed.image_problems) if parsed else {}
     if parsed is not None:
         for name in parsed.annotation_files:
@@ -142,6 +130,8 @@ def import_bundle(
                 report.add(name, ImportOutcome.REJECTED, problem)
         for reference, problem in parsed.missing_images.items():
             report.add(reference, ImportOutcome.REJECTED, problem)
+        for file, outcome, message in parsed.notes:
+            report.add(file, outcome, message)
         if parsed.file_problems:
             reason = (
                 f"not imported: {', '.join(sorted(parsed.file_problems))} could not be "
@@ -181,9 +171,24 @@ def import_bundle(
                 report,
                 seen,
                 writers,
+                notes,
             )
             on_progress(chunk_start + len(chunk), len(images))
     return report
+
+
+def _apply_listed_without_labels(parsed, options, labels, notes) -> None:
+    """VOC images listed in ImageSets with no XML: unlabeled, or labeled empty if asked."""
+    treat_as_empty = options.listed_without_labels == LISTED_WITHOUT_LABELS_NO_OBJECTS
+    for path, listing in parsed.listed_without_labels.items():
+        if treat_as_empty:
+            labels[path] = []
+            notes[path] = f"listed in {listing} with no XML: stored as labeled with no objects"
+        else:
+            notes[path] = (
+                f"listed in {listing} with no XML: stored unlabeled (upload again with "
+                "'listed without labels: no objects' if it has no objects)"
+            )
 
 
 def _is_side_file(name: str) -> bool:
@@ -237,8 +242,12 @@ class _Checked:
 def _check_one(dataset, bundle, path, labels, parsed) -> _Checked:
     """Everything about one image that needs no database: raises with the reason to reject."""
     data = bundle.read(path)
+    if not data:
+        raise ImageRejected("the file is empty (0 bytes)")
     info = check_image(data)
     boxes = labels.get(path)
+    if boxes is not None and parsed is not None:
+        _check_declared_size(parsed.declared_sizes.get(path), info)
     if boxes is not None and parsed.normalized:
         boxes = to_pixels(boxes, info.width, info.height)
     warnings = []
@@ -249,8 +258,36 @@ def _check_one(dataset, bundle, path, labels, parsed) -> _Checked:
     return _Checked(path, data, info, hashlib.sha256(data).hexdigest(), boxes, split, warnings)
 
 
+def _check_declared_size(declared: tuple[int, int, str] | None, info: ImageInfo) -> None:
+    """Boxes are in the pixels of the size the label file states: on an image of another size
+    they would land in the wrong place, so the image is refused rather than stored wrong.
+    (A stated size with width and height swapped is accepted: that is how a file labeled on
+    the EXIF-rotated view of a photo describes it.)"""
+    if declared is None:
+        return
+    width, height, source = declared
+    if (width, height) in ((info.width, info.height), (info.height, info.width)):
+        return
+    raise LabelsRejected(
+        f"{source} says this image is {width}x{height} but it is {info.width}x{info.height}: "
+        "its boxes would be misplaced; fix the size in the labels or upload the matching image"
+    )
+
+
 def _import_chunk(
-    dataset, bundle, chunk, labels, refused, parsed, options, user, job_id, report, seen, writers
+    dataset,
+    bundle,
+    chunk,
+    labels,
+    refused,
+    parsed,
+    options,
+    user,
+    job_id,
+    report,
+    seen,
+    writers,
+    notes=None,
 ) -> None:
     """Checks the chunk's images, writes the new ones to storage in parallel (object stores
     answer slowly, not busily), then records them in one transaction. If that transaction rolls
@@ -262,9 +299,11 @@ def _import_chunk(
             continue
         try:
             item = _check_one(dataset, bundle, path, labels, parsed)
-        except (EntryRejected, ImageRejected, BoxRejected) as exc:
+        except (EntryRejected, ImageRejected, BoxRejected, LabelsRejected) as exc:
             report.add(path, ImportOutcome.REJECTED, str(exc))
             continue
+        if notes and path in notes:
+            item.warnings.append(notes[path])
         if item.sha256 in seen:
             report.add(
                 path,
@@ -375,6 +414,8 @@ def bundle_from_staged(staged: list[dict], report: ImportReport):
                     continue
                 zips.append(archive)
                 prefix = f"{posixpath.splitext(item['name'])[0]}/" if len(archives) > 1 else ""
+                if not archive.names() and not archive.rejected:
+                    report.add(item["name"], ImportOutcome.REJECTED, "the zip archive is empty")
                 for name, reason in archive.rejected:
                     report.add(prefix + name, ImportOutcome.REJECTED, reason)
                 for name in archive.names():
@@ -384,11 +425,20 @@ def bundle_from_staged(staged: list[dict], report: ImportReport):
                 name = posixpath.basename(item["name"].replace("\\", "/"))
                 if _name_is_free(name, readers, report):
                     readers[name] = lambda key=item["key"]: _read_stored(key)
+        if not readers:
+            raise ImportFailed(_nothing_to_import(staged, report))
         yield Bundle(names=list(readers), read=lambda name: readers[name]())
     finally:
         for archive in zips:
             archive.close()
         temporary.cleanup()
+
+
+def _nothing_to_import(staged: list[dict], report: ImportReport) -> str:
+    problems = [f"{line['file']}: {line['message']}" for line in report.lines[:5]]
+    detail = f" ({'; '.join(problems)})" if problems else ""
+    names = ", ".join(item["name"] for item in staged[:5])
+    return f"Nothing to import: the upload ({names}) holds no files{detail}."
 
 
 def _name_is_free(name: str, readers: dict, report: ImportReport) -> bool:
@@ -448,6 +498,7 @@ def run_import_job(job, progress) -> dict:
         format=params.get("format", AUTO),
         unknown_classes=params.get("unknown_classes", UNKNOWN_CLASSES_REJECT),
         source=params.get("source", SampleSource.UPLOAD),
+        listed_without_labels=params.get("listed_without_labels", LISTED_WITHOUT_LABELS_UNLABELED),
     )
 
     def on_progress(done: int, total: int) -> None:
@@ -465,13 +516,23 @@ def run_import_job(job, progress) -> dict:
                 on_progress=on_progress,
                 report=report,
             )
+    except ImportFailed as exc:
+        progress.log(str(exc))
+        raise
     except BaseException:
         removed = discard_import(job.pk)
         progress.log(f"Import stopped: removed the {removed} files it had stored.")
         raise
     finally:
         discard_staged(staged)
-    result = report.as_dict()
+    try:
+        report.save(job.pk)
+    finally:
+        report.close()
+    result = report.as_dict() | {
+        "report_file": report_storage_name(job.pk),
+        "report_url": reverse("datasets:import-report", args=[job.pk]),
+    }
     for line in [line for line in report.lines if line["outcome"] != "accepted"][
         :REPORT_LINES_IN_LOG
     ]:
@@ -479,6 +540,7 @@ def run_import_job(job, progress) -> dict:
     counts = result["counts"]
     progress.log(
         f"{counts['accepted']} accepted, {counts['duplicate']} duplicates, "
-        f"{counts['rejected']} rejected, {counts['ignored']} ignored ({report.format})"
+        f"{counts['rejected']} rejected, {counts['ignored']} ignored ({report.format}); "
+        f"the full report has {report.total_lines} lines"
     )
     return result

@@ -451,6 +451,7 @@ def start_import(
     unknown_classes: str = "reject",
     source: str = "upload",
     started_by: str = "",
+    listed_without_labels: str = "unlabeled",
 ):
     """Stages the uploaded files in storage and queues the import job; returns the Job.
 
@@ -474,6 +475,7 @@ def start_import(
                 "dataset": dataset.name,
                 "format": format,
                 "unknown_classes": unknown_classes,
+                "listed_without_labels": listed_without_labels,
                 "source": source,
                 "staged": staged,
             },

@@ -10,6 +10,7 @@ urlpatterns = [
     path("<int:dataset_id>/export/", views.export, name="export"),
     path("<int:dataset_id>/delete/", views.delete_dataset, name="delete"),
     path("imports/<int:job_id>/", views.import_detail, name="import"),
+    path("imports/<int:job_id>/report.csv", views.import_report, name="import-report"),
     path("samples/<int:sample_id>/thumbnail/", views.sample_thumbnail, name="thumbnail"),
     path("samples/<int:sample_id>/image/", views.sample_image, name="image"),
 ]

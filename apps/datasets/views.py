@@ -14,6 +14,7 @@ from django.views.decorators.http import require_POST
 from apps.datasets import services
 from apps.datasets.exporting import EXPORTERS, write_export
 from apps.datasets.forms import EXPORT_FORMATS, DatasetForm, SampleFilterForm, UploadForm
+from apps.datasets.import_report import report_storage_name
 from apps.datasets.models import Dataset, Sample
 from apps.datasets.pagination import keyset_page
 from apps.datasets.thumbnails import ensure_thumbnail
@@ -110,6 +111,7 @@ def upload(request, dataset_id: int):
                 user=request.user,
                 format=form.cleaned_data["format"],
                 unknown_classes=form.cleaned_data["unknown_classes"],
+                listed_without_labels=form.cleaned_data["listed_without_labels"],
             )
             if wants_json:
                 return JsonResponse(
@@ -130,6 +132,21 @@ def import_detail(request, job_id: int):
         request,
         "datasets/import_detail.html",
         {"job": job, "dataset": dataset, "state": events.job_state(job)},
+    )
+
+
+@permission_required("datasets.view_dataset", raise_exception=True)
+def import_report(request, job_id: int):
+    """The full report of an import as CSV (the job row keeps only its first lines)."""
+    job = get_object_or_404(Job, pk=job_id, kind="dataset_import")
+    name = report_storage_name(job.pk)
+    if not default_storage.exists(name):
+        raise Http404("This import has no saved report (it has not finished, or it failed).")
+    return FileResponse(
+        default_storage.open(name, "rb"),
+        as_attachment=True,
+        filename=f"import-{job.pk}-report.csv",
+        content_type="text/csv",
     )
 
 

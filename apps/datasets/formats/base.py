@@ -48,6 +48,11 @@ class ParsedLabels:
     image_problems: image path → why that image cannot be imported as labeled.
     file_problems: annotation file → why it was refused as a whole.
     declared_classes: class names in the order the files declare them.
+    declared_sizes: image path → (width, height, annotation file) as the labels state it; the
+        boxes are in those pixels, so an image of another size cannot take them.
+    notes: extra report lines (file, outcome, message) about labels that fit no image.
+    listed_without_labels: image path → the list naming it (VOC ImageSets) when no label file
+        says anything about it.
     """
 
     format: str
@@ -58,6 +63,9 @@ class ParsedLabels:
     declared_classes: list[str] = field(default_factory=list)
     annotation_files: list[str] = field(default_factory=list)
     splits: dict[str, str] = field(default_factory=dict)
+    declared_sizes: dict[str, tuple[int, int, str]] = field(default_factory=dict)
+    notes: list[tuple[str, str, str]] = field(default_factory=list)
+    listed_without_labels: dict[str, str] = field(default_factory=dict)
     # YOLO boxes are fractions of the image size until the image has been decoded.
     normalized: bool = False
 
@@ -71,6 +79,15 @@ class ExportEntry:
     height: int
     split: str
     boxes: list[LabeledBox]
+
+
+def declared_size(width, height) -> tuple[int, int] | None:
+    """A size stated in a label file, if it is one (absent or zero means 'not stated')."""
+    try:
+        size = (int(as_float(width)), int(as_float(height)))
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return size if size[0] > 0 and size[1] > 0 else None
 
 
 def split_from_path(path: str) -> str | None:

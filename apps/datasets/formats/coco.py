@@ -10,6 +10,7 @@ from apps.datasets.formats.base import (
     LabeledBox,
     ParsedLabels,
     as_float,
+    declared_size,
     unique_class_names,
 )
 
@@ -50,24 +51,39 @@ def _parse_document(name: str, doc, resolver: ImageResolver, parsed: ParsedLabel
         raise ValueError("needs 'images' and 'annotations' lists")
     if not isinstance(doc["images"], list) or not isinstance(doc["annotations"], list):
         raise ValueError("'images' and 'annotations' must be lists")
-    categories = {}
+    categories: dict = {}
     for category in doc.get("categories", []):
-        categories[category["id"]] = str(category["name"])
+        category_id, category_name = category["id"], str(category["name"])
+        if category_id in categories and categories[category_id] != category_name:
+            # Which one a box means cannot be known: storing either would be a silent guess.
+            raise ValueError(
+                f"category id {category_id!r} is used by both {categories[category_id]!r} and "
+                f"{category_name!r}: give each category its own id"
+            )
+        categories[category_id] = category_name
     parsed.declared_classes = unique_class_names([*parsed.declared_classes, *categories.values()])
     base_dir = posixpath.dirname(name)
     images = {}
+    listed_ids = set()
     for entry in doc["images"]:
         reference = str(entry["file_name"])
+        listed_ids.add(entry["id"])
         path = resolver.resolve(reference, base_dir)
         if path is None:
             parsed.missing_images[reference] = f"listed in {name} but not in the upload"
             continue
         images[entry["id"]] = path
         parsed.labels.setdefault(path, [])
+        size = declared_size(entry.get("width"), entry.get("height"))
+        if size is not None:
+            parsed.declared_sizes[path] = (*size, name)
+    orphans = []
     for annotation in doc["annotations"]:
         path = images.get(annotation.get("image_id"))
         if path is None:
-            continue  # its image is missing: already reported once for the image
+            if annotation.get("image_id") not in listed_ids:
+                orphans.append(annotation)
+            continue  # a listed image that is missing was already reported once
         if path in parsed.image_problems:
             continue
         category = annotation.get("category_id")
@@ -83,6 +99,22 @@ def _parse_document(name: str, doc, resolver: ImageResolver, parsed: ParsedLabel
             parsed.image_problems[path] = f"{name}: bbox {bbox!r} is not 4 numbers"
             continue
         parsed.labels[path].append(LabeledBox(categories[category], x, y, x + width, y + height))
+    if orphans:
+        parsed.notes.append((name, "rejected", _orphans_message(orphans)))
+
+
+ORPHANS_NAMED = 10
+
+
+def _orphans_message(orphans: list[dict]) -> str:
+    """One line for every annotation whose image_id is not in `images` (they may be many)."""
+    described = ", ".join(
+        f"annotation {a.get('id')!r} (image_id {a.get('image_id')!r})"
+        for a in orphans[:ORPHANS_NAMED]
+    )
+    more = f" and {len(orphans) - ORPHANS_NAMED} more" if len(orphans) > ORPHANS_NAMED else ""
+    count = f"{len(orphans)} annotation{'s' if len(orphans) != 1 else ''}"
+    return f"{count} refer to an image_id not in 'images', not imported: {described}{more}"
 
 
 def image_path(split: str, file_name: str) -> str:

@@ -12,6 +12,7 @@ from apps.datasets.formats.base import (
     LabeledBox,
     ParsedLabels,
     as_float,
+    declared_size,
     unique_class_names,
 )
 
@@ -84,22 +85,36 @@ def parse(bundle: Bundle, files: list[str] | None = None) -> ParsedLabels:
             parsed.image_problems[path] = f"{name}: {exc}"
             continue
         parsed.labels[path] = boxes
+        size = declared_size(root.findtext("size/width"), root.findtext("size/height"))
+        if size is not None:
+            parsed.declared_sizes[path] = (*size, name)
     parsed.declared_classes = unique_class_names(classes)
     _read_image_sets(bundle, parsed)
     return parsed
 
 
 def _read_image_sets(bundle: Bundle, parsed: ParsedLabels) -> None:
-    """ImageSets/Main/<split>.txt lists image stems per split."""
-    stems = {posixpath.splitext(posixpath.basename(path))[0]: path for path in parsed.labels}
+    """ImageSets/Main/<split>.txt lists image stems per split. A listed image with no XML is
+    noted: Datumaro and CVAT write no XML for an image without objects, so it may mean "no
+    objects" or "not labeled yet"; the import's option decides."""
+    labeled = {posixpath.splitext(posixpath.basename(path))[0]: path for path in parsed.labels}
+    by_stem: dict[str, list[str]] = {}
+    for path in bundle.image_names():
+        by_stem.setdefault(posixpath.splitext(posixpath.basename(path))[0], []).append(path)
+    refused = set(parsed.image_problems)
     for name in bundle.names:
         directory, file_name = posixpath.split(name)
         split = SPLIT_DIRECTORY_NAMES.get(posixpath.splitext(file_name)[0].lower())
         if not directory.endswith("ImageSets/Main") or split is None:
             continue
         for line in bundle.read(name).decode(errors="replace").split():
-            if line in stems:
-                parsed.splits[stems[line]] = split
+            if line in labeled:
+                parsed.splits[labeled[line]] = split
+                continue
+            candidates = by_stem.get(line, [])
+            if len(candidates) == 1 and candidates[0] not in refused:
+                parsed.splits[candidates[0]] = split
+                parsed.listed_without_labels.setdefault(candidates[0], name)
 
 
 def image_path(split: str, file_name: str) -> str:
