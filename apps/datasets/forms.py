@@ -56,7 +56,9 @@ class UploadForm(forms.Form):
     )
 
     def clean_listed_without_labels(self) -> str:
-        return self.cleaned_data["listed_without_labels"] or importing.LISTED_WITHOUT_LABELS_UNLABELED
+        return (
+            self.cleaned_data["listed_without_labels"] or importing.LISTED_WITHOUT_LABELS_UNLABELED
+        )
 
     def clean_files(self):
         files = self.cleaned_data["files"]

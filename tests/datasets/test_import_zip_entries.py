@@ -91,9 +91,7 @@ def _upload_with_an_empty_file(client, url, field="files", **extra):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_empty_file_among_good_ones_on_the_upload_page(
-    client, admin_user, run_worker_jobs
-):
+def test_an_empty_file_among_good_ones_on_the_upload_page(client, admin_user, run_worker_jobs):
     from apps.jobs.models import Job
     from tests.factories import DatasetFactory
 

@@ -1,0 +1,93 @@
+"""Labels that contradict themselves or the images are refused or reported, never guessed."""
+
+import json
+
+from apps.datasets.models import Sample
+from tests.datasets.conftest import coco_json, report_line, zip_bytes
+from tests.factories import image_bytes
+
+
+def coco_doc(images, annotations, categories) -> bytes:
+    return json.dumps(
+        {"images": images, "annotations": annotations, "categories": categories}
+    ).encode()
+
+
+def test_two_coco_categories_with_one_id_refuse_the_file_naming_both(dataset, run_upload):
+    doc = coco_doc(
+        [{"id": 1, "file_name": "a.png", "width": 64, "height": 48}],
+        [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 10, 10]}],
+        [{"id": 1, "name": "helmet"}, {"id": 1, "name": "vest"}],
+    )
+    job = run_upload(dataset, [("up.zip", zip_bytes({"a.png": image_bytes(1), "c.json": doc}))])
+    line = report_line(job, "c.json")
+    assert line["outcome"] == "rejected", line
+    assert "'helmet'" in line["message"] and "'vest'" in line["message"]
+    assert report_line(job, "a.png")["outcome"] == "rejected"  # not stored with a guessed class
+    assert Sample.objects.count() == 0
+
+
+def test_one_category_listed_twice_with_the_same_name_is_fine(dataset, run_upload):
+    doc = coco_doc(
+        [{"id": 1, "file_name": "a.png", "width": 64, "height": 48}],
+        [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 10, 10]}],
+        [{"id": 1, "name": "helmet"}, {"id": 1, "name": "helmet"}],
+    )
+    job = run_upload(dataset, [("up.zip", zip_bytes({"a.png": image_bytes(1), "c.json": doc}))])
+    assert report_line(job, "a.png")["outcome"] == "accepted", job.result["report"]
+
+
+def test_coco_annotations_whose_image_id_is_not_in_images_get_a_report_line(dataset, run_upload):
+    doc = coco_doc(
+        [{"id": 1, "file_name": "a.png", "width": 64, "height": 48}],
+        [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 10, 10]},
+            {"id": 2, "image_id": 7, "category_id": 1, "bbox": [1, 1, 10, 10]},
+            {"id": 3, "image_id": 9, "category_id": 1, "bbox": [1, 1, 10, 10]},
+        ],
+        [{"id": 1, "name": "helmet"}],
+    )
+    job = run_upload(dataset, [("up.zip", zip_bytes({"a.png": image_bytes(1), "c.json": doc}))])
+    lines = [line for line in job.result["report"] if line["file"] == "c.json"]
+    orphan = next(line for line in lines if line["outcome"] == "rejected")
+    assert "2 annotations" in orphan["message"]
+    assert "image_id 7" in orphan["message"] and "image_id 9" in orphan["message"]
+    assert report_line(job, "a.png")["outcome"] == "accepted"  # the rest of the file is used
+
+
+def test_a_coco_image_of_another_size_than_declared_is_refused(dataset, run_upload):
+    files = {
+        "a.png": image_bytes(1, (64, 48)),
+        "b.png": image_bytes(2, (64, 48)),
+        "c.json": coco_json(
+            [("a.png", 640, 480), ("b.png", 64, 48)],
+            [(0, "helmet", [10, 10, 100, 100]), (1, "helmet", [1, 1, 10, 10])],
+            ["helmet"],
+        ),
+    }
+    job = run_upload(dataset, [("up.zip", zip_bytes(files))])
+    line = report_line(job, "a.png")
+    assert line["outcome"] == "rejected", line
+    assert "640x480" in line["message"] and "64x48" in line["message"]
+    assert report_line(job, "b.png")["outcome"] == "accepted"
+    assert list(Sample.objects.values_list("original_name", flat=True)) == ["b.png"]
+
+
+def test_a_declared_size_with_width_and_height_swapped_is_accepted(dataset, run_upload):
+    files = {
+        "a.png": image_bytes(1, (64, 48)),
+        "c.json": coco_json([("a.png", 48, 64)], [(0, "helmet", [1, 1, 10, 10])], ["helmet"]),
+    }
+    job = run_upload(dataset, [("up.zip", zip_bytes(files))])
+    assert report_line(job, "a.png")["outcome"] == "accepted", job.result["report"]
+
+
+def test_a_voc_image_of_another_size_than_declared_is_refused(dataset, run_upload):
+    xml = (
+        b"<annotation><filename>a.png</filename><size><width>640</width><height>480</height>"
+        b"</size><object><name>helmet</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>9</xmax>"
+        b"<ymax>9</ymax></bndbox></object></annotation>"
+    )
+    job = run_upload(dataset, [("up.zip", zip_bytes({"a.png": image_bytes(1), "a.xml": xml}))])
+    line = report_line(job, "a.png")
+    assert line["outcome"] == "rejected" and "640x480" in line["message"], line
