@@ -2,7 +2,7 @@ from django import forms
 from django.conf import settings
 
 from apps.datasets import importing
-from apps.datasets.exporting import EXPORTERS
+from apps.datasets.exporting import EXPORT_FORMAT_LABELS
 from apps.datasets.models import SampleSource, SampleStatus, Split
 
 
@@ -87,4 +87,4 @@ class SampleFilterForm(forms.Form):
         )
 
 
-EXPORT_FORMATS = [(name, name.upper()) for name in EXPORTERS]
+EXPORT_FORMATS = list(EXPORT_FORMAT_LABELS.items())

@@ -191,9 +191,14 @@ def _apply_listed_without_labels(parsed, options, labels, notes) -> None:
             )
 
 
+# Files that describe a layout rather than label an image: Darknet's obj.data and its subset
+# lists, VOC's labelmap.txt (read for the class order).
+LAYOUT_FILES = ("obj.data", "labelmap.txt", "train.txt", "valid.txt", "val.txt", "test.txt")
+
+
 def _is_side_file(name: str) -> bool:
     base = posixpath.basename(name)
-    return base in yolo.CLASS_FILES + yolo.YAML_FILES or "/ImageSets/" in f"/{name}"
+    return base in yolo.CLASS_FILES + yolo.YAML_FILES + LAYOUT_FILES or "/ImageSets/" in f"/{name}"
 
 
 def _apply_class_policy(dataset, parsed, options, report, refused) -> None:

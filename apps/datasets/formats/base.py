@@ -91,8 +91,11 @@ def declared_size(width, height) -> tuple[int, int] | None:
 
 
 def split_from_path(path: str) -> str | None:
-    """A split named by a directory of the path (images/train/a.jpg → train), if any."""
+    """A split named by a directory of the path (images/train/a.jpg → train, Darknet's
+    obj_valid_data/a.jpg → eval), if any."""
     for part in path.lower().split("/")[:-1]:
+        if part.startswith("obj_") and part.endswith("_data"):
+            part = part[4:-5]
         if part in SPLIT_DIRECTORY_NAMES:
             return SPLIT_DIRECTORY_NAMES[part]
     return None

@@ -88,9 +88,17 @@ def parse(bundle: Bundle, files: list[str] | None = None) -> ParsedLabels:
         size = declared_size(root.findtext("size/width"), root.findtext("size/height"))
         if size is not None:
             parsed.declared_sizes[path] = (*size, name)
-    parsed.declared_classes = unique_class_names(classes)
+    parsed.declared_classes = unique_class_names([*_labelmap_classes(bundle), *classes])
     _read_image_sets(bundle, parsed)
     return parsed
+
+
+def _labelmap_classes(bundle: Bundle) -> list[str]:
+    """Class order from labelmap.txt (Datumaro, CVAT), if the upload has one."""
+    for name in bundle.names:
+        if posixpath.basename(name) == LABELMAP:
+            return read_labelmap(bundle.read(name))
+    return []
 
 
 def _read_image_sets(bundle: Bundle, parsed: ParsedLabels) -> None:
@@ -117,18 +125,61 @@ def _read_image_sets(bundle: Bundle, parsed: ParsedLabels) -> None:
                 parsed.listed_without_labels.setdefault(candidates[0], name)
 
 
+SUBSETS = {"train": "train", "eval": "val", "test": "test"}
+LABELMAP = "labelmap.txt"
+
+
 def image_path(split: str, file_name: str) -> str:
     return f"JPEGImages/{file_name}"
 
 
-def write(entries: list[ExportEntry], class_names: list[str], add_file) -> None:
-    by_split: dict[str, list[str]] = {}
-    for entry in entries:
+def labelmap_colour(index: int) -> tuple[int, int, int]:
+    """The PASCAL VOC colour map (index 0, black, is the background)."""
+    r = g = b = 0
+    for shift in range(8):
+        r |= ((index >> 0) & 1) << (7 - shift)
+        g |= ((index >> 1) & 1) << (7 - shift)
+        b |= ((index >> 2) & 1) << (7 - shift)
+        index >>= 3
+    return r, g, b
+
+
+def write_labelmap(class_names: list[str]) -> bytes:
+    """Datumaro's and CVAT's labelmap.txt: `name:r,g,b:parts:actions`, background first."""
+    lines = ["# label:color_rgb:parts:actions", "background:0,0,0::"]
+    for index, name in enumerate(class_names, start=1):
+        r, g, b = labelmap_colour(index)
+        lines.append(f"{name}:{r},{g},{b}::")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def read_labelmap(data: bytes) -> list[str]:
+    names = []
+    for line in data.decode(errors="replace").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name = line.split(":", 1)[0].strip()
+        if name and name != "background":
+            names.append(name)
+    return names
+
+
+class Writer:
+    """One XML per labeled image (written as it comes), ImageSets/Main/<subset>.txt and
+    labelmap.txt at the end."""
+
+    def __init__(self, class_names: list[str]):
+        self.class_names = class_names
+        self.stems_by_subset: dict[str, list[str]] = {}
+
+    def add(self, entry: ExportEntry, sink) -> None:
         file_name = posixpath.basename(entry.image_path)
         stem = posixpath.splitext(file_name)[0]
-        by_split.setdefault(entry.split, []).append(stem)
+        self.stems_by_subset.setdefault(SUBSETS.get(entry.split, entry.split), []).append(stem)
         objects = "".join(
-            f"<object><name>{escape(box.class_name)}</name><difficult>0</difficult><bndbox>"
+            f"<object><name>{escape(box.class_name)}</name><pose>Unspecified</pose>"
+            f"<truncated>0</truncated><difficult>0</difficult><bndbox>"
             f"<xmin>{box.x1!r}</xmin><ymin>{box.y1!r}</ymin><xmax>{box.x2!r}</xmax>"
             f"<ymax>{box.y2!r}</ymax></bndbox></object>"
             for box in entry.boxes
@@ -136,9 +187,11 @@ def write(entries: list[ExportEntry], class_names: list[str], add_file) -> None:
         xml = (
             f"<annotation><folder>JPEGImages</folder><filename>{escape(file_name)}</filename>"
             f"<size><width>{entry.width}</width><height>{entry.height}</height><depth>3</depth>"
-            f"</size>{objects}</annotation>"
+            f"</size><segmented>0</segmented>{objects}</annotation>"
         )
-        add_file(f"Annotations/{stem}.xml", xml.encode())
-    for split, stems in by_split.items():
-        name = "val" if split == "eval" else split
-        add_file(f"ImageSets/Main/{name}.txt", ("\n".join(stems) + "\n").encode())
+        sink.write(f"Annotations/{stem}.xml", xml.encode())
+
+    def finish(self, sink) -> None:
+        for subset, stems in sorted(self.stems_by_subset.items()):
+            sink.write(f"ImageSets/Main/{subset}.txt", ("\n".join(stems) + "\n").encode())
+        sink.write(LABELMAP, write_labelmap(self.class_names))

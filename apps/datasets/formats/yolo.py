@@ -137,22 +137,45 @@ def _parse_lines(name: str, data: bytes, class_names: list[str]) -> list[Labeled
     return boxes
 
 
+# Ultralytics layout (images/<subset>/, labels/<subset>/, data.yaml), with obj.names and
+# classes.txt beside it so that Datumaro's and older tools' YOLO readers find the names too.
+SUBSETS = {"train": "train", "eval": "val", "test": "test"}
+
+
 def image_path(split: str, file_name: str) -> str:
-    return f"images/{split}/{file_name}"
+    return f"images/{SUBSETS.get(split, split)}/{file_name}"
 
 
-def write(entries: list[ExportEntry], class_names: list[str], add_file) -> None:
-    index = {name: i for i, name in enumerate(class_names)}
-    for entry in entries:
+def label_lines(entry: ExportEntry, index: dict[str, int]) -> bytes:
+    lines = []
+    for box in entry.boxes:
+        cx = (box.x1 + box.x2) / 2 / entry.width
+        cy = (box.y1 + box.y2) / 2 / entry.height
+        w = (box.x2 - box.x1) / entry.width
+        h = (box.y2 - box.y1) / entry.height
+        lines.append(f"{index[box.class_name]} {cx:.8f} {cy:.8f} {w:.8f} {h:.8f}\n")
+    return "".join(lines).encode()
+
+
+def names_file(class_names: list[str]) -> bytes:
+    return "".join(f"{name}\n" for name in class_names).encode()
+
+
+class Writer:
+    def __init__(self, class_names: list[str]):
+        self.class_names = class_names
+        self.index = {name: i for i, name in enumerate(class_names)}
+        self.subsets: set[str] = set()
+
+    def add(self, entry: ExportEntry, sink) -> None:
+        subset = SUBSETS.get(entry.split, entry.split)
+        self.subsets.add(subset)
         stem = posixpath.splitext(posixpath.basename(entry.image_path))[0]
-        lines = []
-        for box in entry.boxes:
-            cx = (box.x1 + box.x2) / 2 / entry.width
-            cy = (box.y1 + box.y2) / 2 / entry.height
-            w = (box.x2 - box.x1) / entry.width
-            h = (box.y2 - box.y1) / entry.height
-            lines.append(f"{index[box.class_name]} {cx:.8f} {cy:.8f} {w:.8f} {h:.8f}")
-        add_file(
-            f"labels/{entry.split}/{stem}.txt", "".join(f"{line}\n" for line in lines).encode()
-        )
-    add_file("classes.txt", "".join(f"{name}\n" for name in class_names).encode())
+        sink.write(f"labels/{subset}/{stem}.txt", label_lines(entry, self.index))
+
+    def finish(self, sink) -> None:
+        data = {"path": ".", **{subset: f"images/{subset}" for subset in sorted(self.subsets)}}
+        data["names"] = dict(enumerate(self.class_names))
+        sink.write(YAML_FILES[0], yaml.safe_dump(data, sort_keys=False).encode())
+        sink.write("obj.names", names_file(self.class_names))
+        sink.write("classes.txt", names_file(self.class_names))
