@@ -123,3 +123,83 @@ def test_pycocotools_reads_the_coco_export(dataset, tmp_path):
     )
     assert boxes == [("cone", 30, 5, 33, 42), ("helmet", 1.5, 2.25, 9.25, 17.75)]
     json.loads((tmp_path / "annotations" / "instances_val.json").read_text())
+
+
+# --- And the other way: what Datumaro writes, we import --------------------------------------
+
+
+def datumaro_dataset(tmp_path):
+    import numpy as np
+    from PIL import Image as PILImage
+
+    images = {}
+    for name, size in (("a", (64, 48)), ("b", (64, 48)), ("c", (40, 30))):
+        path = tmp_path / "src" / f"{name}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        PILImage.fromarray(np.full((size[1], size[0], 3), len(images) * 60, dtype=np.uint8)).save(
+            path
+        )
+        images[name] = str(path)
+    items = [
+        dm.DatasetItem(
+            id="a",
+            subset="train",
+            media=dm.Image.from_file(path=images["a"]),
+            annotations=[dm.Bbox(2, 3, 10, 12, label=0), dm.Bbox(20, 10, 30, 20, label=1)],
+        ),
+        dm.DatasetItem(
+            id="b", subset="val", media=dm.Image.from_file(path=images["b"]), annotations=[]
+        ),
+        dm.DatasetItem(
+            id="c",
+            subset="train",
+            media=dm.Image.from_file(path=images["c"]),
+            annotations=[dm.Bbox(1, 1, 8, 6, label=1)],
+        ),
+    ]
+    return dm.Dataset.from_iterable(items, categories=["helmet", "vest"])
+
+
+def zip_directory(root) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in sorted(root.rglob("*")):
+            if path.is_file():
+                archive.write(path, path.relative_to(root).as_posix())
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "datumaro_format", ["coco_instances", "voc_detection", "yolo", "yolo_ultralytics"]
+)
+def test_we_import_what_datumaro_writes(datumaro_format, dataset, run_upload, tmp_path):
+    from tests.factories import DatasetFactory
+
+    out = tmp_path / datumaro_format
+    datumaro_dataset(tmp_path).export(str(out), datumaro_format, save_media=True)
+    copy = DatasetFactory(name=f"from-{datumaro_format}", class_names=["helmet", "vest"])
+    job = run_upload(
+        copy,
+        [("datumaro.zip", zip_directory(out))],
+        listed_without_labels="no_objects",
+    )
+    assert job.status == "succeeded", job.log
+    assert job.result["counts"]["rejected"] == 0, job.result["report"]
+    by_name = {
+        s.original_name.rsplit(".", 1)[0]: s
+        for s in Sample.objects.filter(dataset=copy).select_related("current_annotation")
+    }
+    assert set(by_name) == {"a", "b", "c"}, job.result["report"]
+
+    def boxes(name):
+        annotation = by_name[name].current_annotation
+        assert annotation is not None, (name, job.result["report"])
+        return sorted(
+            (b.class_name, round(b.x1, 3), round(b.y1, 3), round(b.x2, 3), round(b.y2, 3))
+            for b in annotation.boxes.all()
+        )
+
+    assert boxes("a") == [("helmet", 2, 3, 12, 15), ("vest", 20, 10, 50, 30)]
+    assert boxes("c") == [("vest", 1, 1, 9, 7)]
+    assert boxes("b") == []  # no objects, though Datumaro may write no label for it
+    assert by_name["a"].split == "train" and by_name["b"].split == "eval"
