@@ -210,3 +210,30 @@ def test_a_cancelled_export_leaves_no_file(
     job.refresh_from_db()
     assert job.status == "cancelled"
     assert set(stored_names()) == before
+
+
+def test_a_device_token_exports_only_datasets_of_its_loops(
+    admin_user, dataset, monkeypatch, client
+):
+    from django.test import Client
+
+    from apps.accounts.services import create_device_token
+
+    monkeypatch.setattr("apps.jobs.services._enqueue", lambda *args: None)
+    issued = create_device_token(name="edge-cam", created_by=admin_user)
+    device = Client(headers={"Authorization": f"Bearer {issued.raw_token}"})
+    url = f"/api/v1/datasets/{dataset.pk}/exports/"
+
+    issued.device_token.all_loops = False
+    issued.device_token.save()
+    refused = device.post(url, {"format": "coco"}, content_type="application/json")
+    assert refused.status_code == 403
+    assert not Job.objects.filter(kind="dataset_export").exists()
+
+    issued.device_token.all_loops = True
+    issued.device_token.save()
+    started = device.post(url, {"format": "coco"}, content_type="application/json")
+    assert started.status_code == 202, started.content
+    job = Job.objects.get(kind="dataset_export")
+    assert job.started_by == "device:edge-cam" and job.created_by is None
+    assert device.get(started.json()["url"]).status_code == 200

@@ -4,6 +4,7 @@ import csv
 import io
 import json
 
+import pytest
 from django.urls import reverse
 
 from apps.datasets.models import Sample
@@ -92,3 +93,17 @@ def test_a_huge_zip_keeps_the_job_and_import_pages_small(
     assert len(import_page.content) < 200_000, len(import_page.content)
     assert len(job_page.content) < 200_000, len(job_page.content)
     assert Sample.objects.count() == 1
+
+
+@pytest.mark.slow
+def test_a_240000_entry_zip_keeps_the_pages_small(dataset, run_upload, client_for, admin_user):
+    """The case from the field: 240,000 ignored entries made a 69 MB job page."""
+    job = run_upload(dataset, [("up.zip", ignored_entries_zip(240_000))])
+    assert job.status == "succeeded", job.message
+    assert job.result["counts"]["ignored"] == 240_000
+    client = client_for(admin_user)
+    for url in (reverse("datasets:import", args=[job.pk]), reverse("jobs:detail", args=[job.pk])):
+        response = client.get(url)
+        assert response.status_code == 200 and len(response.content) < 200_000, url
+    report = client.get(job.result["report_url"])
+    assert sum(chunk.count(b"\n") for chunk in report.streaming_content) == 240_002

@@ -1,0 +1,146 @@
+"""Export job speed and memory: serial vs parallel storage reads, local files vs S3 (moto).
+
+``python bench/export_speed.py [--images 2000] [--boxes 5]`` fills a dataset with small labeled
+images (through the real service) on each storage, then writes a COCO export the way the export
+job does, once with one storage reader (as the old in-request export read: one image after the
+other) and once with DATASET_EXPORT_READERS threads, and prints a markdown table with seconds,
+images/s, the speed-up over one reader, and the peak Python memory traced during the export
+(tracemalloc) at the full size and at a quarter of it: bounded memory means the peak does not grow
+with the number of images. The database is a fresh SQLite file (set DATABASE_URL for another).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+WORK = Path(tempfile.mkdtemp(prefix="ilportal-bench-export-"))
+os.environ.setdefault("VAR_DIR", str(WORK / "var"))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ilportal.settings")
+os.environ["S3_BUCKET"] = ""  # each run below chooses its storage itself
+
+import django  # noqa: E402
+
+django.setup()
+logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request lines
+
+from django.core.management import call_command  # noqa: E402
+from django.test.utils import override_settings  # noqa: E402
+
+from apps.datasets import exporting, services  # noqa: E402
+from apps.datasets.formats.base import LabeledBox  # noqa: E402
+
+sys.path.insert(0, str(REPO / "bench"))
+from import_speed import local_storage, s3_storage  # noqa: E402
+
+
+def image_bytes(seed: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    image = Image.new("RGB", (96, 72), ((seed * 37) % 256, (seed * 91) % 256, (seed * 53) % 256))
+    image.putpixel((seed % 96, (seed // 96) % 72), (255, 255, 255))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def fill(name: str, images: int, boxes: int):
+    dataset = services.create_dataset(name=f"bench-{name}", class_names=["a", "b", "c"])
+    for seed in range(images):
+        labeled = [LabeledBox("abc"[k % 3], k, k, k + 10 + seed % 7, k + 8) for k in range(boxes)]
+        services.store_sample(
+            dataset,
+            image_bytes(seed),
+            original_name=f"{seed}.png",
+            source="upload",
+            boxes=labeled,
+        )
+    return dataset
+
+
+def run_export(dataset, readers: int, limit: int | None = None) -> dict:
+    from django.conf import settings
+
+    samples = dataset.samples.all()
+    if limit is not None:
+        samples = dataset.samples.filter(pk__in=list(samples.values_list("pk", flat=True)[:limit]))
+    with override_settings(DATASET_EXPORT_READERS=readers), tempfile.TemporaryFile() as out:
+        tracemalloc.start()
+        started = time.perf_counter()
+        count = exporting.write_export(dataset, samples, "coco", out)
+        seconds = time.perf_counter() - started
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        size = out.tell()
+    del settings
+    return {"images": count, "seconds": seconds, "peak_mb": peak / 1e6, "zip_mb": size / 1e6}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--boxes", type=int, default=5)
+    args = parser.parse_args()
+    from django.conf import settings
+
+    rows = []
+    try:
+        call_command("migrate", verbosity=0)
+        from moto.server import ThreadedMotoServer
+
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        try:
+            for name, storage in (
+                ("local files", local_storage()),
+                ("S3 (moto server)", s3_storage(f"http://{host}:{port}")),
+            ):
+                with override_settings(STORAGES={**settings.STORAGES, "default": storage}):
+                    started = time.perf_counter()
+                    dataset = fill(name, args.images, args.boxes)
+                    print(
+                        f"{name}: filled in {time.perf_counter() - started:.1f} s", file=sys.stderr
+                    )
+                    quarter = run_export(dataset, settings.DATASET_EXPORT_READERS, args.images // 4)
+                    serial = run_export(dataset, 1)
+                    parallel = run_export(dataset, settings.DATASET_EXPORT_READERS)
+                    rows.append((name, 1, serial, serial))
+                    rows.append((name, settings.DATASET_EXPORT_READERS, parallel, serial))
+                    rows.append(
+                        (f"{name}, a quarter", settings.DATASET_EXPORT_READERS, quarter, None)
+                    )
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(WORK, ignore_errors=True)
+    print(
+        f"COCO export of {args.images} labeled 96x72 PNG samples, {args.boxes} boxes each, "
+        f"database {django.db.connection.vendor}:\n"
+    )
+    columns = ["storage", "readers", "images", "seconds", "images/s", "vs 1 reader"]
+    print("| " + " | ".join([*columns, "peak traced MB", "zip MB"]) + " |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, readers, row, serial in rows:
+        ratio = f"{serial['seconds'] / row['seconds']:.2f}" if serial else ""
+        print(
+            f"| {name} | {readers} | {row['images']} | {row['seconds']:.1f} | "
+            f"{row['images'] / row['seconds']:.0f} | {ratio} | {row['peak_mb']:.1f} | "
+            f"{row['zip_mb']:.1f} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
