@@ -203,6 +203,11 @@ SPECTACULAR_SETTINGS = {
     "send `Authorization: Bearer <device token>`.",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": "/api/v1",
+    # Two choice sets are named "source" (a sample's and an annotation's): name them apart.
+    "ENUM_NAME_OVERRIDES": {
+        "SampleSourceEnum": "apps.datasets.models.SampleSource",
+        "AnnotationSourceEnum": "apps.datasets.models.AnnotationSource",
+    },
 }
 
 # --- Accounts and sessions -------------------------------------------------------------------

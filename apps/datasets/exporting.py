@@ -13,6 +13,8 @@ files). The export job writes the zip to a local temporary file, then saves it t
 where a permission-checked view serves it.
 """
 
+import hashlib
+import json
 import posixpath
 import tempfile
 import zipfile
@@ -138,21 +140,28 @@ def download_file_name(job) -> str:
 
 def start_export(dataset: Dataset, fmt: str, filters: dict, *, user=None, started_by: str = ""):
     """Queues an export job of the dataset (or the part `filters` selects); returns the Job."""
-    from apps.jobs.services import start_job
+    from apps.jobs.services import JobAlreadyActive, start_job
 
     if fmt not in EXPORTERS:
         raise ExportError(f"Unknown export format {fmt!r}: use {', '.join(EXPORTERS)}.")
-    return start_job(
-        "dataset_export",
-        user=user,
-        started_by=started_by,
-        params={
-            "dataset_id": dataset.pk,
-            "dataset": dataset.name,
-            "format": fmt,
-            "filters": services.SampleFilters.from_query(filters).as_query(),
-        },
-    )
+    query = services.SampleFilters.from_query(filters).as_query()
+    # The same export asked for twice while it runs (a double click, two tabs) is one job.
+    key = hashlib.sha256(json.dumps([fmt, query], sort_keys=True).encode()).hexdigest()[:16]
+    try:
+        return start_job(
+            "dataset_export",
+            user=user,
+            started_by=started_by,
+            scope=f"dataset:{dataset.pk}:export:{key}",
+            params={
+                "dataset_id": dataset.pk,
+                "dataset": dataset.name,
+                "format": fmt,
+                "filters": query,
+            },
+        )
+    except JobAlreadyActive as exc:
+        return exc.job
 
 
 def run_export_job(job, progress) -> dict:

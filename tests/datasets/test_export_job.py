@@ -237,3 +237,11 @@ def test_a_device_token_exports_only_datasets_of_its_loops(
     job = Job.objects.get(kind="dataset_export")
     assert job.started_by == "device:edge-cam" and job.created_by is None
     assert device.get(started.json()["url"]).status_code == 200
+
+
+def test_the_same_export_asked_twice_while_it_runs_is_one_job(dataset, viewer_user, monkeypatch):
+    monkeypatch.setattr("apps.jobs.services._enqueue", lambda *args: None)
+    first = exporting.start_export(dataset, "coco", {"split": "train"}, user=viewer_user)
+    again = exporting.start_export(dataset, "coco", {"split": "train"}, user=viewer_user)
+    other = exporting.start_export(dataset, "voc", {"split": "train"}, user=viewer_user)
+    assert again.pk == first.pk and other.pk != first.pk
