@@ -83,6 +83,8 @@ def detect_format(bundle: Bundle) -> tuple[str, list[str]]:
         files = module.find_files(bundle)
         if files:
             return name, files
+    if voc.has_image_sets(bundle):  # a VOC export whose images all lack objects has no XML
+        return "voc", []
     return IMAGES_ONLY, []
 
 
@@ -186,8 +188,8 @@ def _apply_listed_without_labels(parsed, options, labels, notes) -> None:
             notes[path] = f"listed in {listing} with no XML: stored as labeled with no objects"
         else:
             notes[path] = (
-                f"listed in {listing} with no XML: stored unlabeled (upload again with "
-                "'listed without labels: no objects' if it has no objects)"
+                f"listed in {listing} with no XML: stored unlabeled (if it has no objects, "
+                "upload again choosing 'labeled with no objects' for such images)"
             )
 
 

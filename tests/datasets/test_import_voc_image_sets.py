@@ -70,3 +70,18 @@ def test_the_option_is_in_the_api(dataset, client_for, admin_user, choice, monke
 def test_the_option_is_on_the_upload_form(dataset, client_for, admin_user):
     page = client_for(admin_user).get(f"/datasets/{dataset.pk}/upload/").content.decode()
     assert 'name="listed_without_labels"' in page and 'value="no_objects"' in page
+
+
+def test_a_voc_upload_with_no_xml_at_all_is_still_read_as_voc(dataset, run_upload):
+    """Datumaro's VOC export of images that all have no objects holds no XML."""
+    archive = zip_bytes(
+        {
+            "JPEGImages/a.png": image_bytes(1),
+            "ImageSets/Main/train.txt": b"a\n",
+            "labelmap.txt": b"# label:color_rgb:parts:actions\nbackground:0,0,0::\n",
+        }
+    )
+    job = run_upload(dataset, [("voc.zip", archive)], listed_without_labels="no_objects")
+    assert job.result["format"] == "voc", job.result
+    a = Sample.objects.get(original_name="a.png")
+    assert a.status == SampleStatus.LABELED and a.current_annotation.boxes.count() == 0

@@ -101,6 +101,18 @@ def _labelmap_classes(bundle: Bundle) -> list[str]:
     return []
 
 
+def _image_set_split(name: str) -> str | None:
+    """The split an ImageSets/Main/<split>.txt file lists, or None for any other file."""
+    directory, file_name = posixpath.split(name)
+    if not directory.endswith("ImageSets/Main"):
+        return None
+    return SPLIT_DIRECTORY_NAMES.get(posixpath.splitext(file_name)[0].lower())
+
+
+def has_image_sets(bundle: Bundle) -> bool:
+    return any(_image_set_split(name) for name in bundle.names)
+
+
 def _read_image_sets(bundle: Bundle, parsed: ParsedLabels) -> None:
     """ImageSets/Main/<split>.txt lists image stems per split. A listed image with no XML is
     noted: Datumaro and CVAT write no XML for an image without objects, so it may mean "no
@@ -111,9 +123,8 @@ def _read_image_sets(bundle: Bundle, parsed: ParsedLabels) -> None:
         by_stem.setdefault(posixpath.splitext(posixpath.basename(path))[0], []).append(path)
     refused = set(parsed.image_problems)
     for name in bundle.names:
-        directory, file_name = posixpath.split(name)
-        split = SPLIT_DIRECTORY_NAMES.get(posixpath.splitext(file_name)[0].lower())
-        if not directory.endswith("ImageSets/Main") or split is None:
+        split = _image_set_split(name)
+        if split is None:
             continue
         for line in bundle.read(name).decode(errors="replace").split():
             if line in labeled:
