@@ -17,7 +17,9 @@
     field("message").textContent = job.message;
     if (job.status === "succeeded" && job.result) {
       field("download").hidden = false;
-      field("size").textContent = `${job.result.images} images, ${job.result.bytes} bytes`;
+      const n = job.result.images;
+      const megabytes = (job.result.bytes / 1e6).toFixed(1);
+      field("size").textContent = `${n} image${n === 1 ? "" : "s"}, ${megabytes} MB`;
     }
   }
 
