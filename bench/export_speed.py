@@ -1,17 +1,20 @@
-"""Export job speed and memory: serial vs parallel storage reads, local files vs S3 (moto).
+"""Export job speed and memory: one storage reader vs several, local files vs S3 (moto).
 
-``python bench/export_speed.py [--images 2000] [--boxes 5]`` fills a dataset with small labeled
-images (through the real service) on each storage, then writes a COCO export the way the export
-job does, once with one storage reader (as the old in-request export read: one image after the
-other) and once with DATASET_EXPORT_READERS threads, and prints a markdown table with seconds,
-images/s, the speed-up over one reader, and the peak Python memory traced during the export
-(tracemalloc) at the full size and at a quarter of it: bounded memory means the peak does not grow
-with the number of images. The database is a fresh SQLite file (set DATABASE_URL for another).
+``python bench/export_speed.py [--images 1000] [--boxes 5] [--latency-ms 20]`` fills a dataset
+with small labeled images (through the real service) on each storage, then writes a COCO export
+the way the export job does, with one storage reader (as the old in-request export read: one
+image after the other) and with DATASET_EXPORT_READERS threads, and prints a markdown table with
+seconds, images/s and the speed-up over one reader. On local files it also traces the peak of
+Python memory (tracemalloc) for a quarter of the images and for all of them: bounded memory
+means the peak does not grow with the number of images. moto on loopback answers in well under
+a millisecond, so S3 is also run with --latency-ms added to each read (a real bucket's first-byte
+latency). The database is a fresh SQLite file (set DATABASE_URL for another).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import shutil
@@ -69,6 +72,21 @@ def fill(name: str, images: int, boxes: int):
     return dataset
 
 
+@contextlib.contextmanager
+def simulated_latency(seconds: float):
+    real_read = exporting._read_image
+
+    def slow_read(name):
+        time.sleep(seconds)
+        return real_read(name)
+
+    exporting._read_image = slow_read
+    try:
+        yield
+    finally:
+        exporting._read_image = real_read
+
+
 def run_export(dataset, readers: int, limit: int | None = None, trace: bool = False) -> dict:
     """One COCO export into a temporary file. With `trace`, the peak of Python memory is
     measured (tracemalloc slows everything and counts every thread, so only for local files:
@@ -92,6 +110,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--boxes", type=int, default=5)
+    parser.add_argument(
+        "--latency-ms",
+        type=int,
+        default=20,
+        help="also run S3 with this much added to each image read (a real bucket's first-byte "
+        "latency; moto on loopback has almost none); 0 to skip",
+    )
     args = parser.parse_args()
     from django.conf import settings
 
@@ -115,14 +140,22 @@ def main() -> int:
                     print(
                         f"{name}: filled in {time.perf_counter() - started:.1f} s", file=sys.stderr
                     )
-                    quarter = run_export(dataset, settings.DATASET_EXPORT_READERS, args.images // 4)
+                    readers = settings.DATASET_EXPORT_READERS
                     serial = run_export(dataset, 1)
-                    parallel = run_export(dataset, settings.DATASET_EXPORT_READERS)
+                    parallel = run_export(dataset, readers)
                     rows.append((name, 1, serial, serial))
-                    rows.append((name, settings.DATASET_EXPORT_READERS, parallel, serial))
-                    rows.append(
-                        (f"{name}, a quarter", settings.DATASET_EXPORT_READERS, quarter, None)
-                    )
+                    rows.append((name, readers, parallel, serial))
+                    if storage is local:
+                        for part in (args.images // 4, args.images):
+                            traced = run_export(dataset, readers, part, trace=True)
+                            rows.append((f"{name}, memory traced", readers, traced, None))
+                    elif args.latency_ms:
+                        with simulated_latency(args.latency_ms / 1000):
+                            serial = run_export(dataset, 1)
+                            parallel = run_export(dataset, readers)
+                        slow = f"{name} + {args.latency_ms} ms per read"
+                        rows.append((slow, 1, serial, serial))
+                        rows.append((slow, readers, parallel, serial))
         finally:
             server.stop()
     finally:

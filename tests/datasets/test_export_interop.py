@@ -15,6 +15,9 @@ from apps.datasets.exporting import export_file_name, write_export
 from apps.datasets.models import Sample
 from tests.factories import make_sample
 
+# Datumaro's own notice about one of its plugins, not about our files.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:datumaro")
+
 # Our format → the Datumaro format name that must read it (detection picks the same one).
 DATUMARO_FORMATS = {
     "coco": "coco_instances",
