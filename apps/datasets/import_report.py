@@ -29,6 +29,12 @@ class ImportOutcome:
 REPORT_COLUMNS = ("file", "outcome", "message")
 
 
+def _spreadsheet_safe(text: str) -> str:
+    """A file name from an upload may start like a formula ("=HYPERLINK(...)"); spreadsheets
+    would run it when the CSV is opened, so such a cell gets a leading apostrophe."""
+    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def report_storage_name(job_id: int) -> str:
     return f"reports/imports/{job_id}.csv"
 
@@ -53,7 +59,7 @@ class ImportReport:
         self._csv.writerow(REPORT_COLUMNS)
 
     def add(self, file: str, outcome: str, message: str = "") -> None:
-        self._csv.writerow((file, outcome, message))
+        self._csv.writerow((_spreadsheet_safe(file), outcome, _spreadsheet_safe(message)))
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
         if self.counts[outcome] <= self.lines_kept_per_outcome:
             self.lines.append({"file": file, "outcome": outcome, "message": message})

@@ -107,3 +107,14 @@ def test_a_240000_entry_zip_keeps_the_pages_small(dataset, run_upload, client_fo
         assert response.status_code == 200 and len(response.content) < 200_000, url
     report = client.get(job.result["report_url"])
     assert sum(chunk.count(b"\n") for chunk in report.streaming_content) == 240_002
+
+
+def test_the_full_report_does_not_carry_formulas_into_spreadsheets(
+    dataset, run_upload, client_for, admin_user
+):
+    archive = zip_bytes({"=HYPERLINK(1).dat": b"x", "good.png": image_bytes(1)})
+    job = run_upload(dataset, [("up.zip", archive)])
+    assert report_line(job, "=HYPERLINK(1).dat")["outcome"] == "ignored"  # the page: as named
+    response = client_for(admin_user).get(job.result["report_url"])
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert any(row[:2] == ["'=HYPERLINK(1).dat", "ignored"] for row in rows), rows
