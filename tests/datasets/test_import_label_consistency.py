@@ -91,3 +91,59 @@ def test_a_voc_image_of_another_size_than_declared_is_refused(dataset, run_uploa
     job = run_upload(dataset, [("up.zip", zip_bytes({"a.png": image_bytes(1), "a.xml": xml}))])
     line = report_line(job, "a.png")
     assert line["outcome"] == "rejected" and "640x480" in line["message"], line
+
+
+def test_an_image_labeled_by_two_voc_files_is_refused_naming_both(dataset, run_upload):
+    from tests.datasets.test_import_formats import voc_xml
+
+    files = {
+        "a.png": image_bytes(1),
+        "one/a.xml": voc_xml("a.png", [("helmet", 1, 1, 9, 9)]),
+        "two/a.xml": voc_xml("a.png", [("vest", 2, 2, 8, 8)]),
+        "b.png": image_bytes(2),
+        "b.xml": voc_xml("b.png", [("vest", 2, 2, 8, 8)]),
+    }
+    job = run_upload(dataset, [("up.zip", zip_bytes(files))])
+    line = report_line(job, "a.png")
+    assert line["outcome"] == "rejected", line
+    assert "one/a.xml" in line["message"] and "two/a.xml" in line["message"]
+    assert report_line(job, "b.png")["outcome"] == "accepted"
+
+
+def test_an_image_in_two_coco_files_is_refused(dataset, run_upload):
+    files = {
+        "a.png": image_bytes(1),
+        "x.json": coco_json([("a.png", 64, 48)], [(0, "helmet", [1, 1, 5, 5])], ["helmet"]),
+        "y.json": coco_json([("a.png", 64, 48)], [(0, "vest", [1, 1, 5, 5])], ["vest"]),
+    }
+    job = run_upload(dataset, [("up.zip", zip_bytes(files))])
+    line = report_line(job, "a.png")
+    assert line["outcome"] == "rejected" and "x.json" in line["message"], line
+
+
+def test_a_coco_image_id_listed_twice_refuses_the_file(dataset, run_upload):
+    doc = coco_doc(
+        [
+            {"id": 1, "file_name": "a.png", "width": 64, "height": 48},
+            {"id": 1, "file_name": "b.png", "width": 64, "height": 48},
+        ],
+        [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 10, 10]}],
+        [{"id": 1, "name": "helmet"}],
+    )
+    files = {"a.png": image_bytes(1), "b.png": image_bytes(2), "c.json": doc}
+    job = run_upload(dataset, [("up.zip", zip_bytes(files))])
+    line = report_line(job, "c.json")
+    assert line["outcome"] == "rejected" and "listed twice" in line["message"], line
+    assert Sample.objects.count() == 0
+
+
+def test_two_yolo_label_files_for_one_image_are_refused(dataset, run_upload):
+    files = {
+        "images/train/a.png": image_bytes(1),
+        "labels/train/a.txt": b"0 0.5 0.5 0.2 0.2\n",
+        "images/train/a.txt": b"1 0.5 0.5 0.2 0.2\n",
+        "classes.txt": b"helmet\nvest\n",
+    }
+    job = run_upload(dataset, [("up.zip", zip_bytes(files))])
+    line = report_line(job, "images/train/a.png")
+    assert line["outcome"] == "rejected" and "labeled in both" in line["message"], line

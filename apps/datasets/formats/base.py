@@ -68,6 +68,25 @@ class ParsedLabels:
     listed_without_labels: dict[str, str] = field(default_factory=dict)
     # YOLO boxes are fractions of the image size until the image has been decoded.
     normalized: bool = False
+    label_sources: dict[str, str] = field(default_factory=dict)
+
+    def claim(self, path: str, label_file: str) -> bool:
+        """Records that `label_file` labels the image; False (and the image refused) when
+        another label file, or this one a second time, already did: merging or choosing one
+        would change the labels without a word."""
+        earlier = self.label_sources.get(path)
+        if earlier is None:
+            self.label_sources[path] = label_file
+            return True
+        where = (
+            f"twice in {label_file}"
+            if earlier == label_file
+            else (f"in both {earlier} and {label_file}")
+        )
+        self.image_problems[path] = (
+            f"labeled {where}: which labels are meant cannot be known; keep one and upload again"
+        )
+        return False
 
 
 @dataclass(frozen=True)

@@ -69,10 +69,15 @@ def _parse_document(name: str, doc, resolver: ImageResolver, parsed: ParsedLabel
     listed_ids = set()
     for entry in doc["images"]:
         reference = str(entry["file_name"])
+        if entry["id"] in listed_ids:
+            # Whose annotations are whose cannot be known.
+            raise ValueError(f"image id {entry['id']!r} is listed twice in 'images'")
         listed_ids.add(entry["id"])
         path = resolver.resolve(reference, base_dir)
         if path is None:
             parsed.missing_images[reference] = f"listed in {name} but not in the upload"
+            continue
+        if not parsed.claim(path, name):
             continue
         images[entry["id"]] = path
         parsed.labels.setdefault(path, [])

@@ -67,6 +67,8 @@ def parse(bundle: Bundle, files: list[str] | None = None) -> ParsedLabels:
         if path is None:
             parsed.missing_images[reference] = f"named in {name} but not in the upload"
             continue
+        if not parsed.claim(path, name):
+            continue
         boxes = []
         try:
             for obj in root.iter("object"):

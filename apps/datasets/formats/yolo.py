@@ -102,6 +102,8 @@ def parse(
         if path is None:
             parsed.missing_images[name] = "a label file whose image is not in the upload"
             continue
+        if not parsed.claim(path, name):
+            continue
         try:
             parsed.labels[path] = _parse_lines(name, bundle.read(name), class_names)
         except _Malformed as exc:
