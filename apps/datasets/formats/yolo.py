@@ -176,7 +176,8 @@ class Writer:
         sink.write(f"labels/{subset}/{stem}.txt", label_lines(entry, self.index))
 
     def finish(self, sink) -> None:
-        data = {"path": ".", **{subset: f"images/{subset}" for subset in sorted(self.subsets)}}
+        # No `path:`: Ultralytics then resolves the subsets beside this file, wherever it lies.
+        data: dict = {subset: f"images/{subset}" for subset in sorted(self.subsets)}
         data["names"] = dict(enumerate(self.class_names))
         sink.write(YAML_FILES[0], yaml.safe_dump(data, sort_keys=False).encode())
         sink.write("obj.names", names_file(self.class_names))
