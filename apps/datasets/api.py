@@ -11,7 +11,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from rest_framework import serializers, status
+from rest_framework import renderers, serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
@@ -434,6 +434,26 @@ class SampleAnnotationsView(APIView):
 # --- Exports and import reports --------------------------------------------------------------
 
 
+class _FileRenderer(renderers.BaseRenderer):
+    """Lets a client that asks for the file's type (Accept: application/zip) get it; the views
+    answer with a FileResponse, and an error (a dict) is written as JSON."""
+
+    charset = None
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return json.dumps(data).encode() if data is not None else b""
+
+
+class ZipRenderer(_FileRenderer):
+    media_type = "application/zip"
+    format = "zip"
+
+
+class CsvRenderer(_FileRenderer):
+    media_type = "text/csv"
+    format = "csv"
+
+
 class ExportRequestSerializer(serializers.Serializer):
     format = serializers.ChoiceField(choices=list(EXPORT_FORMAT_LABELS), default="coco")
     status = serializers.ChoiceField(choices=SampleStatus.choices, required=False)
@@ -524,6 +544,7 @@ class ExportDetailView(APIView):
 
 class ExportDownloadView(APIView):
     required_permissions = {"GET": "datasets.view_dataset"}
+    renderer_classes = [renderers.JSONRenderer, ZipRenderer]
 
     @extend_schema(
         responses={(200, "application/zip"): OpenApiTypes.BINARY, 404: None},
@@ -536,6 +557,7 @@ class ExportDownloadView(APIView):
 
 class ImportReportView(APIView):
     required_permissions = {"GET": "datasets.view_dataset"}
+    renderer_classes = [renderers.JSONRenderer, CsvRenderer]
 
     @extend_schema(
         responses={(200, "text/csv"): OpenApiTypes.BINARY, 404: None},

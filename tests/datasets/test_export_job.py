@@ -245,3 +245,17 @@ def test_the_same_export_asked_twice_while_it_runs_is_one_job(dataset, viewer_us
     again = exporting.start_export(dataset, "coco", {"split": "train"}, user=viewer_user)
     other = exporting.start_export(dataset, "voc", {"split": "train"}, user=viewer_user)
     assert again.pk == first.pk and other.pk != first.pk
+
+
+def test_the_api_download_answers_a_client_that_asks_for_a_zip(
+    client_for, viewer_user, dataset, run_jobs_inline, django_capture_on_commit_callbacks
+):
+    fill(dataset)
+    with django_capture_on_commit_callbacks(execute=True):
+        job = exporting.start_export(dataset, "coco", {}, user=viewer_user)
+    client = client_for(viewer_user)
+    url = f"/api/v1/exports/{job.pk}/download/"
+    response = client.get(url, HTTP_ACCEPT="application/zip")
+    assert response.status_code == 200 and response["Content-Type"] == "application/zip"
+    missing = client.get("/api/v1/exports/999999/download/", HTTP_ACCEPT="application/zip")
+    assert missing.status_code == 404
