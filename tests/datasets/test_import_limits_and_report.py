@@ -118,3 +118,12 @@ def test_the_full_report_does_not_carry_formulas_into_spreadsheets(
     response = client_for(admin_user).get(job.result["report_url"])
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert any(row[:2] == ["'=HYPERLINK(1).dat", "ignored"] for row in rows), rows
+
+
+def test_the_api_serves_the_full_report_as_csv(dataset, run_upload, client_for, admin_user):
+    job = run_upload(dataset, [("good.png", image_bytes(1)), ("notes.dat", b"x")])
+    client = client_for(admin_user)
+    response = client.get(f"/api/v1/imports/{job.pk}/report/", HTTP_ACCEPT="text/csv")
+    assert response.status_code == 200 and response["Content-Type"] == "text/csv"
+    text = b"".join(response.streaming_content).decode()
+    assert "notes.dat,ignored" in text and "good.png,accepted" in text
