@@ -315,7 +315,8 @@ def _import_chunk(
             report.add(
                 path,
                 ImportOutcome.DUPLICATE,
-                f"the same image as {seen[item.sha256]} in this upload: stored once",
+                f"the same image as {seen[item.sha256]} in this upload: stored once"
+                + _labels_not_applied(item.boxes),
             )
             continue
         seen[item.sha256] = path
@@ -331,7 +332,8 @@ def _import_chunk(
             report.add(
                 item.path,
                 ImportOutcome.DUPLICATE,
-                f"the same image is already sample #{existing[item.sha256]}: not stored again",
+                f"the same image is already sample #{existing[item.sha256]}: not stored again"
+                + _labels_not_applied(item.boxes),
             )
         else:
             new.append(item)
@@ -363,6 +365,14 @@ def _import_chunk(
         raise
 
 
+def _labels_not_applied(boxes) -> str:
+    """What a duplicate's own labels became: nothing, and the report says so."""
+    if boxes is None:
+        return ""
+    count = f"{len(boxes)} box{'es' if len(boxes) != 1 else ''}"
+    return f"; its labels in this upload ({count}) were not applied"
+
+
 def _record_one(dataset, item: _Checked, options, user, job_id, report) -> int | None:
     """Stores one checked image; returns the new sample's id (None: refused or a duplicate)."""
     try:
@@ -387,7 +397,8 @@ def _record_one(dataset, item: _Checked, options, user, job_id, report) -> int |
         report.add(
             item.path,
             ImportOutcome.DUPLICATE,
-            f"the same image is already sample #{stored.sample.pk}: not stored again",
+            f"the same image is already sample #{stored.sample.pk}: not stored again"
+            + _labels_not_applied(item.boxes),
         )
         return None
     note = "labeled" if item.boxes is not None else "unlabeled"

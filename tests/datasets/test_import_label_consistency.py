@@ -147,3 +147,45 @@ def test_two_yolo_label_files_for_one_image_are_refused(dataset, run_upload):
     job = run_upload(dataset, [("up.zip", zip_bytes(files))])
     line = report_line(job, "images/train/a.png")
     assert line["outcome"] == "rejected" and "labeled in both" in line["message"], line
+
+
+def test_yolo_class_files_that_disagree_refuse_the_labels(dataset, run_upload):
+    files = {
+        "images/train/a.png": image_bytes(1),
+        "labels/train/a.txt": b"0 0.5 0.5 0.2 0.2\n",
+        "classes.txt": b"helmet\nvest\n",
+        "data.yaml": b"names: [vest, helmet]\n",
+    }
+    job = run_upload(dataset, [("up.zip", zip_bytes(files))])
+    line = report_line(job, "data.yaml")
+    assert line["outcome"] == "rejected" and "differ" in line["message"], line
+    assert report_line(job, "images/train/a.png")["outcome"] == "rejected"
+    assert Sample.objects.count() == 0
+
+
+def test_yolo_class_files_that_agree_are_fine(dataset, run_upload):
+    files = {
+        "images/train/a.png": image_bytes(1),
+        "labels/train/a.txt": b"0 0.5 0.5 0.2 0.2\n",
+        "classes.txt": b"helmet\nvest\n",
+        "obj.names": b"helmet\nvest\n",
+        "data.yaml": b"names: {0: helmet, 1: vest}\n",
+    }
+    job = run_upload(dataset, [("up.zip", zip_bytes(files))])
+    assert report_line(job, "images/train/a.png")["outcome"] == "accepted", job.result["report"]
+
+
+def test_a_duplicate_image_says_its_own_labels_were_not_applied(dataset, run_upload):
+    files = {
+        "a.png": image_bytes(1),
+        "copy.png": image_bytes(1),
+        "c.json": coco_json(
+            [("a.png", 64, 48), ("copy.png", 64, 48)],
+            [(0, "helmet", [1, 1, 5, 5]), (1, "vest", [2, 2, 5, 5]), (1, "vest", [9, 9, 5, 5])],
+            ["helmet", "vest"],
+        ),
+    }
+    job = run_upload(dataset, [("up.zip", zip_bytes(files))])
+    line = report_line(job, "copy.png")
+    assert line["outcome"] == "duplicate"
+    assert "its labels in this upload (2 boxes) were not applied" in line["message"], line

@@ -43,23 +43,38 @@ def find_files(bundle: Bundle) -> list[str]:
 
 
 def read_class_names(bundle: Bundle) -> tuple[list[str] | None, str | None]:
-    """(names, problem): names from the first class file found, or a reason it is unusable."""
+    """(names, problem): the class names the upload's class files give, or a reason they are
+    unusable. Several class files (classes.txt, obj.names, data.yaml) must agree: a class index
+    would otherwise mean one class or another without a word."""
+    found: list[tuple[str, list[str]]] = []
     for name in bundle.names:
         base = posixpath.basename(name)
         if base in CLASS_FILES:
             lines = bundle.read(name).decode(errors="replace").splitlines()
-            return [line.strip() for line in lines if line.strip()], None
-        if base in YAML_FILES:
+            found.append((name, [line.strip() for line in lines if line.strip()]))
+        elif base in YAML_FILES:
             try:
                 names = yaml.safe_load(bundle.read(name)).get("names")
             except (yaml.YAMLError, AttributeError) as exc:
                 return None, f"{name}: malformed YAML ({exc})"
             if isinstance(names, dict):
-                names = [names[key] for key in sorted(names)]
+                try:
+                    names = [names[key] for key in sorted(names)]
+                except TypeError:
+                    return None, f"{name}: 'names' keys must be class indexes"
             if not isinstance(names, list):
                 return None, f"{name}: 'names' must be a list or a mapping"
-            return [str(n) for n in names], None
-    return None, None
+            found.append((name, [str(n) for n in names]))
+    if not found:
+        return None, None
+    first_file, first = found[0]
+    for other_file, other in found[1:]:
+        if other != first:
+            return None, (
+                f"{other_file}: its class names {other} differ from {first} in {first_file}; "
+                "keep one class file, or make them agree"
+            )
+    return first, None
 
 
 class _ImageForLabel:
