@@ -182,6 +182,8 @@ DATASET_IMPORT_REPORT_LINES = envint("DATASET_IMPORT_REPORT_LINES", 100)
 DATASET_EXPORT_TIME_LIMIT_S = envint("DATASET_EXPORT_TIME_LIMIT_S", 4 * 3600)
 # Threads that read images from storage at once while an export is written.
 DATASET_EXPORT_READERS = envint("DATASET_EXPORT_READERS", 8)
+# A finished export's zip is deleted this long after it was made (checked hourly).
+DATASET_EXPORT_KEEP_HOURS = envint("DATASET_EXPORT_KEEP_HOURS", 72)
 DATA_UPLOAD_MAX_NUMBER_FILES = envint("DATASET_MAX_UPLOAD_FILES", 10_000)  # Django's default: 100
 
 # --- REST API (/api/v1/): session auth for browsers, device tokens for edge clients -------

@@ -485,7 +485,7 @@ def _forbidden_dataset(user, dataset_id: int) -> Response | None:
 
 
 def _export_state(job: Job) -> dict:
-    done = job.status == "succeeded"
+    done = job.status == "succeeded" and not (job.result or {}).get("expired")
     return {
         "job": events.job_state(job),
         "url": reverse("api-export", args=[job.pk]),

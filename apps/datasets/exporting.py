@@ -20,11 +20,13 @@ import tempfile
 import zipfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.text import slugify
 
 from apps.datasets import services
@@ -196,5 +198,21 @@ def run_export_job(job, progress) -> dict:
     }
 
 
-def discard_export(job_id: int) -> None:
-    services.delete_files([export_storage_name(job_id)])
+def expire_old_exports(keep_hours: int) -> list[int]:
+    """Deletes the zips of exports that finished more than `keep_hours` ago (a zip is a full
+    copy of its images; storage would otherwise fill with old ones); their pages then say so."""
+    from apps.jobs.models import Job, JobStatus
+
+    cutoff = timezone.now() - timedelta(hours=keep_hours)
+    expired = []
+    old = Job.objects.filter(
+        kind="dataset_export", status=JobStatus.SUCCEEDED, finished_at__lt=cutoff
+    )
+    for job in old.only("pk", "result").iterator():
+        if (job.result or {}).get("expired"):
+            continue
+        services.delete_files([export_storage_name(job.pk)])
+        result = {**job.result, "expired": True, "download_url": None}
+        Job.objects.filter(pk=job.pk).update(result=result)
+        expired.append(job.pk)
+    return expired

@@ -190,6 +190,7 @@ def export_detail(request, job_id: int):
             "dataset": dataset,
             "state": events.job_state(job),
             "format_label": exporting.EXPORT_FORMAT_LABELS.get(job.params.get("format"), ""),
+            "keep_hours": settings.DATASET_EXPORT_KEEP_HOURS,
         },
     )
 

@@ -15,7 +15,7 @@
     bar.querySelector(".bar").style.width = `${job.progress}%`;
     field("progress").textContent = `${job.progress}%`;
     field("message").textContent = job.message;
-    if (job.status === "succeeded" && job.result) {
+    if (job.status === "succeeded" && job.result && !job.result.expired) {
       field("download").hidden = false;
       const n = job.result.images;
       const megabytes = (job.result.bytes / 1e6).toFixed(1);

@@ -259,3 +259,35 @@ def test_the_api_download_answers_a_client_that_asks_for_a_zip(
     assert response.status_code == 200 and response["Content-Type"] == "application/zip"
     missing = client.get("/api/v1/exports/999999/download/", HTTP_ACCEPT="application/zip")
     assert missing.status_code == 404
+
+
+def test_old_export_zips_are_deleted_and_their_page_says_so(
+    client_for,
+    viewer_user,
+    dataset,
+    run_jobs_inline,
+    django_capture_on_commit_callbacks,
+    stored_names,
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    fill(dataset)
+    with django_capture_on_commit_callbacks(execute=True):
+        old = exporting.start_export(dataset, "coco", {}, user=viewer_user)
+        recent = exporting.start_export(dataset, "voc", {}, user=viewer_user)
+    Job.objects.filter(pk=old.pk).update(finished_at=timezone.now() - timedelta(hours=73))
+    assert exporting.export_storage_name(old.pk) in stored_names()
+
+    assert exporting.expire_old_exports(keep_hours=72) == [old.pk]
+    assert exporting.expire_old_exports(keep_hours=72) == []  # once
+    names = stored_names()
+    assert exporting.export_storage_name(old.pk) not in names
+    assert exporting.export_storage_name(recent.pk) in names
+
+    client = client_for(viewer_user)
+    page = client.get(reverse("datasets:export-detail", args=[old.pk])).content.decode()
+    assert 'data-testid="export-expired"' in page
+    assert client.get(reverse("datasets:export-download", args=[old.pk])).status_code == 404
+    assert client.get(f"/api/v1/exports/{old.pk}/").json()["download_url"] is None
