@@ -291,3 +291,25 @@ def test_old_export_zips_are_deleted_and_their_page_says_so(
     assert 'data-testid="export-expired"' in page
     assert client.get(reverse("datasets:export-download", args=[old.pk])).status_code == 404
     assert client.get(f"/api/v1/exports/{old.pk}/").json()["download_url"] is None
+
+
+def test_an_export_job_on_each_storage(
+    storage_kind,
+    client_for,
+    viewer_user,
+    dataset,
+    run_jobs_inline,
+    django_capture_on_commit_callbacks,
+    stored_names,
+):
+    """Images are read from, and the zip written to, the configured storage (S3 included)."""
+    fill(dataset)
+    with django_capture_on_commit_callbacks(execute=True):
+        job = exporting.start_export(dataset, "yolo_darknet", {}, user=viewer_user)
+    job.refresh_from_db()
+    assert job.status == "succeeded", job.log
+    assert exporting.export_storage_name(job.pk) in stored_names()
+    download = client_for(viewer_user).get(reverse("datasets:export-download", args=[job.pk]))
+    names = zip_names(download)
+    assert {"obj.data", "obj.names", "train.txt"} <= set(names)
+    assert len([n for n in names if n.endswith(".png")]) == 2
