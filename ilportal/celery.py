@@ -10,4 +10,5 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.imports = ("worker.tasks.system", "worker.tasks.datasets", "worker.tasks.loops")
 app.conf.beat_schedule = {
     "fail-stale-jobs": {"task": "ilportal.fail_stale_jobs", "schedule": 30.0},
+    "expire-dataset-exports": {"task": "ilportal.expire_dataset_exports", "schedule": 3600.0},
 }

@@ -175,6 +175,15 @@ DATASET_MAX_ZIP_ENTRIES = envint("DATASET_MAX_ZIP_ENTRIES", 250_000)
 DATASET_THUMBNAIL_PX = envint("DATASET_THUMBNAIL_PX", 256)
 DATASET_PAGE_SIZE = envint("DATASET_PAGE_SIZE", 48)
 DATASET_IMPORT_TIME_LIMIT_S = envint("DATASET_IMPORT_TIME_LIMIT_S", 4 * 3600)
+# Boxes one image may carry (import, API, labeling): more is refused, never truncated.
+DATASET_MAX_BOXES_PER_IMAGE = envint("DATASET_MAX_BOXES_PER_IMAGE", 1000)
+# Lines of each outcome an import keeps in its job row; the full report is a file in storage.
+DATASET_IMPORT_REPORT_LINES = envint("DATASET_IMPORT_REPORT_LINES", 100)
+DATASET_EXPORT_TIME_LIMIT_S = envint("DATASET_EXPORT_TIME_LIMIT_S", 4 * 3600)
+# Threads that read images from storage at once while an export is written.
+DATASET_EXPORT_READERS = envint("DATASET_EXPORT_READERS", 8)
+# A finished export's zip is deleted this long after it was made (checked hourly).
+DATASET_EXPORT_KEEP_HOURS = envint("DATASET_EXPORT_KEEP_HOURS", 72)
 DATA_UPLOAD_MAX_NUMBER_FILES = envint("DATASET_MAX_UPLOAD_FILES", 10_000)  # Django's default: 100
 
 # --- REST API (/api/v1/): session auth for browsers, device tokens for edge clients -------
@@ -199,10 +208,13 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": "/api/v1",
     # Django's <int:...> matches [0-9]+ only: a negative id never reaches a view.
     "PATH_CONVERTER_OVERRIDES": {"int": {"type": "integer", "minimum": 0}},
-    # Samples and jobs both have a `status`; each enum keeps its own name.
+    # Samples and jobs both have a `status`, samples and annotations a `source`: each enum
+    # keeps its own name.
     "ENUM_NAME_OVERRIDES": {
         "JobStatusEnum": "apps.jobs.models.JobStatus",
         "SampleStatusEnum": "apps.datasets.models.SampleStatus",
+        "SampleSourceEnum": "apps.datasets.models.SampleSource",
+        "AnnotationSourceEnum": "apps.datasets.models.AnnotationSource",
     },
 }
 

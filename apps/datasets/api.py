@@ -9,8 +9,9 @@ from django.conf import settings
 from django.db.models import Count
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from rest_framework import serializers, status
+from rest_framework import renderers, serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
@@ -19,12 +20,21 @@ from rest_framework.views import APIView
 from apps.accounts.api_auth import is_device
 from apps.datasets import services
 from apps.datasets.boxes import BoxRejected
+from apps.datasets.exporting import EXPORT_FORMAT_LABELS, ExportError, start_export
 from apps.datasets.formats.base import LabeledBox
 from apps.datasets.image_checks import ImageRejected
-from apps.datasets.importing import FORMAT_CHOICES, UNKNOWN_CLASSES_ADD, UNKNOWN_CLASSES_REJECT
+from apps.datasets.importing import (
+    FORMAT_CHOICES,
+    LISTED_WITHOUT_LABELS_CHOICES,
+    LISTED_WITHOUT_LABELS_UNLABELED,
+    UNKNOWN_CLASSES_ADD,
+    UNKNOWN_CLASSES_REJECT,
+)
 from apps.datasets.models import Annotation, Dataset, Sample, SampleSource, SampleStatus, Split
 from apps.datasets.pagination import keyset_page
+from apps.datasets.views import export_file_response, import_report_response
 from apps.jobs import events
+from apps.jobs.models import Job
 
 MAX_API_PAGE = 500
 
@@ -156,10 +166,20 @@ class AnnotationCreateSerializer(serializers.Serializer):
 
 
 class ImportSerializer(serializers.Serializer):
-    files = serializers.ListField(child=serializers.FileField(), allow_empty=False)
+    files = serializers.ListField(
+        child=serializers.FileField(allow_empty_file=True),
+        allow_empty=False,
+        help_text="An empty file is reported by name in the import's report, not refused here.",
+    )
     format = serializers.ChoiceField(choices=FORMAT_CHOICES, default="auto")
     unknown_classes = serializers.ChoiceField(
         choices=[UNKNOWN_CLASSES_REJECT, UNKNOWN_CLASSES_ADD], default=UNKNOWN_CLASSES_REJECT
+    )
+    listed_without_labels = serializers.ChoiceField(
+        choices=LISTED_WITHOUT_LABELS_CHOICES,
+        default=LISTED_WITHOUT_LABELS_UNLABELED,
+        help_text="VOC images listed in ImageSets/Main/*.txt with no XML: stored unlabeled, "
+        "or as labeled with no objects (Datumaro and CVAT write no XML for them).",
     )
 
 
@@ -340,6 +360,7 @@ class DatasetImportView(APIView):
             device=request.user.token if device else None,
             format=incoming.validated_data["format"],
             unknown_classes=incoming.validated_data["unknown_classes"],
+            listed_without_labels=incoming.validated_data["listed_without_labels"],
             source=SampleSource.DEVICE if device else SampleSource.UPLOAD,
         )
         return Response(
@@ -419,3 +440,141 @@ class SampleAnnotationsView(APIView):
             return _bad_request(str(exc))
         body = AnnotationSerializer(annotation).data | {"warnings": warnings}
         return Response(body, status=status.HTTP_201_CREATED)
+
+
+# --- Exports and import reports --------------------------------------------------------------
+
+
+class _FileRenderer(renderers.BaseRenderer):
+    """Lets a client that asks for the file's type (Accept: application/zip) get it; the views
+    answer with a FileResponse, and an error (a dict) is written as JSON."""
+
+    charset = None
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return json.dumps(data).encode() if data is not None else b""
+
+
+class ZipRenderer(_FileRenderer):
+    media_type = "application/zip"
+    format = "zip"
+
+
+class CsvRenderer(_FileRenderer):
+    media_type = "text/csv"
+    format = "csv"
+
+
+class ExportRequestSerializer(serializers.Serializer):
+    format = serializers.ChoiceField(choices=list(EXPORT_FORMAT_LABELS), default="coco")
+    status = serializers.ChoiceField(choices=SampleStatus.choices, required=False)
+    split = serializers.ChoiceField(choices=Split.choices, required=False)
+    source = serializers.ChoiceField(choices=SampleSource.choices, required=False)
+    class_name = serializers.CharField(
+        required=False, max_length=100, help_text="Only samples with a box of this class."
+    )
+
+
+ExportStateSerializer = inline_serializer(
+    "ExportState",
+    {
+        "job": serializers.DictField(),
+        "url": serializers.CharField(),
+        "download_url": serializers.CharField(allow_null=True),
+    },
+)
+
+
+def _forbidden_dataset(user, dataset_id: int) -> Response | None:
+    """A device token reaches only the datasets of the loops it is scoped to."""
+    if is_device(user) and not user.token.may_use_dataset(dataset_id):
+        return Response(
+            {"detail": "This device token may not use this dataset."},
+            status=status.HTTP_403_FORBIDDEN,
+        )
+    return None
+
+
+def _export_state(job: Job) -> dict:
+    done = job.status == "succeeded" and not (job.result or {}).get("expired")
+    return {
+        "job": events.job_state(job),
+        "url": reverse("api-export", args=[job.pk]),
+        "download_url": reverse("api-export-download", args=[job.pk]) if done else None,
+    }
+
+
+def _job_of_kind(job_id: int, kind: str, user) -> tuple[Job, Response | None]:
+    job = get_object_or_404(Job, pk=job_id, kind=kind)
+    return job, _forbidden_dataset(user, job.params.get("dataset_id"))
+
+
+class DatasetExportView(APIView):
+    required_permissions = {"POST": "datasets.view_dataset"}
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
+
+    @extend_schema(
+        request=ExportRequestSerializer,
+        responses={202: ExportStateSerializer},
+        description="Queues an export job of the dataset (or the samples the filters select) "
+        "as a zip in COCO, Pascal VOC, YOLO (Ultralytics) or YOLO (Darknet) layout. Follow "
+        "`url`; when the job has succeeded, `download_url` serves the zip.",
+    )
+    def post(self, request, dataset_id: int):
+        dataset = get_object_or_404(Dataset, pk=dataset_id)
+        if (refused := _forbidden_dataset(request.user, dataset.pk)) is not None:
+            return refused
+        incoming = ExportRequestSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        data = dict(incoming.validated_data)
+        fmt = data.pop("format")
+        if "class_name" in data:
+            data["class"] = data.pop("class_name")
+        device = is_device(request.user)
+        try:
+            job = start_export(
+                dataset,
+                fmt,
+                data,
+                user=None if device else request.user,
+                started_by=request.user.get_username() if device else "",
+            )
+        except ExportError as exc:
+            return _bad_request(str(exc))
+        return Response(_export_state(job), status=status.HTTP_202_ACCEPTED)
+
+
+class ExportDetailView(APIView):
+    required_permissions = {"GET": "datasets.view_dataset"}
+
+    @extend_schema(responses=ExportStateSerializer)
+    def get(self, request, job_id: int):
+        job, refused = _job_of_kind(job_id, "dataset_export", request.user)
+        return refused or Response(_export_state(job))
+
+
+class ExportDownloadView(APIView):
+    required_permissions = {"GET": "datasets.view_dataset"}
+    renderer_classes = [renderers.JSONRenderer, ZipRenderer]
+
+    @extend_schema(
+        responses={(200, "application/zip"): OpenApiTypes.BINARY, 404: None},
+        description="The zip of a finished export (404 until the job has succeeded).",
+    )
+    def get(self, request, job_id: int):
+        job, refused = _job_of_kind(job_id, "dataset_export", request.user)
+        return refused or export_file_response(job)
+
+
+class ImportReportView(APIView):
+    required_permissions = {"GET": "datasets.view_dataset"}
+    renderer_classes = [renderers.JSONRenderer, CsvRenderer]
+
+    @extend_schema(
+        responses={(200, "text/csv"): OpenApiTypes.BINARY, 404: None},
+        description="The full report of a finished import as CSV (file, outcome, message); "
+        "the job's result keeps only the counts and the first lines of each outcome.",
+    )
+    def get(self, request, job_id: int):
+        job, refused = _job_of_kind(job_id, "dataset_import", request.user)
+        return refused or import_report_response(job)

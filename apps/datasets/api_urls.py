@@ -17,6 +17,14 @@ urlpatterns = [
     path("datasets/<int:dataset_id>/", _open(api.DatasetDetailView), name="api-dataset"),
     path("datasets/<int:dataset_id>/samples/", _open(api.DatasetSamplesView), name="api-samples"),
     path("datasets/<int:dataset_id>/imports/", _open(api.DatasetImportView), name="api-imports"),
+    path("datasets/<int:dataset_id>/exports/", _open(api.DatasetExportView), name="api-exports"),
+    path("exports/<int:job_id>/", _open(api.ExportDetailView), name="api-export"),
+    path(
+        "exports/<int:job_id>/download/",
+        _open(api.ExportDownloadView),
+        name="api-export-download",
+    ),
+    path("imports/<int:job_id>/report/", _open(api.ImportReportView), name="api-import-report"),
     path("samples/<int:sample_id>/", _open(api.SampleDetailView), name="api-sample"),
     path(
         "samples/<int:sample_id>/annotations/",

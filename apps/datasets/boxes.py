@@ -3,6 +3,8 @@
 import math
 from dataclasses import dataclass
 
+from django.conf import settings
+
 from apps.datasets.formats.base import LabeledBox
 
 
@@ -29,6 +31,12 @@ def check_boxes(
 ) -> CheckedBoxes:
     """Raises BoxRejected for a NaN, inverted, empty or wholly outside box, or an unknown class;
     clips a box that overhangs the image and says so in `warnings`."""
+    limit = settings.DATASET_MAX_BOXES_PER_IMAGE
+    if len(boxes) > limit:
+        raise BoxRejected(
+            f"{len(boxes):,} boxes on one image, more than the limit of {limit:,} "
+            "(DATASET_MAX_BOXES_PER_IMAGE)"
+        )
     checked, warnings = [], []
     for number, box in enumerate(boxes, start=1):
         label = f"box {number} ({box.class_name})"

@@ -2,7 +2,7 @@ from django import forms
 from django.conf import settings
 
 from apps.datasets import importing
-from apps.datasets.exporting import EXPORTERS
+from apps.datasets.exporting import EXPORT_FORMAT_LABELS
 from apps.datasets.models import SampleSource, SampleStatus, Split
 
 
@@ -25,6 +25,8 @@ class MultipleFileInput(forms.ClearableFileInput):
 class MultipleFileField(forms.FileField):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("widget", MultipleFileInput(attrs={"multiple": True}))
+        # An empty file among good ones is reported by name by the import, not refused here.
+        kwargs.setdefault("allow_empty_file", True)
         super().__init__(*args, **kwargs)
 
     def clean(self, data, initial=None):
@@ -45,6 +47,18 @@ class UploadForm(forms.Form):
         initial=importing.UNKNOWN_CLASSES_REJECT,
         label="Classes the dataset does not have",
     )
+    listed_without_labels = forms.ChoiceField(
+        choices=importing.LISTED_WITHOUT_LABELS_CHOICES,
+        initial=importing.LISTED_WITHOUT_LABELS_UNLABELED,
+        label="VOC images listed in ImageSets with no XML",
+        required=False,
+        help_text="Datumaro and CVAT write no XML for an image without objects.",
+    )
+
+    def clean_listed_without_labels(self) -> str:
+        return (
+            self.cleaned_data["listed_without_labels"] or importing.LISTED_WITHOUT_LABELS_UNLABELED
+        )
 
     def clean_files(self):
         files = self.cleaned_data["files"]
@@ -73,4 +87,4 @@ class SampleFilterForm(forms.Form):
         )
 
 
-EXPORT_FORMATS = [(name, name.upper()) for name in EXPORTERS]
+EXPORT_FORMATS = list(EXPORT_FORMAT_LABELS.items())

@@ -13,10 +13,11 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.urls import reverse
 
 from apps.datasets import services
 from apps.datasets.boxes import BoxRejected, check_boxes, to_pixels
@@ -30,6 +31,7 @@ from apps.datasets.image_checks import (
     looks_like_image_name,
     unsupported_format_message,
 )
+from apps.datasets.import_report import ImportOutcome, ImportReport, report_storage_name
 from apps.datasets.models import Dataset, Sample, SampleSource
 from apps.datasets.orientation import boxes_on_shown_image
 from apps.datasets.zip_safety import ZIP_MAGIC, ArchiveRejected, EntryRejected, SafeZip
@@ -46,6 +48,14 @@ FORMAT_CHOICES = [
 ]
 UNKNOWN_CLASSES_REJECT = "reject"
 UNKNOWN_CLASSES_ADD = "add"
+# A VOC image named in ImageSets/Main/<split>.txt that has no XML: not labeled yet, or labeled
+# with no objects (Datumaro and CVAT write no XML for an image without objects).
+LISTED_WITHOUT_LABELS_UNLABELED = "unlabeled"
+LISTED_WITHOUT_LABELS_NO_OBJECTS = "no_objects"
+LISTED_WITHOUT_LABELS_CHOICES = [
+    (LISTED_WITHOUT_LABELS_UNLABELED, "Store them unlabeled"),
+    (LISTED_WITHOUT_LABELS_NO_OBJECTS, "Store them as labeled with no objects"),
+]
 # Samples are committed in chunks, so progress is visible and a crash loses little; a failed
 # or cancelled import then removes every sample it created (see discard_import).
 CHUNK_SIZE = 50
@@ -53,38 +63,12 @@ CHUNK_SIZE = 50
 STORAGE_WRITERS = 8
 
 
-class ImportOutcome:
-    READ = "read"  # an annotation or side file that was used
-    ACCEPTED = "accepted"
-    DUPLICATE = "duplicate"
-    REJECTED = "rejected"
-    WARNING = "warning"
-    IGNORED = "ignored"
+class ImportFailed(Exception):
+    """The upload as a whole cannot be imported (e.g. it holds no files at all)."""
 
 
-@dataclass
-class ImportReport:
-    format: str = ""
-    lines: list[dict] = field(default_factory=list)
-    classes_added: list[str] = field(default_factory=list)
-
-    def add(self, file: str, outcome: str, message: str = "") -> None:
-        self.lines.append({"file": file, "outcome": outcome, "message": message})
-
-    def count(self, outcome: str) -> int:
-        return sum(1 for line in self.lines if line["outcome"] == outcome)
-
-    def as_dict(self) -> dict:
-        counts = {
-            outcome: self.count(outcome)
-            for outcome in ("accepted", "duplicate", "rejected", "warning", "ignored", "read")
-        }
-        return {
-            "format": self.format,
-            "counts": counts,
-            "classes_added": self.classes_added,
-            "report": self.lines,
-        }
+class LabelsRejected(Exception):
+    """The image's labels cannot be trusted for this image (the image is not stored)."""
 
 
 @dataclass
@@ -92,6 +76,7 @@ class ImportOptions:
     format: str = AUTO
     unknown_classes: str = UNKNOWN_CLASSES_REJECT
     source: str = SampleSource.UPLOAD
+    listed_without_labels: str = LISTED_WITHOUT_LABELS_UNLABELED
 
 
 def detect_format(bundle: Bundle) -> tuple[str, list[str]]:
@@ -100,6 +85,8 @@ def detect_format(bundle: Bundle) -> tuple[str, list[str]]:
         files = module.find_files(bundle)
         if files:
             return name, files
+    if voc.has_image_sets(bundle):  # a VOC export whose images all lack objects has no XML
+        return "voc", []
     return IMAGES_ONLY, []
 
 
@@ -133,7 +120,10 @@ def import_bundle(
             f"no {options.format.upper()} annotation files found: images are imported unlabeled",
         )
     images = sorted(bundle.image_names())
-    labels = parsed.labels if parsed else {}
+    labels = dict(parsed.labels) if parsed else {}
+    notes: dict[str, str] = {}  # image path → a note for its report line
+    if parsed is not None:
+        _apply_listed_without_labels(parsed, options, labels, notes)
     refused = dict(parsed.image_problems) if parsed else {}
     if parsed is not None:
         for name in parsed.annotation_files:
@@ -144,6 +134,8 @@ def import_bundle(
                 report.add(name, ImportOutcome.REJECTED, problem)
         for reference, problem in parsed.missing_images.items():
             report.add(reference, ImportOutcome.REJECTED, problem)
+        for file, outcome, message in parsed.notes:
+            report.add(file, outcome, message)
         if parsed.file_problems:
             reason = (
                 f"not imported: {', '.join(sorted(parsed.file_problems))} could not be "
@@ -189,14 +181,34 @@ def import_bundle(
                 report,
                 seen,
                 writers,
+                notes,
             )
             on_progress(chunk_start + len(chunk), len(images))
     return report
 
 
+def _apply_listed_without_labels(parsed, options, labels, notes) -> None:
+    """VOC images listed in ImageSets with no XML: unlabeled, or labeled empty if asked."""
+    treat_as_empty = options.listed_without_labels == LISTED_WITHOUT_LABELS_NO_OBJECTS
+    for path, listing in parsed.listed_without_labels.items():
+        if treat_as_empty:
+            labels[path] = []
+            notes[path] = f"listed in {listing} with no XML: stored as labeled with no objects"
+        else:
+            notes[path] = (
+                f"listed in {listing} with no XML: stored unlabeled (if it has no objects, "
+                "upload again choosing 'labeled with no objects' for such images)"
+            )
+
+
+# Files that describe a layout rather than label an image: Darknet's obj.data and its subset
+# lists, VOC's labelmap.txt (read for the class order).
+LAYOUT_FILES = ("obj.data", "labelmap.txt", "train.txt", "valid.txt", "val.txt", "test.txt")
+
+
 def _is_side_file(name: str) -> bool:
     base = posixpath.basename(name)
-    return base in yolo.CLASS_FILES + yolo.YAML_FILES or "/ImageSets/" in f"/{name}"
+    return base in yolo.CLASS_FILES + yolo.YAML_FILES + LAYOUT_FILES or "/ImageSets/" in f"/{name}"
 
 
 def _apply_class_policy(dataset, parsed, options, report, refused) -> None:
@@ -245,8 +257,12 @@ class _Checked:
 def _check_one(dataset, bundle, path, labels, parsed) -> _Checked:
     """Everything about one image that needs no database: raises with the reason to reject."""
     data = bundle.read(path)
+    if not data:
+        raise ImageRejected("the file is empty (0 bytes)")
     info = check_image(data)
     boxes = labels.get(path)
+    if boxes is not None and parsed is not None:
+        _check_declared_size(parsed.declared_sizes.get(path), info)
     if boxes is not None and parsed.normalized:
         boxes = to_pixels(boxes, info.width, info.height)
     declared_size = parsed.declared_sizes.get(path) if parsed else None
@@ -259,8 +275,36 @@ def _check_one(dataset, bundle, path, labels, parsed) -> _Checked:
     return _Checked(path, data, info, hashlib.sha256(data).hexdigest(), boxes, split, warnings)
 
 
+def _check_declared_size(declared: tuple[int, int, str] | None, info: ImageInfo) -> None:
+    """Boxes are in the pixels of the size the label file states: on an image of another size
+    they would land in the wrong place, so the image is refused rather than stored wrong.
+    (A stated size with width and height swapped is accepted: that is how a file labeled on
+    the EXIF-rotated view of a photo describes it.)"""
+    if declared is None:
+        return
+    width, height, source = declared
+    if (width, height) in ((info.width, info.height), (info.height, info.width)):
+        return
+    raise LabelsRejected(
+        f"{source} says this image is {width}x{height} but it is {info.width}x{info.height}: "
+        "its boxes would be misplaced; fix the size in the labels or upload the matching image"
+    )
+
+
 def _import_chunk(
-    dataset, bundle, chunk, labels, refused, parsed, options, user, job_id, report, seen, writers
+    dataset,
+    bundle,
+    chunk,
+    labels,
+    refused,
+    parsed,
+    options,
+    user,
+    job_id,
+    report,
+    seen,
+    writers,
+    notes=None,
 ) -> None:
     """Checks the chunk's images, writes the new ones to storage in parallel (object stores
     answer slowly, not busily), then records them in one transaction. If that transaction rolls
@@ -272,14 +316,17 @@ def _import_chunk(
             continue
         try:
             item = _check_one(dataset, bundle, path, labels, parsed)
-        except (EntryRejected, ImageRejected, BoxRejected) as exc:
+        except (EntryRejected, ImageRejected, BoxRejected, LabelsRejected) as exc:
             report.add(path, ImportOutcome.REJECTED, str(exc))
             continue
+        if notes and path in notes:
+            item.warnings.append(notes[path])
         if item.sha256 in seen:
             report.add(
                 path,
                 ImportOutcome.DUPLICATE,
-                f"the same image as {seen[item.sha256]} in this upload: stored once",
+                f"the same image as {seen[item.sha256]} in this upload: stored once"
+                + _labels_not_applied(item.boxes),
             )
             continue
         seen[item.sha256] = path
@@ -295,7 +342,8 @@ def _import_chunk(
             report.add(
                 item.path,
                 ImportOutcome.DUPLICATE,
-                f"the same image is already sample #{existing[item.sha256]}: not stored again",
+                f"the same image is already sample #{existing[item.sha256]}: not stored again"
+                + _labels_not_applied(item.boxes),
             )
         else:
             new.append(item)
@@ -327,6 +375,14 @@ def _import_chunk(
         raise
 
 
+def _labels_not_applied(boxes) -> str:
+    """What a duplicate's own labels became: nothing, and the report says so."""
+    if boxes is None:
+        return ""
+    count = f"{len(boxes)} box{'es' if len(boxes) != 1 else ''}"
+    return f"; its labels in this upload ({count}) were not applied"
+
+
 def _record_one(dataset, item: _Checked, options, user, job_id, report) -> int | None:
     """Stores one checked image; returns the new sample's id (None: refused or a duplicate)."""
     try:
@@ -351,7 +407,8 @@ def _record_one(dataset, item: _Checked, options, user, job_id, report) -> int |
         report.add(
             item.path,
             ImportOutcome.DUPLICATE,
-            f"the same image is already sample #{stored.sample.pk}: not stored again",
+            f"the same image is already sample #{stored.sample.pk}: not stored again"
+            + _labels_not_applied(item.boxes),
         )
         return None
     note = "labeled" if item.boxes is not None else "unlabeled"
@@ -386,6 +443,8 @@ def bundle_from_staged(staged: list[dict], report: ImportReport):
                     continue
                 zips.append(archive)
                 prefix = f"{posixpath.splitext(item['name'])[0]}/" if len(archives) > 1 else ""
+                if not archive.names() and not archive.rejected:
+                    report.add(item["name"], ImportOutcome.REJECTED, "the zip archive is empty")
                 for name, reason in archive.rejected:
                     report.add(prefix + name, ImportOutcome.REJECTED, reason)
                 for name in archive.names():
@@ -397,6 +456,8 @@ def bundle_from_staged(staged: list[dict], report: ImportReport):
                 if _name_is_free(name, readers, report):
                     readers[name] = lambda key=item["key"]: _read_stored(key)
                     heads[name] = lambda key=item["key"]: _read_stored(key, 32)
+        if not readers:
+            raise ImportFailed(_nothing_to_import(staged, report))
         yield Bundle(
             names=list(readers),
             read=lambda name: readers[name](),
@@ -406,6 +467,13 @@ def bundle_from_staged(staged: list[dict], report: ImportReport):
         for archive in zips:
             archive.close()
         temporary.cleanup()
+
+
+def _nothing_to_import(staged: list[dict], report: ImportReport) -> str:
+    problems = [f"{line['file']}: {line['message']}" for line in report.lines[:5]]
+    detail = f" ({'; '.join(problems)})" if problems else ""
+    names = ", ".join(item["name"] for item in staged[:5])
+    return f"Nothing to import: the upload ({names}) holds no files{detail}."
 
 
 def _name_is_free(name: str, readers: dict, report: ImportReport) -> bool:
@@ -465,6 +533,7 @@ def run_import_job(job, progress) -> dict:
         format=params.get("format", AUTO),
         unknown_classes=params.get("unknown_classes", UNKNOWN_CLASSES_REJECT),
         source=params.get("source", SampleSource.UPLOAD),
+        listed_without_labels=params.get("listed_without_labels", LISTED_WITHOUT_LABELS_UNLABELED),
     )
 
     def on_progress(done: int, total: int) -> None:
@@ -482,13 +551,23 @@ def run_import_job(job, progress) -> dict:
                 on_progress=on_progress,
                 report=report,
             )
+    except ImportFailed as exc:
+        progress.log(str(exc))
+        raise
     except BaseException:
         removed = discard_import(job.pk)
         progress.log(f"Import stopped: removed the {removed} files it had stored.")
         raise
     finally:
         discard_staged(staged)
-    result = report.as_dict()
+    try:
+        report.save(job.pk)
+    finally:
+        report.close()
+    result = report.as_dict() | {
+        "report_file": report_storage_name(job.pk),
+        "report_url": reverse("datasets:import-report", args=[job.pk]),
+    }
     for line in [line for line in report.lines if line["outcome"] != "accepted"][
         :REPORT_LINES_IN_LOG
     ]:
@@ -496,6 +575,7 @@ def run_import_job(job, progress) -> dict:
     counts = result["counts"]
     progress.log(
         f"{counts['accepted']} accepted, {counts['duplicate']} duplicates, "
-        f"{counts['rejected']} rejected, {counts['ignored']} ignored ({report.format})"
+        f"{counts['rejected']} rejected, {counts['ignored']} ignored ({report.format}); "
+        f"the full report has {report.total_lines} lines"
     )
     return result

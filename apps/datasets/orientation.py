@@ -25,8 +25,9 @@ FIT_TOLERANCE = 0.5
 
 
 def _declared(size) -> tuple[int, int] | None:
+    """(width, height) of a ParsedLabels.declared_sizes entry (width, height, file)."""
     try:
-        width, height = (int(float(value)) for value in size)
+        width, height = (int(float(value)) for value in size[:2])
     except (TypeError, ValueError):
         return None
     return width, height

@@ -98,6 +98,7 @@ def delete_dataset(dataset_id: int) -> None:
 
     Raises DatasetError while something else (a learning loop) still uses the dataset.
     """
+    job_files = _import_and_export_files(dataset_id)
     try:
         _delete_rows_then_files(
             Dataset.objects.filter(pk=dataset_id), Sample.objects.filter(dataset_id=dataset_id)
@@ -107,6 +108,23 @@ def delete_dataset(dataset_id: int) -> None:
         raise DatasetError(
             f"The dataset is still used by {', '.join(users[:5])}: delete or move those first."
         ) from exc
+    transaction.on_commit(lambda: delete_files(job_files))
+
+
+def _import_and_export_files(dataset_id: int) -> list[str]:
+    """The full import reports and export zips of the dataset's jobs (they hold its data)."""
+    from apps.datasets.exporting import export_storage_name
+    from apps.datasets.import_report import report_storage_name
+    from apps.jobs.models import Job
+
+    jobs = Job.objects.filter(params__dataset_id=dataset_id)
+    names = []
+    for job_id, kind in jobs.values_list("pk", "kind"):
+        if kind == "dataset_import":
+            names.append(report_storage_name(job_id))
+        elif kind == "dataset_export":
+            names.append(export_storage_name(job_id))
+    return names
 
 
 class _StillReferenced(Exception):
@@ -457,6 +475,7 @@ def start_import(
     source: str = "upload",
     started_by: str = "",
     device=None,
+    listed_without_labels: str = "unlabeled",
 ):
     """Stages the uploaded files in storage and queues the import job; returns the Job.
 
@@ -482,6 +501,7 @@ def start_import(
                 "dataset": dataset.name,
                 "format": format,
                 "unknown_classes": unknown_classes,
+                "listed_without_labels": listed_without_labels,
                 "source": source,
                 "staged": staged,
             },

@@ -1,19 +1,16 @@
-import tempfile
-
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.files.storage import default_storage
 from django.db.models import Count
-from django.http import FileResponse, Http404, HttpResponseBadRequest, JsonResponse
+from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 
-from apps.datasets import services
-from apps.datasets.exporting import EXPORTERS, write_export
+from apps.datasets import exporting, services
 from apps.datasets.forms import EXPORT_FORMATS, DatasetForm, SampleFilterForm, UploadForm
+from apps.datasets.import_report import report_storage_name
 from apps.datasets.models import Dataset, Sample
 from apps.datasets.pagination import keyset_page
 from apps.datasets.thumbnails import ensure_thumbnail
@@ -110,6 +107,7 @@ def upload(request, dataset_id: int):
                 user=request.user,
                 format=form.cleaned_data["format"],
                 unknown_classes=form.cleaned_data["unknown_classes"],
+                listed_without_labels=form.cleaned_data["listed_without_labels"],
             )
             if wants_json:
                 return JsonResponse(
@@ -133,6 +131,25 @@ def import_detail(request, job_id: int):
     )
 
 
+@permission_required("datasets.view_dataset", raise_exception=True)
+def import_report(request, job_id: int):
+    """The full report of an import as CSV (the job row keeps only its first lines)."""
+    return import_report_response(get_object_or_404(Job, pk=job_id, kind="dataset_import"))
+
+
+def import_report_response(job) -> FileResponse:
+    """The import's full report, streamed from storage (the caller checked the permission)."""
+    name = report_storage_name(job.pk)
+    if not default_storage.exists(name):
+        raise Http404("This import has no saved report (it has not finished, or it failed).")
+    return FileResponse(
+        default_storage.open(name, "rb"),
+        as_attachment=True,
+        filename=f"import-{job.pk}-report.csv",
+        content_type="text/csv",
+    )
+
+
 @require_POST
 @permission_required("datasets.delete_dataset", raise_exception=True)
 def delete_dataset(request, dataset_id: int):
@@ -146,22 +163,53 @@ def delete_dataset(request, dataset_id: int):
     return redirect("datasets:list")
 
 
+@require_POST
 @permission_required("datasets.view_dataset", raise_exception=True)
 def export(request, dataset_id: int):
+    """Starts an export job of the dataset (or its filtered part) and shows its page."""
     dataset = get_object_or_404(Dataset, pk=dataset_id)
-    fmt = request.GET.get("format", "coco")
-    if fmt not in EXPORTERS:
-        return HttpResponseBadRequest(f"Unknown export format {fmt!r}: use coco, voc or yolo.")
-    samples = services.filtered_samples(dataset.pk, services.SampleFilters.from_query(request.GET))
-    # Spooled: small exports stay in memory, large ones go to a temporary file, never a response
-    # body held whole in memory.
-    out = tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024)  # noqa: SIM115 (the response closes it)
-    write_export(dataset, samples, fmt, out)
-    out.seek(0)
+    try:
+        job = exporting.start_export(
+            dataset, request.POST.get("format", "coco"), request.POST, user=request.user
+        )
+    except exporting.ExportError as exc:
+        messages.error(request, str(exc))
+        return redirect("datasets:detail", dataset_id=dataset.pk)
+    return redirect("datasets:export-detail", job_id=job.pk)
+
+
+@permission_required("datasets.view_dataset", raise_exception=True)
+def export_detail(request, job_id: int):
+    job = get_object_or_404(Job, pk=job_id, kind="dataset_export")
+    dataset = Dataset.objects.filter(pk=job.params.get("dataset_id")).first()
+    return render(
+        request,
+        "datasets/export_detail.html",
+        {
+            "job": job,
+            "dataset": dataset,
+            "state": events.job_state(job),
+            "format_label": exporting.EXPORT_FORMAT_LABELS.get(job.params.get("format"), ""),
+            "keep_hours": settings.DATASET_EXPORT_KEEP_HOURS,
+        },
+    )
+
+
+@permission_required("datasets.view_dataset", raise_exception=True)
+def export_download(request, job_id: int):
+    job = get_object_or_404(Job, pk=job_id, kind="dataset_export")
+    return export_file_response(job)
+
+
+def export_file_response(job) -> FileResponse:
+    """The finished export's zip, streamed from storage (the caller checked the permission)."""
+    name = exporting.export_storage_name(job.pk)
+    if job.status != "succeeded" or not default_storage.exists(name):
+        raise Http404("This export has no file (it has not finished, or it failed).")
     return FileResponse(
-        out,
+        default_storage.open(name, "rb"),
         as_attachment=True,
-        filename=f"{slugify(dataset.name)}-{fmt}.zip",
+        filename=exporting.download_file_name(job),
         content_type="application/zip",
     )
 

@@ -93,8 +93,15 @@ class SafeZip:
             except EntryRejected as exc:
                 self.rejected.append((info.filename, str(exc)))
                 continue
-            if not is_ignored(name):
-                self.members[name] = info
+            if is_ignored(name):
+                continue
+            if name in self.members:
+                # zipfile would hand back the last entry of a name; the first one is kept.
+                self.rejected.append(
+                    (name, "another entry of this zip has the same name: only the first is read")
+                )
+                continue
+            self.members[name] = info
         self._unpacked = 0
 
     def _check_entry(self, name: str, info: zipfile.ZipInfo) -> None:

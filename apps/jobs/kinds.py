@@ -31,6 +31,14 @@ DATASET_IMPORT = JobKind(
     start_permission="datasets.add_sample",
 )
 
+DATASET_EXPORT = JobKind(
+    name="dataset_export",
+    label="Dataset export",
+    task_name="ilportal.dataset_export",
+    queue="default",
+    start_permission="datasets.view_dataset",
+)
+
 TRAIN = JobKind(
     name="train",
     label="Training",
@@ -56,7 +64,8 @@ DEPLOY = JobKind(
 )
 
 KINDS: dict[str, JobKind] = {
-    kind.name: kind for kind in (SYSTEM_CHECK, DATASET_IMPORT, TRAIN, EVALUATE, DEPLOY)
+    kind.name: kind
+    for kind in (SYSTEM_CHECK, DATASET_IMPORT, DATASET_EXPORT, TRAIN, EVALUATE, DEPLOY)
 }
 
 

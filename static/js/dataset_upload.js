@@ -17,7 +17,16 @@
     if (!result || !result.counts) return;
     const c = result.counts;
     field("summary").textContent =
-      `${c.accepted} accepted, ${c.duplicate} duplicates, ${c.rejected} rejected, ${c.ignored} ignored`;
+      `${c.accepted} accepted, ${c.duplicate} duplicates, ${c.rejected} rejected, ` +
+      `${c.warning || 0} warnings, ${c.ignored} ignored`;
+    if (result.report_url) {
+      field("full-report").hidden = false;
+      field("report-link").href = result.report_url;
+      const truncated = field("truncated");
+      truncated.hidden = !result.report_truncated;
+      truncated.textContent =
+        `The table shows the first lines of each outcome (${result.report.length} of ${result.report_lines}).`;
+    }
     const body = panel.querySelector("table.report tbody");
     body.replaceChildren(
       ...result.report.map((line) => {

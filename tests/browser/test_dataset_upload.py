@@ -1,5 +1,6 @@
 import io
 import zipfile
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -38,12 +39,17 @@ def test_a_labeler_uploads_a_zip_and_sees_the_samples_appear(page, log_in, live_
         "aria-valuenow", "100", timeout=60_000
     )
     expect(page.locator("[data-testid=import-summary]")).to_have_text(
-        "2 accepted, 0 duplicates, 1 rejected, 0 ignored"
+        "2 accepted, 0 duplicates, 1 rejected, 0 warnings, 0 ignored"
     )
     report = page.locator("[data-testid=import-report]")
     expect(report.locator("tr.rejected")).to_contain_text("images/broken.png")
     expect(report.locator("tr.rejected")).to_contain_text("not an image")
     assert page.evaluate("window.__noReload") is True
+    full_report = page.locator("[data-testid=import-full-report] a")
+    expect(full_report).to_be_visible()
+    with page.expect_download() as download:
+        full_report.click()
+    assert "images/broken.png" in Path(download.value.path()).read_text()
 
     page.click("[data-testid=back-to-dataset]")
     thumbs = page.locator("[data-testid=samples] figure.thumb")

@@ -187,7 +187,9 @@ def _exported_box_and_image(archive_bytes: bytes, fmt: str):
         image_name = next(n for n in names if n.endswith(".jpg"))
         image = archive.read(image_name)
         if fmt == "coco":
-            doc = json.loads(archive.read("annotations.json"))
+            doc = json.loads(
+                archive.read(next(n for n in names if n.startswith("annotations/instances_")))
+            )
             assert (doc["images"][0]["width"], doc["images"][0]["height"]) == SHOWN_SIZE
             x, y, w, h = doc["annotations"][0]["bbox"]
             return (x, y, x + w, y + h), image
@@ -199,7 +201,8 @@ def _exported_box_and_image(archive_bytes: bytes, fmt: str):
                 for tag in ("xmin", "ymin", "xmax", "ymax")
             ]
             return tuple(values), image
-        line = archive.read(next(n for n in names if n.startswith("labels/"))).decode().split()
+        label_file = next(n for n in names if n.startswith("labels/") and n.endswith(".txt"))
+        line = archive.read(label_file).decode().split()
         cx, cy, w, h = (float(v) for v in line[1:])
         width, height = SHOWN_SIZE
         return (

@@ -11,7 +11,7 @@ from apps.datasets.exporting import write_export
 from apps.datasets.models import Sample
 from tests.factories import DatasetFactory, make_sample
 
-FORMATS = ["coco", "voc", "yolo"]
+FORMATS = ["coco", "voc", "yolo", "yolo_darknet"]
 
 
 def current_boxes(dataset):
@@ -49,7 +49,7 @@ def test_an_export_reimports_to_the_same_boxes_splits_and_status(fmt, dataset, r
     archive = export(dataset, fmt)
     copy = DatasetFactory(name=f"copy-{fmt}", class_names=[])
     job = run_upload(copy, [(f"export-{fmt}.zip", archive)], unknown_classes="add")
-    assert job.result["format"] == fmt, job.result
+    assert job.result["format"] == fmt.removesuffix("_darknet"), job.result
     assert job.result["counts"]["accepted"] == 4, job.result["report"]
     assert current_boxes(copy) == current_boxes(dataset)
     copy.refresh_from_db()
@@ -68,8 +68,13 @@ def test_an_export_of_a_filtered_part_holds_only_that_part(fmt, dataset):
 def test_the_coco_export_lists_categories_in_the_dataset_order(dataset):
     fill(dataset)
     with zipfile.ZipFile(io.BytesIO(export(dataset, "coco"))) as archive:
-        doc = json.loads(archive.read("annotations.json"))
-    assert [c["name"] for c in doc["categories"]] == ["helmet", "vest", "cone"]
-    assert len(doc["images"]) == 3  # the unlabeled image is in the zip, not in the labels
-    helmet = next(a for a in doc["annotations"] if a["category_id"] == 1)
+        docs = {
+            subset: json.loads(archive.read(f"annotations/instances_{subset}.json"))
+            for subset in ("train", "val", "test")
+        }
+    for doc in docs.values():
+        assert [c["name"] for c in doc["categories"]] == ["helmet", "vest", "cone"]
+    # the unlabeled image is in the zip, not in the labels
+    assert sum(len(doc["images"]) for doc in docs.values()) == 3
+    helmet = next(a for a in docs["train"]["annotations"] if a["category_id"] == 1)
     assert helmet["bbox"] == [1.5, 2.25, 9.25, 17.75]

@@ -2,7 +2,6 @@
 
 import io
 import re
-import zipfile
 
 import pytest
 from django.db import connection
@@ -116,28 +115,6 @@ def test_the_thumbnail_is_served_and_made_once(client_for, viewer_user, dataset)
     client.get(reverse("datasets:thumbnail", args=[sample.pk]))
     sample.refresh_from_db()
     assert sample.thumbnail.name == name
-
-
-def test_export_downloads_a_zip_of_the_filtered_samples(client_for, viewer_user, dataset):
-    make_sample(dataset, 1, boxes=[("helmet", 1, 1, 5, 5)], split="train")
-    make_sample(dataset, 2, split="eval")
-    response = client_for(viewer_user).get(
-        reverse("datasets:export", args=[dataset.pk]), {"format": "yolo", "split": "train"}
-    )
-    assert response.status_code == 200
-    assert response["Content-Disposition"].startswith('attachment; filename="site-a-yolo.zip"')
-    with zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content))) as archive:
-        names = archive.namelist()
-    assert "classes.txt" in names
-    assert len([n for n in names if n.startswith("images/train/")]) == 1
-    assert not any(n.startswith("images/eval/") for n in names)
-
-
-def test_export_refuses_an_unknown_format(client_for, viewer_user, dataset):
-    response = client_for(viewer_user).get(
-        reverse("datasets:export", args=[dataset.pk]), {"format": "csv"}
-    )
-    assert response.status_code == 400 and b"Unknown export format" in response.content
 
 
 def test_the_upload_page_stages_files_and_queues_an_import_job(

@@ -27,7 +27,9 @@ def test_upload_thumbnail_export_and_delete(
     assert job.result["counts"]["accepted"] == 2, job.result
     a = Sample.objects.get(original_name="a.png")
     names = stored_names()
-    assert a.image.name in names and len(names) == 2  # the staged zip is gone
+    # the staged zip is gone; the two images and the import's full report stay
+    assert a.image.name in names and len(names) == 3
+    assert f"reports/imports/{job.pk}.csv" in names
     assert a.image.read() == image_bytes(1, (640, 480))
     if storage_kind == "s3":
         assert sorted(s3_names()) == names  # really in the bucket

@@ -77,6 +77,11 @@ class ParsedLabels:
     image_problems: image path → why that image cannot be imported as labeled.
     file_problems: annotation file → why it was refused as a whole.
     declared_classes: class names in the order the files declare them.
+    declared_sizes: image path → (width, height, annotation file) as the labels state it; the
+        boxes are in those pixels, so an image of another size cannot take them.
+    notes: extra report lines (file, outcome, message) about labels that fit no image.
+    listed_without_labels: image path → the list naming it (VOC ImageSets) when no label file
+        says anything about it.
     """
 
     format: str
@@ -87,10 +92,30 @@ class ParsedLabels:
     declared_classes: list[str] = field(default_factory=list)
     annotation_files: list[str] = field(default_factory=list)
     splits: dict[str, str] = field(default_factory=dict)
+    declared_sizes: dict[str, tuple[int, int, str]] = field(default_factory=dict)
+    notes: list[tuple[str, str, str]] = field(default_factory=list)
+    listed_without_labels: dict[str, str] = field(default_factory=dict)
     # YOLO boxes are fractions of the image size until the image has been decoded.
     normalized: bool = False
-    # image path → (width, height) the annotation states (COCO, VOC): see orientation.py.
-    declared_sizes: dict[str, tuple] = field(default_factory=dict)
+    label_sources: dict[str, str] = field(default_factory=dict)
+
+    def claim(self, path: str, label_file: str) -> bool:
+        """Records that `label_file` labels the image; False (and the image refused) when
+        another label file, or this one a second time, already did: merging or choosing one
+        would change the labels without a word."""
+        earlier = self.label_sources.get(path)
+        if earlier is None:
+            self.label_sources[path] = label_file
+            return True
+        where = (
+            f"twice in {label_file}"
+            if earlier == label_file
+            else (f"in both {earlier} and {label_file}")
+        )
+        self.image_problems[path] = (
+            f"labeled {where}: which labels are meant cannot be known; keep one and upload again"
+        )
+        return False
 
 
 @dataclass(frozen=True)
@@ -104,9 +129,21 @@ class ExportEntry:
     boxes: list[LabeledBox]
 
 
+def declared_size(width, height) -> tuple[int, int] | None:
+    """A size stated in a label file, if it is one (absent or zero means 'not stated')."""
+    try:
+        size = (int(as_float(width)), int(as_float(height)))
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return size if size[0] > 0 and size[1] > 0 else None
+
+
 def split_from_path(path: str) -> str | None:
-    """A split named by a directory of the path (images/train/a.jpg → train), if any."""
+    """A split named by a directory of the path (images/train/a.jpg → train, Darknet's
+    obj_valid_data/a.jpg → eval), if any."""
     for part in path.lower().split("/")[:-1]:
+        if part.startswith("obj_") and part.endswith("_data"):
+            part = part[4:-5]
         if part in SPLIT_DIRECTORY_NAMES:
             return SPLIT_DIRECTORY_NAMES[part]
     return None

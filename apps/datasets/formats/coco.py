@@ -2,6 +2,8 @@
 
 import json
 import posixpath
+import shutil
+import tempfile
 
 from apps.datasets.formats.base import (
     Bundle,
@@ -10,6 +12,7 @@ from apps.datasets.formats.base import (
     LabeledBox,
     ParsedLabels,
     as_float,
+    declared_size,
     unique_class_names,
 )
 
@@ -50,25 +53,44 @@ def _parse_document(name: str, doc, resolver: ImageResolver, parsed: ParsedLabel
         raise ValueError("needs 'images' and 'annotations' lists")
     if not isinstance(doc["images"], list) or not isinstance(doc["annotations"], list):
         raise ValueError("'images' and 'annotations' must be lists")
-    categories = {}
+    categories: dict = {}
     for category in doc.get("categories", []):
-        categories[category["id"]] = str(category["name"])
+        category_id, category_name = category["id"], str(category["name"])
+        if category_id in categories and categories[category_id] != category_name:
+            # Which one a box means cannot be known: storing either would be a silent guess.
+            raise ValueError(
+                f"category id {category_id!r} is used by both {categories[category_id]!r} and "
+                f"{category_name!r}: give each category its own id"
+            )
+        categories[category_id] = category_name
     parsed.declared_classes = unique_class_names([*parsed.declared_classes, *categories.values()])
     base_dir = posixpath.dirname(name)
     images = {}
+    listed_ids = set()
     for entry in doc["images"]:
         reference = str(entry["file_name"])
+        if entry["id"] in listed_ids:
+            # Whose annotations are whose cannot be known.
+            raise ValueError(f"image id {entry['id']!r} is listed twice in 'images'")
+        listed_ids.add(entry["id"])
         path = resolver.resolve(reference, base_dir)
         if path is None:
             parsed.missing_images[reference] = f"listed in {name} but not in the upload"
             continue
+        if not parsed.claim(path, name):
+            continue
         images[entry["id"]] = path
         parsed.labels.setdefault(path, [])
-        parsed.declared_sizes[path] = (entry.get("width"), entry.get("height"))
+        size = declared_size(entry.get("width"), entry.get("height"))
+        if size is not None:
+            parsed.declared_sizes[path] = (*size, name)
+    orphans = []
     for annotation in doc["annotations"]:
         path = images.get(annotation.get("image_id"))
         if path is None:
-            continue  # its image is missing: already reported once for the image
+            if annotation.get("image_id") not in listed_ids:
+                orphans.append(annotation)
+            continue  # a listed image that is missing was already reported once
         if path in parsed.image_problems:
             continue
         category = annotation.get("category_id")
@@ -84,37 +106,112 @@ def _parse_document(name: str, doc, resolver: ImageResolver, parsed: ParsedLabel
             parsed.image_problems[path] = f"{name}: bbox {bbox!r} is not 4 numbers"
             continue
         parsed.labels[path].append(LabeledBox(categories[category], x, y, x + width, y + height))
+    if orphans:
+        parsed.notes.append((name, "rejected", _orphans_message(orphans)))
+
+
+ORPHANS_NAMED = 10
+
+
+def _orphans_message(orphans: list[dict]) -> str:
+    """One line for every annotation whose image_id is not in `images` (they may be many)."""
+    described = ", ".join(
+        f"annotation {a.get('id')!r} (image_id {a.get('image_id')!r})"
+        for a in orphans[:ORPHANS_NAMED]
+    )
+    more = f" and {len(orphans) - ORPHANS_NAMED} more" if len(orphans) > ORPHANS_NAMED else ""
+    count = f"{len(orphans)} annotation{'s' if len(orphans) != 1 else ''}"
+    return f"{count} refer to an image_id not in 'images', not imported: {described}{more}"
+
+
+# Datumaro / CVAT layout: annotations/instances_<subset>.json, images in images/<subset>/, and
+# each image's file_name relative to its subset's image folder.
+SUBSETS = {"train": "train", "eval": "val", "test": "test"}
 
 
 def image_path(split: str, file_name: str) -> str:
-    return f"images/{split}/{file_name}"
+    return f"images/{SUBSETS.get(split, split)}/{file_name}"
 
 
-def write(entries: list[ExportEntry], class_names: list[str], add_file) -> None:
-    """Writes annotations.json through add_file(path, bytes); the images are written apart."""
-    categories = [{"id": i + 1, "name": name} for i, name in enumerate(class_names)]
-    category_ids = {name: i + 1 for i, name in enumerate(class_names)}
-    images, annotations = [], []
-    for image_id, entry in enumerate(entries, start=1):
-        images.append(
+class Writer:
+    """Streams one annotations/instances_<subset>.json per subset: images and annotations go
+    to temporary files as they come, and are copied into the zip at the end (bounded memory
+    however many boxes the dataset has)."""
+
+    def __init__(self, class_names: list[str]):
+        self.class_names = class_names
+        self.category_ids = {name: i + 1 for i, name in enumerate(class_names)}
+        self.subsets: dict[str, _SubsetParts] = {}
+        self.next_image_id = 1
+        self.next_annotation_id = 1
+
+    def add(self, entry: ExportEntry, sink) -> None:
+        subset = SUBSETS.get(entry.split, entry.split)
+        parts = self.subsets.get(subset) or self.subsets.setdefault(subset, _SubsetParts())
+        image_id = self.next_image_id
+        self.next_image_id += 1
+        parts.images.append(
             {
                 "id": image_id,
-                "file_name": entry.image_path,
+                "file_name": posixpath.basename(entry.image_path),
                 "width": entry.width,
                 "height": entry.height,
             }
         )
         for box in entry.boxes:
             w, h = box.x2 - box.x1, box.y2 - box.y1
-            annotations.append(
+            parts.annotations.append(
                 {
-                    "id": len(annotations) + 1,
+                    "id": self.next_annotation_id,
                     "image_id": image_id,
-                    "category_id": category_ids[box.class_name],
+                    "category_id": self.category_ids[box.class_name],
                     "bbox": [box.x1, box.y1, w, h],
                     "area": w * h,
                     "iscrowd": 0,
+                    "segmentation": [],
                 }
             )
-    document = {"images": images, "annotations": annotations, "categories": categories}
-    add_file("annotations.json", json.dumps(document, indent=1).encode())
+            self.next_annotation_id += 1
+
+    def finish(self, sink) -> None:
+        categories = [
+            {"id": i + 1, "name": name, "supercategory": ""}
+            for i, name in enumerate(self.class_names)
+        ]
+        for subset, parts in sorted(self.subsets.items()):
+            with sink.open(f"annotations/instances_{subset}.json") as out:
+                out.write(b'{"images": [')
+                parts.images.copy_to(out)
+                out.write(b'], "annotations": [')
+                parts.annotations.copy_to(out)
+                out.write(b'], "categories": ' + json.dumps(categories).encode() + b"}")
+            parts.close()
+
+
+class _JsonItems:
+    """A JSON array's items, comma-separated, in a temporary file."""
+
+    def __init__(self):
+        self.file = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
+        self.count = 0
+
+    def append(self, item: dict) -> None:
+        self.file.write((b"," if self.count else b"") + json.dumps(item).encode())
+        self.count += 1
+
+    def copy_to(self, out) -> None:
+        self.file.seek(0)
+        shutil.copyfileobj(self.file, out, 1024 * 1024)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class _SubsetParts:
+    def __init__(self):
+        self.images = _JsonItems()
+        self.annotations = _JsonItems()
+
+    def close(self) -> None:
+        self.images.close()
+        self.annotations.close()

@@ -43,23 +43,38 @@ def find_files(bundle: Bundle) -> list[str]:
 
 
 def read_class_names(bundle: Bundle) -> tuple[list[str] | None, str | None]:
-    """(names, problem): names from the first class file found, or a reason it is unusable."""
+    """(names, problem): the class names the upload's class files give, or a reason they are
+    unusable. Several class files (classes.txt, obj.names, data.yaml) must agree: a class index
+    would otherwise mean one class or another without a word."""
+    found: list[tuple[str, list[str]]] = []
     for name in bundle.names:
         base = posixpath.basename(name)
         if base in CLASS_FILES:
             lines = bundle.read(name).decode(errors="replace").splitlines()
-            return [line.strip() for line in lines if line.strip()], None
-        if base in YAML_FILES:
+            found.append((name, [line.strip() for line in lines if line.strip()]))
+        elif base in YAML_FILES:
             try:
                 names = yaml.safe_load(bundle.read(name)).get("names")
             except (yaml.YAMLError, AttributeError) as exc:
                 return None, f"{name}: malformed YAML ({exc})"
             if isinstance(names, dict):
-                names = [names[key] for key in sorted(names)]
+                try:
+                    names = [names[key] for key in sorted(names)]
+                except TypeError:
+                    return None, f"{name}: 'names' keys must be class indexes"
             if not isinstance(names, list):
                 return None, f"{name}: 'names' must be a list or a mapping"
-            return [str(n) for n in names], None
-    return None, None
+            found.append((name, [str(n) for n in names]))
+    if not found:
+        return None, None
+    first_file, first = found[0]
+    for other_file, other in found[1:]:
+        if other != first:
+            return None, (
+                f"{other_file}: its class names {other} differ from {first} in {first_file}; "
+                "keep one class file, or make them agree"
+            )
+    return first, None
 
 
 class _ImageForLabel:
@@ -102,6 +117,8 @@ def parse(
         if path is None:
             parsed.missing_images[name] = "a label file whose image is not in the upload"
             continue
+        if not parsed.claim(path, name):
+            continue
         try:
             parsed.labels[path] = _parse_lines(name, bundle.read(name), class_names)
         except _Malformed as exc:
@@ -137,22 +154,46 @@ def _parse_lines(name: str, data: bytes, class_names: list[str]) -> list[Labeled
     return boxes
 
 
+# Ultralytics layout (images/<subset>/, labels/<subset>/, data.yaml), with obj.names and
+# classes.txt beside it so that Datumaro's and older tools' YOLO readers find the names too.
+SUBSETS = {"train": "train", "eval": "val", "test": "test"}
+
+
 def image_path(split: str, file_name: str) -> str:
-    return f"images/{split}/{file_name}"
+    return f"images/{SUBSETS.get(split, split)}/{file_name}"
 
 
-def write(entries: list[ExportEntry], class_names: list[str], add_file) -> None:
-    index = {name: i for i, name in enumerate(class_names)}
-    for entry in entries:
+def label_lines(entry: ExportEntry, index: dict[str, int]) -> bytes:
+    lines = []
+    for box in entry.boxes:
+        cx = (box.x1 + box.x2) / 2 / entry.width
+        cy = (box.y1 + box.y2) / 2 / entry.height
+        w = (box.x2 - box.x1) / entry.width
+        h = (box.y2 - box.y1) / entry.height
+        lines.append(f"{index[box.class_name]} {cx:.8f} {cy:.8f} {w:.8f} {h:.8f}\n")
+    return "".join(lines).encode()
+
+
+def names_file(class_names: list[str]) -> bytes:
+    return "".join(f"{name}\n" for name in class_names).encode()
+
+
+class Writer:
+    def __init__(self, class_names: list[str]):
+        self.class_names = class_names
+        self.index = {name: i for i, name in enumerate(class_names)}
+        self.subsets: set[str] = set()
+
+    def add(self, entry: ExportEntry, sink) -> None:
+        subset = SUBSETS.get(entry.split, entry.split)
+        self.subsets.add(subset)
         stem = posixpath.splitext(posixpath.basename(entry.image_path))[0]
-        lines = []
-        for box in entry.boxes:
-            cx = (box.x1 + box.x2) / 2 / entry.width
-            cy = (box.y1 + box.y2) / 2 / entry.height
-            w = (box.x2 - box.x1) / entry.width
-            h = (box.y2 - box.y1) / entry.height
-            lines.append(f"{index[box.class_name]} {cx:.8f} {cy:.8f} {w:.8f} {h:.8f}")
-        add_file(
-            f"labels/{entry.split}/{stem}.txt", "".join(f"{line}\n" for line in lines).encode()
-        )
-    add_file("classes.txt", "".join(f"{name}\n" for name in class_names).encode())
+        sink.write(f"labels/{subset}/{stem}.txt", label_lines(entry, self.index))
+
+    def finish(self, sink) -> None:
+        # No `path:`: Ultralytics then resolves the subsets beside this file, wherever it lies.
+        data: dict = {subset: f"images/{subset}" for subset in sorted(self.subsets)}
+        data["names"] = dict(enumerate(self.class_names))
+        sink.write(YAML_FILES[0], yaml.safe_dump(data, sort_keys=False).encode())
+        sink.write("obj.names", names_file(self.class_names))
+        sink.write("classes.txt", names_file(self.class_names))
