@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "apps.dashboard",
     "apps.loops",
     "apps.datasets",
+    "apps.labeling",
 ]
 
 MIDDLEWARE = [

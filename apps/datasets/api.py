@@ -152,7 +152,14 @@ class SampleUploadSerializer(serializers.Serializer):
 
 
 class AnnotationCreateSerializer(serializers.Serializer):
-    boxes = BoxSerializer(many=True)
+    boxes = BoxSerializer(many=True, help_text="[] means: this image has no objects.")
+    base_revision = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=0,
+        help_text="The revision these boxes were edited from (0: none). When it is no longer "
+        "the newest, the save is refused with 409. Leave it out to skip the check.",
+    )
 
 
 class ImportSerializer(serializers.Serializer):
@@ -393,18 +400,40 @@ class SampleAnnotationsView(APIView):
         responses={201: AnnotationSerializer},
         description="Adds a revision; earlier revisions stay. Boxes overhanging the image are "
         "clipped (listed in `warnings`); NaN, inverted, empty or outside boxes and unknown "
-        "classes are refused with 400.",
+        "classes are refused with 400; a stale `base_revision` or a sample claimed by another "
+        "labeler with 409; a body over the size limit with 413. Where a loop on the dataset "
+        "reviews labels, the revision waits for review (`held_for_review`).",
     )
     def post(self, request, sample_id: int):
+        from apps.labeling import services as labeling
+
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if limit is not None and length > limit:
+            return Response(
+                {"detail": f"The body is {length:,} bytes; annotations may be at most {limit:,}."},
+                status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            )
         get_object_or_404(Sample, pk=sample_id)
         incoming = AnnotationCreateSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         boxes = [BoxSerializer().to_labeled_box(b) for b in incoming.validated_data["boxes"]]
         try:
-            annotation, warnings = services.submit_annotation(
-                sample_id, boxes, user=None if is_device(request.user) else request.user
+            saved = labeling.save_label(
+                sample_id,
+                boxes,
+                user=None if is_device(request.user) else request.user,
+                base_revision=incoming.validated_data.get("base_revision"),
             )
         except BoxRejected as exc:
             return _bad_request(str(exc))
-        body = AnnotationSerializer(annotation).data | {"warnings": warnings}
+        except (services.StaleRevision, labeling.ClaimedByOther) as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        body = AnnotationSerializer(saved.annotation).data | {
+            "warnings": saved.warnings,
+            "held_for_review": saved.held_for_review,
+        }
         return Response(body, status=status.HTTP_201_CREATED)
