@@ -345,7 +345,6 @@
       stage.dataset.sample = "";
       $("[data-testid=empty]").hidden = false;
       $("[data-testid=sample-title]").textContent = "";
-      say("The queue is empty: nothing is waiting for you.", "ok");
       changed();
       return;
     }
