@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
@@ -91,11 +91,21 @@ def waiting_samples(dataset_id: int, filters: QueueFilters) -> QuerySet:
     if filters.miner:
         samples = samples.filter(mined_by=filters.miner)
     if filters.predicted_class:
-        # Predictions are JSON (a list of boxes, or {"boxes": [...]}) on every database: match
-        # the serialised pair. Class names cannot hold quotes (datasets.CLASS_NAME_PATTERN).
-        name = filters.predicted_class.replace('"', "")
-        samples = samples.filter(prediction__icontains=f'"class_name": "{name}"')
+        samples = samples.filter(_predicts(filters.predicted_class))
     return samples
+
+
+def _predicts(class_name: str) -> Q:
+    """Samples whose prediction (a list of boxes, or {"boxes": [...]}) has a box of the class."""
+    if connection.vendor == "postgresql":
+        # jsonb containment: the planner walks the queue index and tests each row cheaply.
+        box = [{"class_name": class_name}]
+        return Q(prediction__contains=box) | Q(prediction__contains={"boxes": box})
+    # SQLite has no JSON containment lookup: match the serialised pair in the stored text
+    # (case-insensitively: the only text match JSONField offers there).
+    # Class names cannot hold quotes (datasets.CLASS_NAME_PATTERN), so the pattern is exact.
+    name = class_name.replace('"', "")
+    return Q(prediction__icontains=f'"class_name": "{name}"')
 
 
 def _hardness_cursor(sample) -> str:
@@ -104,20 +114,42 @@ def _hardness_cursor(sample) -> str:
     return f"h:{sample.hardness_score!r}:{sample.id}"
 
 
-def _after_hardness_cursor(samples: QuerySet, cursor: str) -> QuerySet:
-    """Rows after the cursor in (hardness desc nulls last, id desc) order."""
+def _parse_hardness_cursor(cursor: str) -> tuple[float | None, int] | None:
     try:
         if cursor.startswith("n:"):
-            return samples.filter(hardness_score__isnull=True, id__lt=int(cursor[2:]))
+            return None, int(cursor[2:])
         _, score, sample_id = cursor.split(":")
-        score, sample_id = float(score), int(sample_id)
+        score = float(score)
     except ValueError:
-        return samples
-    return samples.filter(
-        Q(hardness_score__lt=score)
-        | Q(hardness_score=score, id__lt=sample_id)
-        | Q(hardness_score__isnull=True)
-    )
+        return None
+    if score != score:  # NaN
+        return None
+    return score, int(sample_id)
+
+
+def _hardness_page(samples: QuerySet, cursor: str, size: int) -> list:
+    """Rows after the cursor in (hardness desc nulls last, id desc) order.
+
+    Scored rows and unscored rows are read by two range scans of the queue index (a row-value
+    comparison is one index range; an OR of three conditions is not)."""
+    parsed = _parse_hardness_cursor(cursor) if cursor else None
+    rows = []
+    if parsed is None or parsed[0] is not None:
+        scored = samples.filter(hardness_score__isnull=False)
+        if parsed is not None:
+            scored = scored.extra(
+                where=[f"({_HARDNESS_COLUMNS}) < (%s, %s)"], params=[parsed[0], parsed[1]]
+            )
+        rows = list(scored.order_by(F("hardness_score").desc(nulls_last=True), "-id")[:size])
+    if len(rows) < size:
+        unscored = samples.filter(hardness_score__isnull=True)
+        if parsed is not None and parsed[0] is None:
+            unscored = unscored.filter(id__lt=parsed[1])
+        rows += list(unscored.order_by("-id")[: size - len(rows)])
+    return rows
+
+
+_HARDNESS_COLUMNS = '"datasets_sample"."hardness_score", "datasets_sample"."id"'
 
 
 def ordered(samples: QuerySet, order: str) -> QuerySet:
@@ -133,7 +165,8 @@ class QueuePage:
 
 
 def queue_page(dataset_id: int, filters: QueueFilters, *, after: str = "", size: int = 50):
-    """One page of waiting samples: keyset on (hardness, id) or id, one query whatever the page.
+    """One page of waiting samples: keyset on (hardness, id) or id; one or two queries whatever
+    the page.
 
     "random" shows a page starting at a random id (there is no "next" in a random order)."""
     samples = waiting_samples(dataset_id, filters).only(
@@ -151,13 +184,12 @@ def queue_page(dataset_id: int, filters: QueueFilters, *, after: str = "", size:
     if filters.order == "random":
         rows = _random_rows(samples, size)
         return QueuePage(items=rows, next_cursor=None)
-    if after:
-        if filters.order == "newest":
-            with contextlib.suppress(ValueError):
-                samples = samples.filter(id__lt=int(after))
-        else:
-            samples = _after_hardness_cursor(samples, after)
-    rows = list(ordered(samples, filters.order)[: size + 1])
+    if filters.order == "newest":
+        with contextlib.suppress(ValueError):
+            samples = samples.filter(id__lt=int(after)) if after else samples
+        rows = list(samples.order_by("-id")[: size + 1])
+    else:
+        rows = _hardness_page(samples, after, size + 1)
     items = rows[:size]
     next_cursor = None
     if len(rows) > size:
