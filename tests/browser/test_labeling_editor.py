@@ -288,6 +288,7 @@ def big_image_bytes() -> bytes:
     return buffer.getvalue()
 
 
+@pytest.mark.slow
 def test_speed_of_a_4000x3000_image_with_200_boxes(page, log_in, live_portal, tmp_path):
     """Measured and printed (docs/benchmarks.md), not asserted."""
     dataset = DatasetFactory(class_names=["helmet", "vest", "cone"])
