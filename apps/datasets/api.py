@@ -6,6 +6,7 @@ Views parse, check the permission named in `required_permissions`, call one serv
 import json
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db.models import Count
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
@@ -181,10 +182,24 @@ def _bad_request(message: str) -> Response:
     return Response({"detail": message}, status=status.HTTP_400_BAD_REQUEST)
 
 
+class JsonRefusalsMixin:
+    """A body over DATA_UPLOAD_MAX_MEMORY_SIZE is a JSON 413 with the limit, not Django's bare
+    HTML 400 (Django raises while DRF reads the body, which happens during authentication)."""
+
+    def handle_exception(self, exc):
+        if isinstance(exc, RequestDataTooBig):
+            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+            return Response(
+                {"detail": f"The request body is larger than the {limit:,} bytes allowed here."},
+                status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            )
+        return super().handle_exception(exc)
+
+
 # --- Views ---------------------------------------------------------------------------------
 
 
-class DatasetListView(APIView):
+class DatasetListView(JsonRefusalsMixin, APIView):
     required_permissions = {"GET": "datasets.view_dataset", "POST": "datasets.add_dataset"}
 
     @extend_schema(responses=DatasetSerializer(many=True))
@@ -206,7 +221,7 @@ class DatasetListView(APIView):
         return Response(DatasetSerializer(dataset).data, status=status.HTTP_201_CREATED)
 
 
-class DatasetDetailView(APIView):
+class DatasetDetailView(JsonRefusalsMixin, APIView):
     required_permissions = {
         "GET": "datasets.view_dataset",
         "PATCH": "datasets.change_dataset",
@@ -348,7 +363,7 @@ class DatasetImportView(APIView):
         )
 
 
-class SampleDetailView(APIView):
+class SampleDetailView(JsonRefusalsMixin, APIView):
     required_permissions = {
         "GET": "datasets.view_sample",
         "PATCH": "datasets.change_sample",
@@ -385,7 +400,7 @@ class SampleDetailView(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class SampleAnnotationsView(APIView):
+class SampleAnnotationsView(JsonRefusalsMixin, APIView):
     required_permissions = {"GET": "datasets.view_annotation", "POST": "datasets.add_annotation"}
     parser_classes = [JSONParser]
 
@@ -407,16 +422,6 @@ class SampleAnnotationsView(APIView):
     def post(self, request, sample_id: int):
         from apps.labeling import services as labeling
 
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        try:
-            length = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        if limit is not None and length > limit:
-            return Response(
-                {"detail": f"The body is {length:,} bytes; annotations may be at most {limit:,}."},
-                status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-            )
         get_object_or_404(Sample, pk=sample_id)
         incoming = AnnotationCreateSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)

@@ -241,6 +241,21 @@ def test_a_stale_revision_save_is_refused(page, log_in, live_portal, admin_user)
     expect(message).to_contain_text("changed meanwhile")
     assert Annotation.objects.filter(sample=sample).count() == 1
     assert len(state(page)["boxes"]) == 1  # the work on screen is kept
+    # Through the real ASGI server, a 6 MB body is refused with JSON that says why.
+    answer = page.evaluate(
+        """async (id) => {
+            const box = {class_name: "cone", x1: 1, y1: 1, x2: 5, y2: 5};
+            const r = await fetch(`/api/v1/samples/${id}/annotations/`, {method: "POST",
+              headers: {"Content-Type": "application/json",
+                        "X-CSRFToken": document.cookie.match(/csrftoken=([^;]+)/)[1]},
+              body: JSON.stringify({boxes: Array(100000).fill(box), base_revision: 1})});
+            return [r.status, r.headers.get("content-type"), await r.text()];
+        }""",
+        sample.pk,
+    )
+    assert answer[0] == 413 and answer[1] == "application/json", answer[:2]
+    assert "larger than" in json.loads(answer[2])["detail"]
+    assert Annotation.objects.filter(sample=sample).count() == 1
 
 
 def test_review_reject_returns_the_sample_to_its_labeler(browser, live_portal):

@@ -117,7 +117,7 @@ def test_a_body_over_the_size_limit_gets_json_with_the_reason(dataset, labeler_u
     response = post(client_for(labeler_user), sample, huge)
     assert response.status_code == 413
     assert response["Content-Type"] == "application/json"
-    assert "at most" in response.json()["detail"]
+    assert "larger than the 2,621,440 bytes" in response.json()["detail"]
     assert not Annotation.objects.exists()
 
 
