@@ -105,7 +105,10 @@ def home(request):
 @permission_required("labeling.delete_claim", raise_exception=True)
 def release_claims(request, dataset_id: int):
     dataset = get_object_or_404(Dataset, pk=dataset_id)
-    user_id = request.POST.get("user") or None
+    user_id = request.POST.get("user") or ""
+    if user_id and not user_id.isdigit():
+        messages.error(request, "Choose whose claims to release.")
+        return redirect("labeling:queue", dataset_id=dataset.pk)
     released = services.release_claims(dataset.pk, user_id=int(user_id) if user_id else None)
     messages.success(request, f"Released {released} claim(s).")
     return redirect("labeling:queue", dataset_id=dataset.pk)
@@ -148,9 +151,14 @@ def editor(request, dataset_id: int):
 @require_POST
 @json_permission(LABEL)
 def claim(request, dataset_id: int):
-    dataset = get_object_or_404(Dataset, pk=dataset_id)
+    dataset = Dataset.objects.filter(pk=dataset_id).first()
+    if dataset is None:
+        return JsonResponse({"detail": f"There is no dataset {dataset_id}."}, status=404)
     body = _json_body(request)
-    filters = services.QueueFilters.from_query(body.get("filters") or {})
+    filters = body.get("filters") or {}
+    if not isinstance(filters, dict):
+        return JsonResponse({"detail": "filters must be an object."}, status=400)
+    filters = services.QueueFilters.from_query(filters)
     try:
         size = max(1, min(int(body.get("size", 3)), MAX_BATCH))
     except (TypeError, ValueError):
@@ -180,7 +188,8 @@ def claim(request, dataset_id: int):
 @require_POST
 @json_permission(LABEL)
 def skip(request, sample_id: int):
-    get_object_or_404(Sample, pk=sample_id)
+    if not Sample.objects.filter(pk=sample_id).exists():
+        return JsonResponse({"detail": f"There is no sample {sample_id}."}, status=404)
     body = _json_body(request)
     try:
         services.skip_sample(

@@ -146,3 +146,33 @@ def test_skipping_needs_a_known_reason_and_frees_the_sample(dataset, labeler_use
     sample.refresh_from_db()
     assert sample.status == "skipped"
     assert not Claim.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"filters": ["class"]},
+        {"size": "many"},
+        {"size": None},
+        {"sample": "first"},
+        {"sample": 999999},
+    ],
+)
+def test_bad_claim_requests_get_json_reasons(dataset, labeler_user, client_for, body):
+    queued_samples(dataset, 1)
+    response = client_for(labeler_user).post(
+        f"/label/datasets/{dataset.pk}/claim/", body, content_type="application/json"
+    )
+    assert response.status_code in (400, 404)
+    assert response.json()["detail"]
+    assert not Claim.objects.exists()
+
+
+def test_bad_queue_cursors_show_the_first_page(dataset, labeler_user, client_for):
+    queued_samples(dataset, 2, hardness=[0.5, None])
+    client = client_for(labeler_user)
+    for cursor in ("h:abc:1", "n:x", "h:1:2:3", "h:nan:4", "", "12"):
+        response = client.get(f"/label/datasets/{dataset.pk}/", {"after": cursor})
+        assert response.status_code == 200, cursor
+    response = client.get(f"/label/datasets/{dataset.pk}/", {"order": "newest", "after": "x"})
+    assert response.status_code == 200
