@@ -193,6 +193,42 @@ def test_undo_and_redo(page, log_in, live_portal):
         assert len(state(page)["boxes"]) == expected
 
 
+def test_view_keys_zoom_pan_fit_and_hide(page, log_in, live_portal):
+    dataset = DatasetFactory(class_names=["helmet", "vest", "cone"])
+    queued(dataset, 1)
+    log_in(UserFactory(role="labeler"))
+    open_editor(page, live_portal, dataset)
+    fitted = state(page)["view"]
+    page.keyboard.press("Control+Equal")
+    assert state(page)["view"]["scale"] > fitted["scale"] * 1.2
+    page.keyboard.press("Control+Minus")
+    page.keyboard.press("Control+Minus")
+    assert state(page)["view"]["scale"] < fitted["scale"]
+    page.keyboard.press("f")
+    assert state(page)["view"] == fitted
+    # Space+drag pans (and draws nothing); so does a drag in pan mode (h).
+    page.keyboard.down(" ")
+    drag(page, (100, 100), (150, 120))
+    page.keyboard.up(" ")
+    panned = state(page)["view"]
+    assert panned["ox"] > fitted["ox"] + 50 and state(page)["boxes"] == []
+    page.keyboard.press("h")
+    expect(page.locator("[data-testid=mode]")).to_have_text("pan (h)")
+    drag(page, (100, 100), (50, 100))
+    assert state(page)["view"]["ox"] < panned["ox"] and state(page)["boxes"] == []
+    page.keyboard.press("Escape")
+    page.mouse.move(*on_screen(page, 200, 150))
+    page.mouse.wheel(0, -300)
+    page.wait_for_function(f"window.labelingEditor.state().view.scale > {panned['scale']}")
+    page.keyboard.press("f")
+    drag(page, (10, 10), (60, 60))
+    page.keyboard.press("Alt+h")
+    expect(page.locator("[data-testid=hidden-state]")).to_contain_text("hidden")
+    assert state(page)["selected"] == -1
+    page.keyboard.press("Alt+h")
+    expect(page.locator("[data-testid=hidden-state]")).to_have_text("")
+
+
 def test_two_labelers_never_get_the_same_image(browser, live_portal):
     dataset = DatasetFactory(class_names=["helmet", "vest", "cone"])
     samples = queued(dataset, 4)
