@@ -178,6 +178,10 @@ DATASET_PAGE_SIZE = envint("DATASET_PAGE_SIZE", 48)
 DATASET_IMPORT_TIME_LIMIT_S = envint("DATASET_IMPORT_TIME_LIMIT_S", 4 * 3600)
 DATA_UPLOAD_MAX_NUMBER_FILES = envint("DATASET_MAX_UPLOAD_FILES", 10_000)  # Django's default: 100
 
+# --- Labeling: how long a claimed sample stays reserved for its labeler ----------------------
+LABELING_CLAIM_MINUTES = envint("LABELING_CLAIM_MINUTES", 30)
+LABELING_RETURNED_CLAIM_HOURS = envint("LABELING_RETURNED_CLAIM_HOURS", 24)
+
 # --- REST API (/api/v1/): session auth for browsers, device tokens for edge clients -------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

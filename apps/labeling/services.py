@@ -31,12 +31,12 @@ ORDERS = ("hardness", "newest", "random")
 
 
 def claim_minutes() -> int:
-    return getattr(settings, "LABELING_CLAIM_MINUTES", 30)
+    return settings.LABELING_CLAIM_MINUTES
 
 
 def returned_claim_hours() -> int:
     """How long a rejected sample waits for its own labeler before anyone may take it."""
-    return getattr(settings, "LABELING_RETURNED_CLAIM_HOURS", 24)
+    return settings.LABELING_RETURNED_CLAIM_HOURS
 
 
 class LabelingError(Exception):
