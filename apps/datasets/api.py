@@ -435,8 +435,14 @@ class SampleAnnotationsView(JsonRefusalsMixin, APIView):
             )
         except BoxRejected as exc:
             return _bad_request(str(exc))
-        except (services.StaleRevision, labeling.ClaimedByOther) as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        except services.StaleRevision as exc:
+            return Response(
+                {"detail": str(exc), "code": "stale_revision"}, status=status.HTTP_409_CONFLICT
+            )
+        except labeling.ClaimedByOther as exc:
+            return Response(
+                {"detail": str(exc), "code": "claimed_by_other"}, status=status.HTTP_409_CONFLICT
+            )
         body = AnnotationSerializer(saved.annotation).data | {
             "warnings": saved.warnings,
             "held_for_review": saved.held_for_review,

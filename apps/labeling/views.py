@@ -198,6 +198,8 @@ def skip(request, sample_id: int):
             reason=str(body.get("reason", "")),
             note=str(body.get("note", "")),
         )
+    except services.ClaimedByOther as exc:
+        return JsonResponse({"detail": str(exc), "code": "claimed_by_other"}, status=exc.status)
     except services.LabelingError as exc:
         return JsonResponse({"detail": str(exc)}, status=exc.status)
     return JsonResponse({"skipped": sample_id})

@@ -389,3 +389,23 @@ def test_speed_of_a_4000x3000_image_with_200_boxes(page, log_in, live_portal, tm
     (tmp_path / "editor_speed.json").write_text(json.dumps(result))
     moved = state(page)["boxes"][0]
     assert moved["x1"] > 500  # the drag really moved the box
+
+
+def test_label_this_and_a_claim_lost_to_someone_else(page, log_in, live_portal):
+    dataset = DatasetFactory(class_names=["helmet", "vest", "cone"])
+    first, second, third = queued(dataset, 3)
+    Sample.objects.filter(pk=third.pk).update(hardness_score=0.9)
+    lena = UserFactory(role="labeler")
+    log_in(lena)
+    page.goto(f"{live_portal.url}/label/samples/{first.pk}/")
+    page.click("[data-testid=label-this]")
+    stage = page.locator("[data-testid=stage]")
+    expect(stage).to_have_attribute("data-ready", str(first.pk))
+    # An admin releases Lena's claims and Omar takes the sample she has on screen.
+    services.release_claims(dataset.pk)
+    services.claim_sample(first.pk, UserFactory(username="omar", role="labeler"), dataset.pk)
+    drag(page, (10, 10), (60, 60))
+    page.keyboard.press("Control+Enter")
+    expect(page.locator("[data-testid=message]")).to_contain_text("claimed by omar")
+    expect(stage).not_to_have_attribute("data-sample", str(first.pk))
+    assert not Annotation.objects.filter(sample=first).exists()

@@ -68,6 +68,7 @@ def test_saving_over_a_newer_revision_is_refused(dataset, labeler_user, client_f
     stale = post(client, sample, {"boxes": [], "base_revision": 0})
     assert stale.status_code == 409
     assert "revision 0" in stale.json()["detail"] and "newest is 1" in stale.json()["detail"]
+    assert stale.json()["code"] == "stale_revision"
     assert Annotation.objects.filter(sample=sample).count() == 1
     assert refresh(sample).current_annotation.boxes.count() == 1
     # Starting from the newest works; leaving the field out skips the check (older clients).
@@ -82,6 +83,7 @@ def test_a_sample_claimed_by_someone_else_is_refused(dataset, labeler_user, clie
     response = post(client_for(labeler_user), sample, {"boxes": [BOX], "base_revision": 0})
     assert response.status_code == 409
     assert "claimed by omar" in response.json()["detail"]
+    assert response.json()["code"] == "claimed_by_other"
     assert not Annotation.objects.exists()
 
 

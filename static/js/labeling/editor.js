@@ -416,6 +416,7 @@
     busy = false;
     if (!ok) {
       say(`Not saved (${status}): ${data.detail || JSON.stringify(data)}`, "error");
+      if (data.code === "claimed_by_other" && sample === payload) advance(); // it is theirs now
       return;
     }
     const note = data.held_for_review ? " (waits for review)" : "";
@@ -440,6 +441,7 @@
     });
     if (!ok) {
       say(data.detail || "Could not skip.", "error");
+      if (data.code === "claimed_by_other" && sample === payload) advance();
       return;
     }
     say(`Skipped #${payload.id}.`, "ok");
@@ -511,6 +513,7 @@
     if (selected < 0 || !boxes[selected]) return;
     remember();
     const box = boxes[selected];
+    box.pre = false; // adjusting a pre-annotation accepts it
     if (resize) {
       box.x2 = Math.max(box.x1 + 1, box.x2 + dx);
       box.y2 = Math.max(box.y1 + 1, box.y2 + dy);
