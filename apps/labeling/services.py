@@ -341,6 +341,15 @@ def release_claim(sample_id: int, user) -> None:
     Claim.objects.filter(sample_id=sample_id, user=user).delete()
 
 
+def release_my_claims(user, sample_ids) -> int:
+    """A labeler leaving the editor gives back what they held (not samples a reviewer returned
+    to them: those stay theirs for returned_claim_hours)."""
+    deleted, _ = Claim.objects.filter(
+        user=user, sample_id__in=list(sample_ids), returned=False
+    ).delete()
+    return deleted
+
+
 def release_claims(dataset_id: int, *, user_id: int | None = None) -> int:
     """An admin frees claims of a dataset (all, or one labeler's); returns how many."""
     claims = Claim.objects.filter(dataset_id=dataset_id)

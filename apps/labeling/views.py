@@ -141,6 +141,7 @@ def editor(request, dataset_id: int):
         "claimUrl": reverse("labeling:claim", args=[dataset.pk]),
         "skipUrl": reverse("labeling:skip", args=[0]),
         "releaseUrl": reverse("labeling:release", args=[0]),
+        "leaveUrl": reverse("labeling:leave"),
         "saveUrl": reverse("api-annotations", args=[0]),
         "queueUrl": reverse("labeling:queue", args=[dataset.pk]),
         "skipReasons": [[value, label] for value, label in SkipReason.choices],
@@ -210,6 +211,15 @@ def skip(request, sample_id: int):
 def release(request, sample_id: int):
     services.release_claim(sample_id, request.user)
     return JsonResponse({"released": sample_id})
+
+
+@require_POST
+@json_permission(LABEL)
+def leave(request):
+    """The editor's page is closing (navigator.sendBeacon, form-encoded with the CSRF token):
+    give back the samples it held and had not saved."""
+    ids = [int(i) for i in request.POST.get("samples", "").split(",") if i.strip().isdigit()]
+    return JsonResponse({"released": services.release_my_claims(request.user, ids[:100])})
 
 
 # --- Review --------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from apps.datasets import services as datasets
 from apps.datasets.formats.base import LabeledBox
 from apps.datasets.models import Annotation, Sample
 from apps.labeling import services
+from apps.labeling.models import Claim
 from apps.loops.models import Loop
 from tests.factories import PASSWORD, DatasetFactory, UserFactory, make_sample
 
@@ -258,6 +259,13 @@ def test_two_labelers_never_get_the_same_image(browser, live_portal):
             omar_sample,
         )
         assert answer[0] == 409 and "claimed by" in answer[1]["detail"]
+        # Lena leaves the editor: the images she held go back at once, not after expiry.
+        lena_page.goto(f"{live_portal.url}/label/")
+        deadline = time.monotonic() + 10
+        while Claim.objects.filter(user=lena).exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not Claim.objects.filter(user=lena).exists()
+        assert Claim.objects.filter(user=omar).count() == len(held[1])
     finally:
         for context, _ in opened:
             context.close()

@@ -176,3 +176,20 @@ def test_bad_queue_cursors_show_the_first_page(dataset, labeler_user, client_for
         assert response.status_code == 200, cursor
     response = client.get(f"/label/datasets/{dataset.pk}/", {"order": "newest", "after": "x"})
     assert response.status_code == 200
+
+
+def test_leaving_the_editor_gives_back_claims_but_not_returned_ones(
+    dataset, labeler_user, client_for
+):
+    samples = queued_samples(dataset, 3)
+    other = UserFactory(role="labeler")
+    ids = services.claim_batch(dataset.pk, labeler_user, size=2)
+    Claim.objects.filter(sample_id=ids[1]).update(returned=True)
+    services.claim_batch(dataset.pk, other, size=1)
+    all_ids = ",".join(str(s.pk) for s in samples)
+    response = client_for(labeler_user).post("/label/leave/", {"samples": all_ids + ",x"})
+    assert response.json()["released"] == 1
+    assert set(Claim.objects.values_list("sample_id", "user_id")) == {
+        (ids[1], labeler_user.pk),
+        (next(s.pk for s in samples if s.pk not in ids), other.pk),
+    }

@@ -807,6 +807,16 @@
   $("[data-testid=skip-cancel]").addEventListener("click", () => (skipDialog.hidden = true));
   $("[data-testid=help-button]").addEventListener("click", () => (help.hidden = false));
   $("[data-testid=help-close]").addEventListener("click", () => (help.hidden = true));
+  // Leaving the page gives back the claimed images not saved, so others get them at once
+  // (otherwise they return when the claims expire).
+  window.addEventListener("pagehide", () => {
+    const ids = queue.map((payload) => payload.id).filter((id) => !seen.has(id));
+    if (!ids.length || !navigator.sendBeacon) return;
+    const form = new FormData();
+    form.append("csrfmiddlewaretoken", csrfToken());
+    form.append("samples", ids.join(","));
+    navigator.sendBeacon(config.leaveUrl, form);
+  });
   window.addEventListener("resize", () => {
     viewDirty = true;
     requestFrame();
