@@ -10,6 +10,7 @@ import random
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.apps import apps as django_apps
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
@@ -59,6 +60,7 @@ class QueueFilters:
     source: str = ""
     miner: str = ""
     split: str = ""
+    device: str = ""
 
     @classmethod
     def from_query(cls, query) -> "QueueFilters":
@@ -69,6 +71,7 @@ class QueueFilters:
             source=str(query.get("source", "") or "").strip(),
             miner=str(query.get("miner", "") or "").strip(),
             split=str(query.get("split", "") or "").strip(),
+            device=str(query.get("device", "") or "").strip(),
         )
 
     def as_query(self) -> dict[str, str]:
@@ -78,6 +81,7 @@ class QueueFilters:
             "source": self.source,
             "miner": self.miner,
             "split": self.split,
+            "device": self.device,
         }
         return {key: value for key, value in values.items() if value}
 
@@ -92,7 +96,24 @@ def waiting_samples(dataset_id: int, filters: QueueFilters) -> QuerySet:
         samples = samples.filter(mined_by=filters.miner)
     if filters.predicted_class:
         samples = samples.filter(_predicts(filters.predicted_class))
+    if filters.device:
+        samples = samples.filter(_sent_by_device(filters.device))
     return samples
+
+
+def device_filter_available() -> bool:
+    """Which device sent a sample is recorded by the edge app's intake (when it is installed)."""
+    return django_apps.is_installed("apps.edge")
+
+
+def _sent_by_device(token_name: str) -> Q:
+    """Samples the edge intake stored from a device whose token has this name."""
+    if not device_filter_available():
+        return Q(pk__in=[])
+    intake = django_apps.get_model("edge", "IntakeRecord")
+    return Q(
+        Exists(intake.objects.filter(sample_id=OuterRef("pk"), device__token__name=token_name))
+    )
 
 
 def _predicts(class_name: str) -> Q:

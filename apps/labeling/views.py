@@ -75,6 +75,7 @@ def queue(request, dataset_id: int):
             "page": page,
             "counters": services.queue_counters(dataset.pk, request.user),
             "orders": services.ORDERS,
+            "device_filter": services.device_filter_available(),
             "splits": Split.values,
             "sources": SampleSource.values,
             "loops": loops,
@@ -277,6 +278,9 @@ def sample_page(request, sample_id: int):
             "current_boxes": current.grid_boxes if current else [],
             "revisions": revisions[::-1],
             "prediction": services.normalized_prediction(sample.prediction, class_names),
+            "predicted_by": sample.prediction.get("version", "")
+            if isinstance(sample.prediction, dict)
+            else "",
             "trained_on": history.versions_trained_on(sample.pk),
             "claim": services.live_claims([sample.pk]).get(sample.pk),
             "skips": Skip.objects.filter(sample=sample).select_related("user")[:5],

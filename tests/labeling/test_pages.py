@@ -82,8 +82,8 @@ def test_the_sample_page_shows_history_prediction_and_lineage(
     dataset, admin_user, labeler_user, client_for
 ):
     (sample,) = queued_samples(dataset, 1)
-    sample.prediction = {"boxes": [{"class_name": "cone", "score": 0.66, "x1": 1, "y1": 1,
-                                    "x2": 20, "y2": 20}]}  # fmt: skip
+    sample.prediction = {"version": "v7", "boxes": [{"class_name": "cone", "score": 0.66,
+                                    "x1": 1, "y1": 1, "x2": 20, "y2": 20}]}  # fmt: skip
     sample.hardness_score = 0.4321
     sample.save()
     first, _ = datasets.submit_annotation(
@@ -102,7 +102,7 @@ def test_the_sample_page_shows_history_prediction_and_lineage(
     page = client_for(labeler_user).get(f"/label/samples/{sample.pk}/").content.decode()
     assert "added vest" in page and "moved or resized cone (2 px)" in page
     assert labeler_user.username in page and admin_user.username in page
-    assert "0.4321" in page and "0.66" in page
+    assert "0.4321" in page and "0.66" in page and "by v7" in page
     assert "line-1 v1" in page and "(revision 1)" in page
     assert f'href="/label/datasets/{dataset.pk}/work/?sample={sample.pk}"' in page
 
@@ -127,3 +127,13 @@ def test_the_editor_page_loads_its_script(dataset, labeler_user, viewer_user, cl
     assert client_for(viewer_user).get(f"/label/datasets/{dataset.pk}/work/").status_code == 403
     page = client_for(labeler_user).get(f"/label/datasets/{dataset.pk}/work/").content.decode()
     assert "js/labeling/editor.js" in page and "labeling-config" in page
+
+
+def test_the_device_filter_needs_the_edge_intake(dataset):
+    queued_samples(dataset, 1)
+    filters = services.QueueFilters.from_query({"device": "cam-1"})
+    if not services.device_filter_available():
+        # Without the edge app no sample says which device sent it: nothing matches.
+        assert list(services.waiting_samples(dataset.pk, filters)) == []
+    else:  # with it, the query must at least be valid SQL
+        list(services.waiting_samples(dataset.pk, filters))
