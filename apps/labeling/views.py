@@ -165,7 +165,7 @@ def claim(request, dataset_id: int):
         size = max(1, min(int(body.get("size", 3)), MAX_BATCH))
     except (TypeError, ValueError):
         return JsonResponse({"detail": "size must be an integer."}, status=400)
-    first = []
+    first, warning = [], ""
     if body.get("sample"):
         try:
             first = [services.claim_sample(int(body["sample"]), request.user, dataset.pk)]
@@ -173,8 +173,8 @@ def claim(request, dataset_id: int):
             return JsonResponse({"detail": "sample must be an id."}, status=400)
         except Sample.DoesNotExist:
             return JsonResponse({"detail": "No such sample in this dataset."}, status=404)
-        except services.LabelingError as exc:
-            return JsonResponse({"detail": str(exc)}, status=exc.status)
+        except services.ClaimedByOther as exc:
+            warning = str(exc)  # the queue's next images instead
     ids = services.claim_batch(dataset.pk, request.user, filters, size=size)
     ids = first + [i for i in ids if i not in first]
     counters = services.queue_counters(dataset.pk, request.user)
@@ -183,6 +183,7 @@ def claim(request, dataset_id: int):
             "samples": services.editor_payloads(ids),
             "counters": counters.__dict__,
             "review": services.dataset_reviews(dataset.pk),
+            "warning": warning,
         }
     )
 

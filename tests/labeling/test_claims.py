@@ -193,3 +193,21 @@ def test_leaving_the_editor_gives_back_claims_but_not_returned_ones(
         (ids[1], labeler_user.pk),
         (next(s.pk for s in samples if s.pk not in ids), other.pk),
     }
+
+
+def test_label_this_on_a_sample_someone_holds_gives_the_queue_instead(
+    dataset, labeler_user, client_for
+):
+    held, free = queued_samples(dataset, 2)
+    services.claim_sample(held.pk, UserFactory(username="omar", role="labeler"), dataset.pk)
+    body = (
+        client_for(labeler_user)
+        .post(
+            f"/label/datasets/{dataset.pk}/claim/",
+            {"sample": held.pk},
+            content_type="application/json",
+        )
+        .json()
+    )
+    assert "claimed by omar" in body["warning"]
+    assert [s["id"] for s in body["samples"]] == [free.pk]

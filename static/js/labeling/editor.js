@@ -317,6 +317,7 @@
         else queue.push(payload);
       }
       showCounters(data.counters, data.review);
+      if (data.warning) say(data.warning, "error");
       prefetchNext();
     });
     return refilling;
