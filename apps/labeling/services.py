@@ -358,10 +358,6 @@ def claim_sample(sample_id: int, user, dataset_id: int) -> int:
     return sample.pk
 
 
-def release_claim(sample_id: int, user) -> None:
-    Claim.objects.filter(sample_id=sample_id, user=user).delete()
-
-
 def release_my_claims(user, sample_ids) -> int:
     """A labeler leaving the editor gives back what they held (not samples a reviewer returned
     to them: those stay theirs for returned_claim_hours)."""

@@ -16,6 +16,5 @@ urlpatterns = [
     path("samples/<int:sample_id>/", views.sample_page, name="sample"),
     path("samples/<int:sample_id>/queue/", views.queue_this, name="queue_this"),
     path("samples/<int:sample_id>/skip/", views.skip, name="skip"),
-    path("samples/<int:sample_id>/release/", views.release, name="release"),
     path("leave/", views.leave, name="leave"),
 ]

@@ -141,7 +141,6 @@ def editor(request, dataset_id: int):
         "sample": request.GET.get("sample", ""),
         "claimUrl": reverse("labeling:claim", args=[dataset.pk]),
         "skipUrl": reverse("labeling:skip", args=[0]),
-        "releaseUrl": reverse("labeling:release", args=[0]),
         "leaveUrl": reverse("labeling:leave"),
         "saveUrl": reverse("api-annotations", args=[0]),
         "queueUrl": reverse("labeling:queue", args=[dataset.pk]),
@@ -206,13 +205,6 @@ def skip(request, sample_id: int):
     except services.LabelingError as exc:
         return JsonResponse({"detail": str(exc)}, status=exc.status)
     return JsonResponse({"skipped": sample_id})
-
-
-@require_POST
-@json_permission(LABEL)
-def release(request, sample_id: int):
-    services.release_claim(sample_id, request.user)
-    return JsonResponse({"released": sample_id})
 
 
 @require_POST
