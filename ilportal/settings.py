@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "apps.dashboard",
     "apps.loops",
     "apps.datasets",
+    "apps.labeling",
 ]
 
 MIDDLEWARE = [
@@ -185,6 +186,10 @@ DATASET_EXPORT_READERS = envint("DATASET_EXPORT_READERS", 8)
 # A finished export's zip is deleted this long after it was made (checked hourly).
 DATASET_EXPORT_KEEP_HOURS = envint("DATASET_EXPORT_KEEP_HOURS", 72)
 DATA_UPLOAD_MAX_NUMBER_FILES = envint("DATASET_MAX_UPLOAD_FILES", 10_000)  # Django's default: 100
+
+# --- Labeling: how long a claimed sample stays reserved for its labeler ----------------------
+LABELING_CLAIM_MINUTES = envint("LABELING_CLAIM_MINUTES", 30)
+LABELING_RETURNED_CLAIM_HOURS = envint("LABELING_RETURNED_CLAIM_HOURS", 24)
 
 # --- REST API (/api/v1/): session auth for browsers, device tokens for edge clients -------
 REST_FRAMEWORK = {

@@ -11,6 +11,7 @@ urlpatterns = [
     path("jobs/", include("apps.jobs.urls")),
     path("datasets/", include("apps.datasets.urls")),
     path("loops/", include("apps.loops.urls")),
+    path("label/", include("apps.labeling.urls")),
     path("api/v1/", include("apps.datasets.api_urls")),
     path("api/v1/", include("apps.loops.api_urls")),
     path("api/v1/", include("apps.jobs.api_urls")),

@@ -6,6 +6,7 @@ Views parse, check the permission named in `required_permissions`, call one serv
 import json
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db.models import Count
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
@@ -162,7 +163,14 @@ class SampleUploadSerializer(serializers.Serializer):
 
 
 class AnnotationCreateSerializer(serializers.Serializer):
-    boxes = BoxSerializer(many=True)
+    boxes = BoxSerializer(many=True, help_text="[] means: this image has no objects.")
+    base_revision = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=0,
+        help_text="The revision these boxes were edited from (0: none). When it is no longer "
+        "the newest, the save is refused with 409. Leave it out to skip the check.",
+    )
 
 
 class ImportSerializer(serializers.Serializer):
@@ -194,10 +202,24 @@ def _bad_request(message: str) -> Response:
     return Response({"detail": message}, status=status.HTTP_400_BAD_REQUEST)
 
 
+class JsonRefusalsMixin:
+    """A body over DATA_UPLOAD_MAX_MEMORY_SIZE is a JSON 413 with the limit, not Django's bare
+    HTML 400 (Django raises while DRF reads the body, which happens during authentication)."""
+
+    def handle_exception(self, exc):
+        if isinstance(exc, RequestDataTooBig):
+            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+            return Response(
+                {"detail": f"The request body is larger than the {limit:,} bytes allowed here."},
+                status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            )
+        return super().handle_exception(exc)
+
+
 # --- Views ---------------------------------------------------------------------------------
 
 
-class DatasetListView(APIView):
+class DatasetListView(JsonRefusalsMixin, APIView):
     required_permissions = {"GET": "datasets.view_dataset", "POST": "datasets.add_dataset"}
 
     @extend_schema(responses=DatasetSerializer(many=True))
@@ -219,7 +241,7 @@ class DatasetListView(APIView):
         return Response(DatasetSerializer(dataset).data, status=status.HTTP_201_CREATED)
 
 
-class DatasetDetailView(APIView):
+class DatasetDetailView(JsonRefusalsMixin, APIView):
     required_permissions = {
         "GET": "datasets.view_dataset",
         "PATCH": "datasets.change_dataset",
@@ -373,7 +395,7 @@ class DatasetImportView(APIView):
         )
 
 
-class SampleDetailView(APIView):
+class SampleDetailView(JsonRefusalsMixin, APIView):
     required_permissions = {
         "GET": "datasets.view_sample",
         "PATCH": "datasets.change_sample",
@@ -410,7 +432,7 @@ class SampleDetailView(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class SampleAnnotationsView(APIView):
+class SampleAnnotationsView(JsonRefusalsMixin, APIView):
     required_permissions = {"GET": "datasets.view_annotation", "POST": "datasets.add_annotation"}
     parser_classes = [JSONParser]
 
@@ -425,20 +447,38 @@ class SampleAnnotationsView(APIView):
         responses={201: AnnotationSerializer},
         description="Adds a revision; earlier revisions stay. Boxes overhanging the image are "
         "clipped (listed in `warnings`); NaN, inverted, empty or outside boxes and unknown "
-        "classes are refused with 400.",
+        "classes are refused with 400; a stale `base_revision` or a sample claimed by another "
+        "labeler with 409; a body over the size limit with 413. Where a loop on the dataset "
+        "reviews labels, the revision waits for review (`held_for_review`).",
     )
     def post(self, request, sample_id: int):
+        from apps.labeling import services as labeling
+
         get_object_or_404(Sample, pk=sample_id)
         incoming = AnnotationCreateSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         boxes = [BoxSerializer().to_labeled_box(b) for b in incoming.validated_data["boxes"]]
         try:
-            annotation, warnings = services.submit_annotation(
-                sample_id, boxes, user=None if is_device(request.user) else request.user
+            saved = labeling.save_label(
+                sample_id,
+                boxes,
+                user=None if is_device(request.user) else request.user,
+                base_revision=incoming.validated_data.get("base_revision"),
             )
         except BoxRejected as exc:
             return _bad_request(str(exc))
-        body = AnnotationSerializer(annotation).data | {"warnings": warnings}
+        except services.StaleRevision as exc:
+            return Response(
+                {"detail": str(exc), "code": "stale_revision"}, status=status.HTTP_409_CONFLICT
+            )
+        except labeling.ClaimedByOther as exc:
+            return Response(
+                {"detail": str(exc), "code": "claimed_by_other"}, status=status.HTTP_409_CONFLICT
+            )
+        body = AnnotationSerializer(saved.annotation).data | {
+            "warnings": saved.warnings,
+            "held_for_review": saved.held_for_review,
+        }
         return Response(body, status=status.HTTP_201_CREATED)
 
 

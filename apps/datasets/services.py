@@ -311,41 +311,101 @@ def set_sample_status(sample_id: int, status: str) -> Sample:
 # --- Annotations ---------------------------------------------------------------------------
 
 
+class StaleRevision(DatasetError):
+    """The labels were edited from a revision that is no longer the sample's newest."""
+
+
+def latest_revision(sample: Sample) -> int:
+    """The newest revision number of the sample (0 when it has none), current or not."""
+    return sample.annotations.order_by("-revision").values_list("revision", flat=True).first() or 0
+
+
 def _write_revision(
-    sample: Sample, boxes: list[LabeledBox], user, source: str, *, first: bool = False
+    sample: Sample,
+    boxes: list[LabeledBox],
+    user,
+    source: str,
+    *,
+    first: bool = False,
+    make_current: bool = True,
 ) -> Annotation:
-    last = 0
-    if not first:  # a sample created a moment ago has no revision yet: spare the query
-        last = sample.annotations.order_by("-revision").values_list("revision", flat=True).first()
+    # A sample created a moment ago has no revision yet: spare the query.
+    last = 0 if first else latest_revision(sample)
     annotation = Annotation.objects.create(
-        sample=sample, revision=(last or 0) + 1, source=source, created_by=user
+        sample=sample, revision=last + 1, source=source, created_by=user
     )
     Box.objects.bulk_create(
         Box(annotation=annotation, class_name=b.class_name, x1=b.x1, y1=b.y1, x2=b.x2, y2=b.y2)
         for b in boxes
     )
-    sample.current_annotation = annotation
-    sample.status = SampleStatus.LABELED
+    if make_current:
+        sample.current_annotation = annotation
+        sample.status = SampleStatus.LABELED
+    else:
+        # Held for review: the revision is kept, but what training and triggers read (the
+        # current annotation) stays; the sample leaves the queue while it waits.
+        sample.status = (
+            SampleStatus.LABELED if sample.current_annotation_id else SampleStatus.UNLABELED
+        )
     sample.save(update_fields=["current_annotation", "status"])
     return annotation
 
 
 def submit_annotation(
-    sample_id: int, boxes: list[LabeledBox], *, user=None, source: str = AnnotationSource.MANUAL
+    sample_id: int,
+    boxes: list[LabeledBox],
+    *,
+    user=None,
+    source: str = AnnotationSource.MANUAL,
+    base_revision: int | None = None,
+    hold_for_review: bool = False,
 ) -> tuple[Annotation, list[str]]:
     """A new revision of the sample's labels (earlier ones stay); returns it and clip warnings.
 
     Raises BoxRejected when a box is NaN, inverted, empty, outside the image or of an unknown
-    class: nothing is written then.
+    class, and StaleRevision when `base_revision` (the revision the labeler started from, 0 for
+    none) is not the sample's newest: nothing is written then. `base_revision=None` skips that
+    check (API clients that do not edit a revision).
+    `hold_for_review`: write the revision without making it current (see accept_revision); it is
+    announced as a label change only when accepted.
     """
     with transaction.atomic():
         sample = Sample.objects.select_for_update().select_related("dataset").get(pk=sample_id)
+        if base_revision is not None:
+            newest = latest_revision(sample)
+            if base_revision != newest:
+                raise StaleRevision(
+                    f"Sample {sample_id} was changed meanwhile: you started from revision "
+                    f"{base_revision}, the newest is {newest}. Reload it to see the newer labels; "
+                    "nothing was saved."
+                )
         checked = check_boxes(boxes, sample.width, sample.height, sample.dataset.class_names)
-        annotation = _write_revision(sample, checked.boxes, user, source)
-        announce_labels_changed(
-            sample.dataset_id, [sample.pk], source=source, user_id=getattr(user, "pk", None)
+        annotation = _write_revision(
+            sample, checked.boxes, user, source, make_current=not hold_for_review
         )
+        if not hold_for_review:
+            announce_labels_changed(
+                sample.dataset_id, [sample.pk], source=source, user_id=getattr(user, "pk", None)
+            )
     return annotation, checked.warnings
+
+
+def accept_revision(annotation_id: int, *, user=None) -> bool:
+    """Makes a revision held for review the sample's current one (unless a newer revision is
+    already current); announces the change with source "review". Returns whether it moved."""
+    with transaction.atomic():
+        annotation = Annotation.objects.get(pk=annotation_id)
+        sample = Sample.objects.select_for_update().get(pk=annotation.sample_id)
+        current = sample.current_annotation
+        if current is not None and current.revision >= annotation.revision:
+            return False
+        sample.current_annotation = annotation
+        sample.status = SampleStatus.LABELED
+        sample.save(update_fields=["current_annotation", "status"])
+        announce_labels_changed(
+            sample.dataset_id, [sample.pk], source="review", user_id=getattr(user, "pk", None)
+        )
+    return True
 
 
 def boxes_by_annotation(annotation_ids) -> dict[int, list[Box]]:
