@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts.api_auth import is_device
+from apps.accounts.body_gate import LargeBody
 from apps.datasets import services
 from apps.datasets.boxes import BoxRejected
 from apps.datasets.formats.base import LabeledBox
@@ -240,8 +241,13 @@ class DatasetDetailView(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+def _sample_request_limit() -> int:
+    return settings.DATASET_MAX_IMAGE_BYTES + settings.DATA_UPLOAD_MAX_MEMORY_SIZE  # image + boxes
+
+
 class DatasetSamplesView(APIView):
     required_permissions = {"GET": "datasets.view_sample", "POST": "datasets.add_sample"}
+    large_body = LargeBody("datasets.add_sample", _sample_request_limit)
     parser_classes = [MultiPartParser, FormParser]
 
     @extend_schema(
@@ -286,6 +292,11 @@ class DatasetSamplesView(APIView):
         incoming = SampleUploadSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         data = incoming.validated_data
+        if data["image"].size > settings.DATASET_MAX_IMAGE_BYTES:  # checked before it is read
+            return Response(
+                {"detail": f"The image is larger than {settings.DATASET_MAX_IMAGE_BYTES:,} bytes."},
+                status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            )
         try:
             stored = services.store_sample(
                 dataset,
@@ -306,6 +317,7 @@ class DatasetSamplesView(APIView):
 
 class DatasetImportView(APIView):
     required_permissions = {"POST": "datasets.add_sample"}
+    large_body = LargeBody("datasets.add_sample", "DATASET_MAX_UPLOAD_BYTES")
     parser_classes = [MultiPartParser]
 
     @extend_schema(

@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 
+from apps.accounts.body_gate import accepts_large_body
 from apps.datasets import services
 from apps.datasets.exporting import EXPORTERS, write_export
 from apps.datasets.forms import EXPORT_FORMATS, DatasetForm, SampleFilterForm, UploadForm
@@ -97,6 +98,7 @@ def dataset_detail(request, dataset_id: int):
     )
 
 
+@accepts_large_body("datasets.add_sample", "DATASET_MAX_UPLOAD_BYTES")
 @permission_required("datasets.add_sample", raise_exception=True)
 def upload(request, dataset_id: int):
     dataset = get_object_or_404(Dataset, pk=dataset_id)

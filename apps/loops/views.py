@@ -6,6 +6,7 @@ from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from apps.accounts.body_gate import accepts_large_body
 from apps.jobs import services as jobs
 from apps.jobs.models import ACTIVE_STATUSES, Job
 from apps.loops import services
@@ -32,6 +33,7 @@ def loop_list(request):
     return render(request, "loops/loop_list.html", {"loops": loops})
 
 
+@accepts_large_body("loops.add_loop", "REQUEST_MAX_BODY_BYTES")  # an initial model archive
 @permission_required("loops.add_loop", raise_exception=True)
 def loop_create(request):
     form = LoopForm(request.POST or None, request.FILES or None)
@@ -229,6 +231,7 @@ def delete_version(request, loop_id: int, number: int):
     return redirect("loops:detail", loop_id=loop_id)
 
 
+@accepts_large_body("loops.add_modelversion", "REQUEST_MAX_BODY_BYTES")
 @require_POST
 @permission_required("loops.add_modelversion", raise_exception=True)
 def add_version(request, loop_id: int):
