@@ -155,6 +155,11 @@ else:
         "BACKEND": "django.core.files.storage.FileSystemStorage",
         "OPTIONS": {"location": str(MEDIA_ROOT), "base_url": MEDIA_URL},
     }
+# Who sends a file once a view has checked the permission (ilportal/protected_files.py):
+# "django", "x-accel-redirect" (nginx, local storage) or "s3-presigned" (S3).
+FILE_SERVING = envstr("FILE_SERVING", "django")
+FILE_SERVING_ACCEL_PREFIX = envstr("FILE_SERVING_ACCEL_PREFIX", "/protected-media/")
+FILE_SERVING_URL_EXPIRY_S = envint("FILE_SERVING_URL_EXPIRY_S", 60)
 STORAGES = {
     "default": _default_storage,
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},

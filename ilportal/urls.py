@@ -1,4 +1,3 @@
-from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
@@ -15,16 +14,5 @@ urlpatterns = [
     path("", include("apps.ops.urls")),
     path("admin/", admin.site.urls),
 ]
-
-if not settings.S3_BUCKET:
-    from django.contrib.auth.decorators import login_required
-    from django.views.static import serve
-
-    # Local media files are served to logged-in users only (datasets are not public).
-    urlpatterns.append(
-        path(
-            "media/<path:path>",
-            login_required(serve),
-            {"document_root": settings.MEDIA_ROOT},
-        )
-    )
+# No /media/ route: stored files reach users only through views that check the permission
+# (ilportal/protected_files.py).

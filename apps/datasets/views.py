@@ -3,7 +3,6 @@ import tempfile
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
-from django.core.files.storage import default_storage
 from django.db.models import Count
 from django.http import FileResponse, Http404, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -20,6 +19,7 @@ from apps.datasets.pagination import keyset_page
 from apps.datasets.thumbnails import ensure_thumbnail
 from apps.jobs import events
 from apps.jobs.models import Job
+from ilportal.protected_files import stored_file_response
 
 
 @permission_required("datasets.view_dataset", raise_exception=True)
@@ -168,10 +168,9 @@ def export(request, dataset_id: int):
     )
 
 
-def _storage_response(name: str, content_type: str | None = None) -> FileResponse:
-    response = FileResponse(default_storage.open(name, "rb"), content_type=content_type)
-    response["Cache-Control"] = "private, max-age=86400"  # content-addressed: never changes
-    return response
+def _storage_response(name: str, content_type: str | None = None):
+    # Content-addressed: the file under a name never changes.
+    return stored_file_response(name, content_type=content_type, immutable=True)
 
 
 @permission_required("datasets.view_sample", raise_exception=True)

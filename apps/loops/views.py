@@ -2,7 +2,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.http import FileResponse, Http404
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -18,6 +18,7 @@ from apps.loops.forms import (
     VersionUploadForm,
 )
 from apps.loops.models import DeploymentAction, Loop, ModelVersion
+from ilportal.protected_files import stored_file_response
 
 OPERATE = "loops.operate_loop"
 
@@ -148,7 +149,7 @@ def version_download(request, loop_id: int, number: int, what: str):
     if not field:
         raise Http404("No such file for this version.")
     filename = f"{version.loop.name}-{version.label}" + (".zip" if what == "archive" else ".tflite")
-    return FileResponse(field.open("rb"), as_attachment=True, filename=filename)
+    return stored_file_response(field.name, as_attachment=True, filename=filename)
 
 
 def _act(request, loop: Loop, start):
