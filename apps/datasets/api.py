@@ -335,6 +335,11 @@ class DatasetImportView(APIView):
         incoming = ImportSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         files = incoming.validated_data["files"]
+        adds_classes = incoming.validated_data["unknown_classes"] == UNKNOWN_CLASSES_ADD
+        if adds_classes and not request.user.has_perm(services.ADD_CLASSES_PERMISSION):
+            return Response(
+                {"detail": services.ADD_CLASSES_REFUSED}, status=status.HTTP_403_FORBIDDEN
+            )
         if sum(f.size for f in files) > settings.DATASET_MAX_UPLOAD_BYTES:
             return _bad_request(f"The upload is larger than {settings.DATASET_MAX_UPLOAD_BYTES:,}.")
         device = is_device(request.user)

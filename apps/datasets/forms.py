@@ -1,7 +1,7 @@
 from django import forms
 from django.conf import settings
 
-from apps.datasets import importing
+from apps.datasets import importing, services
 from apps.datasets.exporting import EXPORTERS
 from apps.datasets.models import SampleSource, SampleStatus, Split
 
@@ -45,6 +45,16 @@ class UploadForm(forms.Form):
         initial=importing.UNKNOWN_CLASSES_REJECT,
         label="Classes the dataset does not have",
     )
+
+    def __init__(self, *args, may_add_classes: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.may_add_classes = may_add_classes
+
+    def clean_unknown_classes(self):
+        choice = self.cleaned_data["unknown_classes"]
+        if choice == importing.UNKNOWN_CLASSES_ADD and not self.may_add_classes:
+            raise forms.ValidationError(services.ADD_CLASSES_REFUSED)
+        return choice
 
     def clean_files(self):
         files = self.cleaned_data["files"]

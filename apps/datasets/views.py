@@ -103,7 +103,11 @@ def dataset_detail(request, dataset_id: int):
 def upload(request, dataset_id: int):
     dataset = get_object_or_404(Dataset, pk=dataset_id)
     wants_json = "application/json" in request.headers.get("Accept", "")
-    form = UploadForm(request.POST or None, request.FILES or None)
+    form = UploadForm(
+        request.POST or None,
+        request.FILES or None,
+        may_add_classes=request.user.has_perm(services.ADD_CLASSES_PERMISSION),
+    )
     if request.method == "POST":
         if form.is_valid():
             job = services.start_import(
