@@ -16,3 +16,6 @@ urlpatterns = [
 ]
 # No /media/ route: stored files reach users only through views that check the permission
 # (ilportal/protected_files.py).
+
+handler404 = "ilportal.error_views.page_not_found"
+handler500 = "ilportal.error_views.server_error"

@@ -26,6 +26,7 @@ from apps.datasets.importing import FORMAT_CHOICES, UNKNOWN_CLASSES_ADD, UNKNOWN
 from apps.datasets.models import Annotation, Dataset, Sample, SampleSource, SampleStatus, Split
 from apps.datasets.pagination import keyset_page
 from apps.jobs import events
+from ilportal.api_schema import ErrorSerializer
 
 MAX_API_PAGE = 500
 
@@ -45,8 +46,14 @@ class BoxSerializer(serializers.Serializer):
 
 
 class DatasetSerializer(serializers.ModelSerializer):
+    class_names = serializers.ListField(
+        child=serializers.CharField(max_length=100),
+        help_text="The dataset's classes, in order (may be empty: add them later).",
+    )
     sample_count = serializers.IntegerField(read_only=True)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = Dataset
@@ -75,7 +82,9 @@ class DatasetChangeSerializer(serializers.Serializer):
 
 class AnnotationSerializer(serializers.ModelSerializer):
     boxes = BoxSerializer(many=True, read_only=True)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = Annotation
@@ -150,6 +159,10 @@ class SampleUploadSerializer(serializers.Serializer):
         boxes = BoxSerializer(data=data, many=True)
         boxes.is_valid(raise_exception=True)
         return [BoxSerializer().to_labeled_box(box) for box in boxes.validated_data]
+
+
+class SampleStatusChangeSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=SampleStatus.choices)
 
 
 class AnnotationCreateSerializer(serializers.Serializer):
@@ -232,7 +245,7 @@ class DatasetDetailView(APIView):
             )
         return Response(DatasetSerializer(self._dataset(dataset_id)).data)
 
-    @extend_schema(responses={204: None, 409: None})
+    @extend_schema(responses={204: None, 409: ErrorSerializer})
     def delete(self, request, dataset_id: int):
         try:
             services.delete_dataset(get_object_or_404(Dataset, pk=dataset_id).pk)
@@ -261,7 +274,12 @@ class DatasetSamplesView(APIView):
         ],
         responses=inline_serializer(
             "SamplePage",
-            {"results": SampleSerializer(many=True), "next_after": serializers.IntegerField()},
+            {
+                "results": SampleSerializer(many=True),
+                "next_after": serializers.IntegerField(
+                    allow_null=True, help_text="Pass as `after` for the next page; null: last page."
+                ),
+            },
         ),
     )
     def get(self, request, dataset_id: int):
@@ -372,21 +390,18 @@ class SampleDetailView(APIView):
         )
         return Response(SampleSerializer(sample).data)
 
-    @extend_schema(
-        request=inline_serializer(
-            "SampleStatusChange", {"status": serializers.ChoiceField(choices=SampleStatus.choices)}
-        ),
-        responses=SampleSerializer,
-    )
+    @extend_schema(request=SampleStatusChangeSerializer, responses=SampleSerializer)
     def patch(self, request, sample_id: int):
         get_object_or_404(Sample, pk=sample_id)
+        change = SampleStatusChangeSerializer(data=request.data)
+        change.is_valid(raise_exception=True)
         try:
-            sample = services.set_sample_status(sample_id, str(request.data.get("status", "")))
+            sample = services.set_sample_status(sample_id, change.validated_data["status"])
         except services.DatasetError as exc:
             return _bad_request(str(exc))
         return Response(SampleSerializer(sample).data)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(responses={204: None, 409: ErrorSerializer})
     def delete(self, request, sample_id: int):
         try:
             services.delete_sample(get_object_or_404(Sample, pk=sample_id).pk)

@@ -95,9 +95,9 @@ def test_s3_files_go_through_short_lived_presigned_urls(client, s3_storage, sett
         assert query["X-Amz-Expires"] == ["30"]
     else:  # SigV2: an absolute time
         assert 0 < int(query["Expires"][0]) - time.time() <= 30
-    with urllib.request.urlopen(url) as fetched:  # the moto server answers the signed URL
-        with default_storage.open(sample.image.name, "rb") as stored:
-            assert fetched.read() == stored.read()
+    # The moto server answers the signed URL.
+    with urllib.request.urlopen(url) as fetched, default_storage.open(sample.image.name) as stored:
+        assert fetched.read() == stored.read()
     client.force_login(UserFactory())
     assert client.get(f"/datasets/samples/{sample.pk}/image/").status_code == 403
 
