@@ -204,6 +204,9 @@ SPECTACULAR_SETTINGS = {
     "send `Authorization: Bearer <device token>`.",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": "/api/v1",
+    # Request bodies get their own components, so that an uploaded file is `format: binary`
+    # (not the `uri` a response would hold) and read-only fields are not asked for.
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 # --- Accounts and sessions -------------------------------------------------------------------
