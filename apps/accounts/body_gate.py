@@ -27,7 +27,7 @@ from django.conf import settings
 from django.contrib import auth
 from django.urls import Resolver404, resolve
 
-LARGE_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+LARGE_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})  # others take at most the small limit
 
 
 @dataclass(frozen=True)
@@ -112,13 +112,15 @@ class BodyGate:
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] not in LARGE_BODY_METHODS:
+        if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = _headers(scope)
-        try:
-            declared = large_body_of(resolve(scope["path"]).func)
-        except Resolver404:
-            declared = None
+        declared = None
+        if scope["method"] in LARGE_BODY_METHODS:
+            try:
+                declared = large_body_of(resolve(scope["path"]).func)
+            except Resolver404:
+                pass
         if declared is not None:
             refusal = await sync_to_async(_refusal_for)(declared, headers)
             if refusal is not None:

@@ -178,7 +178,15 @@ def test_a_malformed_content_length_is_refused():
     assert (status, app.called) == (413, False)
 
 
-def test_reads_and_websockets_pass_untouched(dataset):
+@pytest.mark.parametrize("method", ["GET", "DELETE", "OPTIONS"])
+def test_other_methods_take_only_small_bodies_even_on_upload_paths(dataset, method, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    path = f"/api/v1/datasets/{dataset.pk}/imports/"
+    app, status, _ = _call(path, method=method, headers=[("Content-Length", "1001")])
+    assert (status, app.called) == (413, False)
+
+
+def test_reads_pass_untouched(dataset):
     app, status, _ = _call(f"/datasets/{dataset.pk}/", method="GET", receive=_body_of(b""))
     assert (status, app.called) == (200, True)
 
