@@ -182,7 +182,7 @@ DATASET_PAGE_SIZE = envint("DATASET_PAGE_SIZE", 48)
 DATASET_IMPORT_TIME_LIMIT_S = envint("DATASET_IMPORT_TIME_LIMIT_S", 4 * 3600)
 DATA_UPLOAD_MAX_NUMBER_FILES = envint("DATASET_MAX_UPLOAD_FILES", 10_000)  # Django's default: 100
 # Any request body: the web server answers 413 past this, before the body is stored anywhere.
-# Which views take a large body, and from whom, is apps/accounts/body_gate.py's table.
+# Views that take larger bodies (uploads) declare who may send them (apps/accounts/body_gate.py).
 REQUEST_MAX_BODY_BYTES = envint("REQUEST_MAX_BODY_BYTES", DATASET_MAX_UPLOAD_BYTES + 16 * 1024**2)
 
 # --- REST API (/api/v1/): session auth for browsers, device tokens for edge clients -------
