@@ -35,8 +35,8 @@ def stored_file_response(
     if mode == S3_PRESIGNED:
         response = _presigned_redirect(name, content_type, filename, as_attachment)
     elif mode == X_ACCEL_REDIRECT:
-        response = HttpResponse(content_type=content_type or "")
-        del response["Content-Type"]  # nginx sets it from the file unless the view knows it
+        response = HttpResponse()
+        del response["Content-Type"]  # nginx sets it from the file name unless the view knows it
         if content_type:
             response["Content-Type"] = content_type
         response["X-Accel-Redirect"] = settings.FILE_SERVING_ACCEL_PREFIX + quote(name)
