@@ -16,6 +16,7 @@ None of these answers reads the body. The views still check their permissions as
 only keeps the body from being read for a request the view would refuse anyway.
 """
 
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -117,10 +118,8 @@ class BodyGate:
         headers = _headers(scope)
         declared = None
         if scope["method"] in LARGE_BODY_METHODS:
-            try:
+            with contextlib.suppress(Resolver404):  # no such page: Django answers 404
                 declared = large_body_of(resolve(scope["path"]).func)
-            except Resolver404:
-                pass
         if declared is not None:
             refusal = await sync_to_async(_refusal_for)(declared, headers)
             if refusal is not None:

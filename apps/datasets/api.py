@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db.models import Count
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -148,7 +148,7 @@ class SampleUploadSerializer(serializers.Serializer):
     boxes = serializers.CharField(
         required=False, help_text='JSON list of boxes: [{"class_name", "x1", "y1", "x2", "y2"}].'
     )
-    split = serializers.ChoiceField(choices=Split.choices, required=False)
+    split = serializers.ChoiceField(choices=Split.choices, required=False, allow_blank=True)
     captured_at = serializers.DateTimeField(required=False)
 
     def validate_boxes(self, raw):
@@ -163,6 +163,34 @@ class SampleUploadSerializer(serializers.Serializer):
 
 class SampleStatusChangeSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=SampleStatus.choices)
+
+
+# Built with type() because one query parameter is named `class`. An empty value means "any".
+SampleQuerySerializer = type(
+    "SampleQuerySerializer",
+    (serializers.Serializer,),
+    {
+        "status": serializers.ChoiceField(
+            choices=SampleStatus.choices, required=False, allow_blank=True
+        ),
+        "split": serializers.ChoiceField(choices=Split.choices, required=False, allow_blank=True),
+        "source": serializers.ChoiceField(
+            choices=SampleSource.choices, required=False, allow_blank=True
+        ),
+        "class": serializers.CharField(
+            max_length=100,
+            required=False,
+            allow_blank=True,
+            help_text="Samples with a box of this class",
+        ),
+        "after": serializers.IntegerField(
+            min_value=0, max_value=2**63 - 1, required=False, help_text="next_after of a page"
+        ),
+        "limit": serializers.IntegerField(
+            min_value=1, max_value=MAX_API_PAGE, required=False, help_text="Page size"
+        ),
+    },
+)
 
 
 class AnnotationCreateSerializer(serializers.Serializer):
@@ -264,14 +292,7 @@ class DatasetSamplesView(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
     @extend_schema(
-        parameters=[
-            OpenApiParameter("status", enum=SampleStatus.values),
-            OpenApiParameter("split", enum=Split.values),
-            OpenApiParameter("source", enum=SampleSource.values),
-            OpenApiParameter("class", str, description="Samples with a box of this class"),
-            OpenApiParameter("after", int, description="Keyset cursor: next_after of a page"),
-            OpenApiParameter("limit", int, description=f"Page size, at most {MAX_API_PAGE}"),
-        ],
+        parameters=[SampleQuerySerializer],
         responses=inline_serializer(
             "SamplePage",
             {
@@ -284,17 +305,19 @@ class DatasetSamplesView(APIView):
     )
     def get(self, request, dataset_id: int):
         dataset = get_object_or_404(Dataset, pk=dataset_id)
-        try:
-            limit = min(
-                int(request.query_params.get("limit", settings.DATASET_PAGE_SIZE)), MAX_API_PAGE
-            )
-        except ValueError:
-            return _bad_request("limit must be an integer.")
-        filters = services.SampleFilters.from_query(request.query_params)
+        query = SampleQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        wanted = query.validated_data
+        filters = services.SampleFilters(
+            status=wanted.get("status", ""),
+            split=wanted.get("split", ""),
+            source=wanted.get("source", ""),
+            class_name=wanted.get("class", "").strip(),
+        )
         page = keyset_page(
             services.filtered_samples(dataset.pk, filters),
-            after=request.query_params.get("after"),
-            size=max(limit, 1),
+            after=wanted.get("after"),
+            size=wanted.get("limit", settings.DATASET_PAGE_SIZE),
         )
         results = SampleSerializer(page.items, many=True, context=_sample_context(page.items))
         return Response({"results": results.data, "next_after": page.next_after})

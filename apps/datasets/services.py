@@ -363,11 +363,15 @@ class SampleFilters:
 
     @classmethod
     def from_query(cls, query) -> "SampleFilters":
+        def value(key: str) -> str:
+            # No stored value holds a NUL, and PostgreSQL refuses one in a query: drop it.
+            return query.get(key, "").replace("\x00", "").strip()
+
         return cls(
-            status=query.get("status", "").strip(),
-            split=query.get("split", "").strip(),
-            source=query.get("source", "").strip(),
-            class_name=query.get("class", "").strip(),
+            status=value("status"),
+            split=value("split"),
+            source=value("source"),
+            class_name=value("class"),
         )
 
     def as_query(self) -> dict[str, str]:

@@ -77,14 +77,34 @@ def test_annotation_boxes_of_the_wrong_shape(admin, boxes):
 
 
 @pytest.mark.parametrize(
-    "query", ["limit=x", "limit=-5", "after=x", "after=-1", "status=nope", "class=%00"]
-)
-def test_sample_list_query_parameters(admin, query):
+    "query",
+    ["limit=x", "limit=0", "limit=501", "after=x", "after=-1", f"after={2**64}", "status=nope",
+     "split=all", "class=%00", "class=" + "x" * 101],
+)  # fmt: skip
+def test_bad_sample_list_query_parameters_are_400(admin, query):
     dataset = DatasetFactory()
     make_sample(dataset)
     response = admin.get(f"/api/v1/datasets/{dataset.pk}/samples/?{query}")
-    assert response.status_code in (200, 400), response.content
-    assert response["Content-Type"] == "application/json"
+    assert response.status_code == 400, response.content
+    assert query.split("=")[0] in response.json()
+
+
+def test_good_sample_list_query_parameters(admin):
+    dataset = DatasetFactory()
+    first, second = make_sample(dataset, 1), make_sample(dataset, 2)
+    url = f"/api/v1/datasets/{dataset.pk}/samples/"
+    page = admin.get(f"{url}?limit=1&status={first.status}&class=%20").json()
+    assert [s["id"] for s in page["results"]] == [second.pk]
+    assert page["next_after"] == second.pk
+    rest = admin.get(f"{url}?limit=1&after={page['next_after']}").json()
+    assert ([s["id"] for s in rest["results"]], rest["next_after"]) == ([first.pk], None)
+
+
+def test_a_nul_in_a_page_filter_finds_nothing_instead_of_failing(admin):
+    dataset = DatasetFactory()
+    make_sample(dataset)
+    response = admin.get(f"/datasets/{dataset.pk}/?class=%00&status=a%00")
+    assert response.status_code == 200
 
 
 def test_unknown_api_paths_answer_json_404(admin):
