@@ -7,7 +7,8 @@ ASGI application and looks only at the request line and headers:
 
 - a view that accepts large bodies says so with `@accepts_large_body(permission, limit)` (or a
   `large_body` attribute on a class-based view); the caller is identified from the session cookie
-  or the device token, and one who is not logged in gets 401, one without the permission 403;
+  or the device token, and one who is not logged in gets 401, one without the permission (or a
+  device token outside its scope: `dataset_id` / `loop_id` in the URL) 403;
 - every other view takes at most `DATA_UPLOAD_MAX_MEMORY_SIZE` bytes;
 - a body over the view's limit gets 413: at once when Content-Length says so, or as soon as the
   count of a chunked body passes it.
@@ -97,13 +98,24 @@ def _caller(headers: dict[str, str]):
     return auth.get_user(SimpleNamespace(session=session))
 
 
-def _refusal_for(declared: LargeBody, headers: dict[str, str]) -> Refusal | None:
+def _refusal_for(declared: LargeBody, headers: dict[str, str], url_kwargs: dict) -> Refusal | None:
+    from apps.accounts.api_auth import is_device
+
     user = _caller(headers)
     if not user.is_authenticated:
         return Refusal(401, "Log in (or send a device token) before uploading.")
     if not user.has_perm(declared.permission):
         return Refusal(403, "Your role may not upload here.")
+    if is_device(user) and not _device_may_use(user.token, url_kwargs):
+        return Refusal(403, "This device token is not scoped to this dataset or loop.")
     return None
+
+
+def _device_may_use(token, url_kwargs: dict) -> bool:
+    """A device token uploads only to the datasets and loops of its scope."""
+    if "dataset_id" in url_kwargs and not token.may_use_dataset(int(url_kwargs["dataset_id"])):
+        return False
+    return "loop_id" not in url_kwargs or token.may_use_loop(int(url_kwargs["loop_id"]))
 
 
 class BodyGate:
@@ -116,12 +128,13 @@ class BodyGate:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = _headers(scope)
-        declared = None
+        declared, url_kwargs = None, {}
         if scope["method"] in LARGE_BODY_METHODS:
             with contextlib.suppress(Resolver404):  # no such page: Django answers 404
-                declared = large_body_of(resolve(scope["path"]).func)
+                match = resolve(scope["path"])
+                declared, url_kwargs = large_body_of(match.func), match.kwargs
         if declared is not None:
-            refusal = await sync_to_async(_refusal_for)(declared, headers)
+            refusal = await sync_to_async(_refusal_for)(declared, headers, url_kwargs)
             if refusal is not None:
                 return await _answer(scope, send, refusal)
             limit = declared.limit

@@ -122,11 +122,31 @@ def test_a_labeler_may_upload(dataset, client, settings):
         assert (status, app.called) == (200, True), path
 
 
-def test_a_device_token_may_upload_to_the_api(dataset):
-    raw = services.create_device_token(name="cam", created_by=None).raw_token
+def test_a_device_token_may_upload_within_its_scope(dataset):
+    from apps.loops.services import create_loop
+
+    issued = services.create_device_token(name="cam", created_by=None)
+    headers = [("Authorization", f"Bearer {issued.raw_token}"), ("Content-Length", "1")]
+    other = DatasetFactory()
+    for path in ("imports", "samples"):
+        app, status, _ = _call(f"/api/v1/datasets/{dataset.pk}/{path}/", headers=headers)
+        assert (status, app.called) == (403, False)  # scoped to no loop yet
+    issued.device_token.loops.add(create_loop(name="line-1", dataset=dataset))
+    for path in ("imports", "samples"):
+        url = f"/api/v1/datasets/{dataset.pk}/{path}/"
+        app, status, _ = _call(url, headers=headers, receive=_body_of(b"x"))
+        assert (status, app.called) == (200, True)
+        app, status, _ = _call(f"/api/v1/datasets/{other.pk}/{path}/", headers=headers)
+        assert (status, app.called) == (403, False)
+
+
+def test_an_unscoped_device_token_may_upload_anywhere(dataset):
+    issued = services.create_device_token(name="cam", created_by=None)
+    issued.device_token.all_loops = True
+    issued.device_token.save()
     app, status, _ = _call(
         f"/api/v1/datasets/{dataset.pk}/imports/",
-        headers=[("Authorization", f"Bearer {raw}"), HUGE],
+        headers=[("Authorization", f"Bearer {issued.raw_token}"), HUGE],
         receive=_body_of(b"x"),
     )
     assert (status, app.called) == (200, True)
