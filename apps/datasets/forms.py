@@ -49,6 +49,11 @@ class UploadForm(forms.Form):
     def __init__(self, *args, may_add_classes: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.may_add_classes = may_add_classes
+        if not may_add_classes:  # not offered; a posted "add" still gets the clear error below
+            field = self.fields["unknown_classes"]
+            field.widget.choices = [
+                c for c in field.choices if c[0] != importing.UNKNOWN_CLASSES_ADD
+            ]
 
     def clean_unknown_classes(self):
         choice = self.cleaned_data["unknown_classes"]

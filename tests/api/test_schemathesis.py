@@ -20,9 +20,11 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from apps.accounts import services as accounts
 from tests.factories import DatasetFactory, UserFactory, make_sample
 
 EXAMPLES_PER_MODE = 20
+DEVICE_EXAMPLES_PER_MODE = 5
 CSRF = "c" * 32
 CHECKS = [
     not_a_server_error,
@@ -70,7 +72,20 @@ def test_the_live_schema_lists_the_operations_fuzzed_here(api_schema):
 
 @pytest.mark.parametrize(("method", "path"), _operations())
 def test_operation_answers_as_documented(method, path, api_schema, admin_session):
-    operation = api_schema[path][method]
+    _fuzz(api_schema[path][method], admin_session, EXAMPLES_PER_MODE)
+
+
+@pytest.mark.parametrize(("method", "path"), _operations())
+def test_operation_answers_a_device_token_as_documented(method, path, api_schema, db):
+    """Devices may do little: their 401/403/404 answers must be documented too."""
+    issued = accounts.create_device_token(name="fuzzer", created_by=None)
+    issued.device_token.all_loops = True
+    issued.device_token.save()
+    auth = {"headers": {"Authorization": f"Bearer {issued.raw_token}"}}
+    _fuzz(api_schema[path][method], auth, DEVICE_EXAMPLES_PER_MODE)
+
+
+def _fuzz(operation, auth: dict, examples_per_mode: int) -> None:
     cases = st.one_of(
         operation.as_strategy(generation_mode=GenerationMode.POSITIVE),
         operation.as_strategy(generation_mode=GenerationMode.NEGATIVE),
@@ -78,13 +93,13 @@ def test_operation_answers_as_documented(method, path, api_schema, admin_session
 
     @given(case=cases)
     @settings(
-        max_examples=2 * EXAMPLES_PER_MODE,
+        max_examples=2 * examples_per_mode,
         deadline=None,
         derandomize=True,
         database=None,
         suppress_health_check=list(HealthCheck),
     )
     def answers_as_documented(case):
-        case.call_and_validate(checks=CHECKS, **admin_session)
+        case.call_and_validate(checks=CHECKS, **auth)
 
     answers_as_documented()

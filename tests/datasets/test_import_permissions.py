@@ -73,6 +73,7 @@ def test_the_upload_page_refuses_add_for_a_labeler_with_a_form_error(client):
     dataset = DatasetFactory()
     client.force_login(UserFactory(role="labeler"))
     url = f"/datasets/{dataset.pk}/upload/"
+    assert b'value="add"' not in client.get(url).content  # not offered
     data = {"files": _files(), "format": "auto", "unknown_classes": "add"}
     page = client.post(url, data)
     assert page.status_code == 200
@@ -87,6 +88,7 @@ def test_the_upload_page_refuses_add_for_a_labeler_with_a_form_error(client):
 def test_the_upload_page_lets_an_admin_add_classes(client):
     dataset = DatasetFactory()
     client.force_login(UserFactory(role="admin"))
+    assert b'value="add"' in client.get(f"/datasets/{dataset.pk}/upload/").content
     data = {"files": _files(), "format": "auto", "unknown_classes": "add"}
     response = client.post(f"/datasets/{dataset.pk}/upload/", data)
     assert response.status_code == 302
