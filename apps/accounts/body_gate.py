@@ -27,6 +27,7 @@ from types import SimpleNamespace
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib import auth
+from django.db import close_old_connections, connection
 from django.urls import Resolver404, resolve
 
 LARGE_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})  # others take at most the small limit
@@ -99,6 +100,21 @@ def _caller(headers: dict[str, str]):
 
 
 def _refusal_for(declared: LargeBody, headers: dict[str, str], url_kwargs: dict) -> Refusal | None:
+    # Runs outside Django's request cycle, which is what closes connections that are broken or
+    # past CONN_MAX_AGE: do the same here (but never inside a transaction: a test's).
+    _close_stale_connection()
+    try:
+        return _check_caller(declared, headers, url_kwargs)
+    finally:
+        _close_stale_connection()
+
+
+def _close_stale_connection() -> None:
+    if not connection.in_atomic_block:
+        close_old_connections()
+
+
+def _check_caller(declared: LargeBody, headers: dict[str, str], url_kwargs: dict):
     from apps.accounts.api_auth import is_device
 
     user = _caller(headers)
@@ -138,8 +154,8 @@ class BodyGate:
             if refusal is not None:
                 return await _answer(scope, send, refusal)
             limit = declared.limit
-        else:
-            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        else:  # Django's own limit for a body read into memory (None: no limit but the server's)
+            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE or settings.REQUEST_MAX_BODY_BYTES
         length = headers.get("content-length")
         if length is not None:
             if not length.isdigit() or int(length) > limit:
