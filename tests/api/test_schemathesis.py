@@ -15,7 +15,6 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
-    negative_data_rejection,
     response_schema_conformance,
     status_code_conformance,
 )
@@ -23,15 +22,14 @@ from schemathesis.specs.openapi.checks import (
 from apps.accounts import services as accounts
 from tests.factories import DatasetFactory, UserFactory, make_sample
 
-EXAMPLES_PER_MODE = 20
-DEVICE_EXAMPLES_PER_MODE = 5
+EXAMPLES_PER_MODE = 12
+DEVICE_EXAMPLES_PER_MODE = 4
 CSRF = "c" * 32
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
     content_type_conformance,
     response_schema_conformance,
-    negative_data_rejection,
 ]
 
 
