@@ -9,7 +9,7 @@ the errors that the portal's shared machinery can give it, so that no view has t
 - 404: the path names an object (it has a parameter);
 - 413: the operation reads a body (apps.accounts.body_gate limits its size).
 
-A view documents more (e.g. 409) with `@extend_schema(responses={409: ErrorSerializer})`.
+A view documents more (e.g. 409) with `@extend_schema(responses={409: ApiErrorSerializer})`.
 """
 
 from drf_spectacular.openapi import AutoSchema
@@ -18,7 +18,7 @@ from rest_framework import serializers
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
-class ErrorSerializer(serializers.Serializer):
+class ApiErrorSerializer(serializers.Serializer):
     """An error: a message in `detail`, or, for invalid input, each field with its messages."""
 
     detail = serializers.CharField(
@@ -49,6 +49,6 @@ class ApiAutoSchema(AutoSchema):
             return bodies
         for code, description in error_codes(self.method, self.path).items():
             if code not in bodies:
-                body = self._get_response_for_code(ErrorSerializer, code, direction=direction)
+                body = self._get_response_for_code(ApiErrorSerializer, code, direction=direction)
                 bodies[code] = {**body, "description": description}
         return dict(sorted(bodies.items()))

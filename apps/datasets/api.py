@@ -26,7 +26,7 @@ from apps.datasets.importing import FORMAT_CHOICES, UNKNOWN_CLASSES_ADD, UNKNOWN
 from apps.datasets.models import Annotation, Dataset, Sample, SampleSource, SampleStatus, Split
 from apps.datasets.pagination import keyset_page
 from apps.jobs import events
-from ilportal.api_schema import ErrorSerializer
+from ilportal.api_schema import ApiErrorSerializer
 
 MAX_API_PAGE = 500
 
@@ -273,7 +273,7 @@ class DatasetDetailView(APIView):
             )
         return Response(DatasetSerializer(self._dataset(dataset_id)).data)
 
-    @extend_schema(responses={204: None, 409: ErrorSerializer})
+    @extend_schema(responses={204: None, 409: ApiErrorSerializer})
     def delete(self, request, dataset_id: int):
         try:
             services.delete_dataset(get_object_or_404(Dataset, pk=dataset_id).pk)
@@ -424,7 +424,7 @@ class SampleDetailView(APIView):
             return _bad_request(str(exc))
         return Response(SampleSerializer(sample).data)
 
-    @extend_schema(responses={204: None, 409: ErrorSerializer})
+    @extend_schema(responses={204: None, 409: ApiErrorSerializer})
     def delete(self, request, sample_id: int):
         try:
             services.delete_sample(get_object_or_404(Sample, pk=sample_id).pk)
