@@ -156,6 +156,11 @@ else:
         "BACKEND": "django.core.files.storage.FileSystemStorage",
         "OPTIONS": {"location": str(MEDIA_ROOT), "base_url": MEDIA_URL},
     }
+# Who sends a file once a view has checked the permission (ilportal/protected_files.py):
+# "django", "x-accel-redirect" (nginx, local storage) or "s3-presigned" (S3).
+FILE_SERVING = envstr("FILE_SERVING", "django")
+FILE_SERVING_ACCEL_PREFIX = envstr("FILE_SERVING_ACCEL_PREFIX", "/protected-media/")
+FILE_SERVING_URL_EXPIRY_S = envint("FILE_SERVING_URL_EXPIRY_S", 60)
 STORAGES = {
     "default": _default_storage,
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
@@ -186,6 +191,9 @@ DATASET_EXPORT_READERS = envint("DATASET_EXPORT_READERS", 8)
 # A finished export's zip is deleted this long after it was made (checked hourly).
 DATASET_EXPORT_KEEP_HOURS = envint("DATASET_EXPORT_KEEP_HOURS", 72)
 DATA_UPLOAD_MAX_NUMBER_FILES = envint("DATASET_MAX_UPLOAD_FILES", 10_000)  # Django's default: 100
+# Any request body: the web server answers 413 past this, before the body is stored anywhere.
+# Views that take larger bodies (uploads) declare who may send them (apps/accounts/body_gate.py).
+REQUEST_MAX_BODY_BYTES = envint("REQUEST_MAX_BODY_BYTES", DATASET_MAX_UPLOAD_BYTES + 16 * 1024**2)
 
 # --- Labeling: how long a claimed sample stays reserved for its labeler ----------------------
 LABELING_CLAIM_MINUTES = envint("LABELING_CLAIM_MINUTES", 30)
@@ -199,7 +207,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["apps.accounts.api_auth.ModelPermissions"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "ilportal.api_schema.ApiAutoSchema",  # documents error answers
     "DEFAULT_PAGINATION_CLASS": None,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
@@ -221,6 +229,9 @@ SPECTACULAR_SETTINGS = {
         "SampleSourceEnum": "apps.datasets.models.SampleSource",
         "AnnotationSourceEnum": "apps.datasets.models.AnnotationSource",
     },
+    # Request bodies get their own components, so that an uploaded file is `format: binary`
+    # (not the `uri` a response would hold) and read-only fields are not asked for.
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 # --- Accounts and sessions -------------------------------------------------------------------

@@ -1,4 +1,3 @@
-from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
@@ -18,16 +17,8 @@ urlpatterns = [
     path("", include("apps.ops.urls")),
     path("admin/", admin.site.urls),
 ]
+# No /media/ route: stored files reach users only through views that check the permission
+# (ilportal/protected_files.py).
 
-if not settings.S3_BUCKET:
-    from django.contrib.auth.decorators import login_required
-    from django.views.static import serve
-
-    # Local media files are served to logged-in users only (datasets are not public).
-    urlpatterns.append(
-        path(
-            "media/<path:path>",
-            login_required(serve),
-            {"document_root": settings.MEDIA_ROOT},
-        )
-    )
+handler404 = "ilportal.error_views.page_not_found"
+handler500 = "ilportal.error_views.server_error"

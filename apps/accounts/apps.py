@@ -1,5 +1,5 @@
 from django.apps import AppConfig
-from django.db.models.signals import post_migrate
+from django.db.models.signals import m2m_changed, post_migrate, post_save
 
 
 class AccountsConfig(AppConfig):
@@ -7,6 +7,19 @@ class AccountsConfig(AppConfig):
     label = "accounts"
 
     def ready(self):
-        from apps.accounts.roles import sync_roles_after_migrate
+        from django.contrib.auth import get_user_model
+
+        from apps.accounts.roles import (
+            staff_follows_role_on_membership,
+            staff_follows_role_on_save,
+            sync_roles_after_migrate,
+        )
 
         post_migrate.connect(sync_roles_after_migrate, dispatch_uid="accounts.sync_roles")
+        User = get_user_model()
+        post_save.connect(staff_follows_role_on_save, sender=User, dispatch_uid="accounts.staff")
+        m2m_changed.connect(
+            staff_follows_role_on_membership,
+            sender=User.groups.through,
+            dispatch_uid="accounts.staff_membership",
+        )

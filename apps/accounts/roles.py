@@ -4,7 +4,9 @@ Each app adds the codenames its features need here; `sync_roles` runs after ever
 so a new permission reaches existing installations without a data migration.
 """
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
+from django.db.models import Q
 
 ADMIN = "admin"
 LABELER = "labeler"
@@ -51,6 +53,49 @@ def sync_roles() -> None:
             group.permissions.set(Permission.objects.all())
         else:
             group.permissions.set(_permissions(codenames))
+    sync_staff_flags()
+
+
+# Admins manage users in Django admin, which lets in only staff: a user is staff exactly when
+# they hold the admin role (or are a superuser). Kept in sync wherever roles change: the
+# signals below (group membership, user saves) and sync_roles() for existing users.
+
+
+def _should_be_staff(user) -> bool:
+    return user.is_superuser or user.groups.filter(name=ADMIN).exists()
+
+
+def sync_staff_flags() -> None:
+    User = get_user_model()
+    admins = Q(is_superuser=True) | Q(groups__name=ADMIN)
+    User.objects.filter(admins, is_staff=False).update(is_staff=True)
+    User.objects.filter(is_staff=True).exclude(admins).update(is_staff=False)
+
+
+def sync_staff_flag(user) -> None:
+    staff = _should_be_staff(user)
+    if user.is_staff != staff:
+        type(user).objects.filter(pk=user.pk).update(is_staff=staff)
+        user.is_staff = staff
+
+
+def staff_follows_role_on_save(sender, instance, raw=False, **kwargs) -> None:
+    if not raw:
+        sync_staff_flag(instance)
+
+
+def staff_follows_role_on_membership(sender, instance, action, reverse, model, pk_set, **kwargs):
+    if action not in ("post_add", "post_remove", "post_clear"):
+        return
+    if isinstance(instance, Group):  # group.user_set changed: these users
+        users = instance.user_set.all() if pk_set is None else model.objects.filter(pk__in=pk_set)
+        if action == "post_clear":
+            sync_staff_flags()
+            return
+        for user in users:
+            sync_staff_flag(user)
+    else:
+        sync_staff_flag(instance)
 
 
 def sync_roles_after_migrate(sender, **kwargs) -> None:

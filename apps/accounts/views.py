@@ -1,6 +1,6 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from apps.accounts import services
@@ -27,6 +27,6 @@ def device_tokens(request):
 @require_POST
 @permission_required("accounts.change_devicetoken", raise_exception=True)
 def revoke_token(request, token_id: int):
-    token = services.revoke_device_token(token_id)
+    token = services.revoke_device_token(get_object_or_404(DeviceToken, pk=token_id).pk)
     messages.success(request, f"Token {token} revoked.")
     return redirect("accounts:device_tokens")

@@ -11,7 +11,7 @@ from django.db.models import Count
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import renderers, serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -19,6 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts.api_auth import is_device
+from apps.accounts.body_gate import LargeBody
 from apps.datasets import services
 from apps.datasets.boxes import BoxRejected
 from apps.datasets.exporting import EXPORT_FORMAT_LABELS, ExportError, start_export
@@ -36,6 +37,7 @@ from apps.datasets.pagination import keyset_page
 from apps.datasets.views import export_file_response, import_report_response
 from apps.jobs import events
 from apps.jobs.models import Job
+from ilportal.api_schema import ApiErrorSerializer
 
 MAX_API_PAGE = 500
 
@@ -55,8 +57,14 @@ class BoxSerializer(serializers.Serializer):
 
 
 class DatasetSerializer(serializers.ModelSerializer):
+    class_names = serializers.ListField(
+        child=serializers.CharField(max_length=100),
+        help_text="The dataset's classes, in order (may be empty: add them later).",
+    )
     sample_count = serializers.IntegerField(read_only=True)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = Dataset
@@ -85,7 +93,9 @@ class DatasetChangeSerializer(serializers.Serializer):
 
 class AnnotationSerializer(serializers.ModelSerializer):
     boxes = BoxSerializer(many=True, read_only=True)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = Annotation
@@ -149,7 +159,7 @@ class SampleUploadSerializer(serializers.Serializer):
     boxes = serializers.CharField(
         required=False, help_text='JSON list of boxes: [{"class_name", "x1", "y1", "x2", "y2"}].'
     )
-    split = serializers.ChoiceField(choices=Split.choices, required=False)
+    split = serializers.ChoiceField(choices=Split.choices, required=False, allow_blank=True)
     captured_at = serializers.DateTimeField(required=False)
 
     def validate_boxes(self, raw):
@@ -160,6 +170,38 @@ class SampleUploadSerializer(serializers.Serializer):
         boxes = BoxSerializer(data=data, many=True)
         boxes.is_valid(raise_exception=True)
         return [BoxSerializer().to_labeled_box(box) for box in boxes.validated_data]
+
+
+class SampleStatusChangeSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=SampleStatus.choices)
+
+
+# Built with type() because one query parameter is named `class`. An empty value means "any".
+SampleQuerySerializer = type(
+    "SampleQuerySerializer",
+    (serializers.Serializer,),
+    {
+        "status": serializers.ChoiceField(
+            choices=SampleStatus.choices, required=False, allow_blank=True
+        ),
+        "split": serializers.ChoiceField(choices=Split.choices, required=False, allow_blank=True),
+        "source": serializers.ChoiceField(
+            choices=SampleSource.choices, required=False, allow_blank=True
+        ),
+        "class": serializers.CharField(
+            max_length=100,
+            required=False,
+            allow_blank=True,
+            help_text="Samples with a box of this class",
+        ),
+        "after": serializers.IntegerField(
+            min_value=0, max_value=2**63 - 1, required=False, help_text="next_after of a page"
+        ),
+        "limit": serializers.IntegerField(
+            min_value=1, max_value=MAX_API_PAGE, required=False, help_text="Page size"
+        ),
+    },
+)
 
 
 class AnnotationCreateSerializer(serializers.Serializer):
@@ -273,7 +315,7 @@ class DatasetDetailView(JsonRefusalsMixin, APIView):
             )
         return Response(DatasetSerializer(self._dataset(dataset_id)).data)
 
-    @extend_schema(responses={204: None, 409: None})
+    @extend_schema(responses={204: None, 409: ApiErrorSerializer})
     def delete(self, request, dataset_id: int):
         try:
             services.delete_dataset(get_object_or_404(Dataset, pk=dataset_id).pk)
@@ -282,37 +324,42 @@ class DatasetDetailView(JsonRefusalsMixin, APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+def _sample_request_limit() -> int:
+    return settings.DATASET_MAX_IMAGE_BYTES + settings.DATA_UPLOAD_MAX_MEMORY_SIZE  # image + boxes
+
+
 class DatasetSamplesView(APIView):
     required_permissions = {"GET": "datasets.view_sample", "POST": "datasets.add_sample"}
+    large_body = LargeBody("datasets.add_sample", _sample_request_limit)
     parser_classes = [MultiPartParser, FormParser]
 
     @extend_schema(
-        parameters=[
-            OpenApiParameter("status", enum=SampleStatus.values),
-            OpenApiParameter("split", enum=Split.values),
-            OpenApiParameter("source", enum=SampleSource.values),
-            OpenApiParameter("class", str, description="Samples with a box of this class"),
-            OpenApiParameter("after", int, description="Keyset cursor: next_after of a page"),
-            OpenApiParameter("limit", int, description=f"Page size, at most {MAX_API_PAGE}"),
-        ],
+        parameters=[SampleQuerySerializer],
         responses=inline_serializer(
             "SamplePage",
-            {"results": SampleSerializer(many=True), "next_after": serializers.IntegerField()},
+            {
+                "results": SampleSerializer(many=True),
+                "next_after": serializers.IntegerField(
+                    allow_null=True, help_text="Pass as `after` for the next page; null: last page."
+                ),
+            },
         ),
     )
     def get(self, request, dataset_id: int):
         dataset = get_object_or_404(Dataset, pk=dataset_id)
-        try:
-            limit = min(
-                int(request.query_params.get("limit", settings.DATASET_PAGE_SIZE)), MAX_API_PAGE
-            )
-        except ValueError:
-            return _bad_request("limit must be an integer.")
-        filters = services.SampleFilters.from_query(request.query_params)
+        query = SampleQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        wanted = query.validated_data
+        filters = services.SampleFilters(
+            status=wanted.get("status", ""),
+            split=wanted.get("split", ""),
+            source=wanted.get("source", ""),
+            class_name=wanted.get("class", "").strip(),
+        )
         page = keyset_page(
             services.filtered_samples(dataset.pk, filters),
-            after=request.query_params.get("after"),
-            size=max(limit, 1),
+            after=wanted.get("after"),
+            size=wanted.get("limit", settings.DATASET_PAGE_SIZE),
         )
         results = SampleSerializer(page.items, many=True, context=_sample_context(page.items))
         return Response({"results": results.data, "next_after": page.next_after})
@@ -328,6 +375,11 @@ class DatasetSamplesView(APIView):
         incoming = SampleUploadSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         data = incoming.validated_data
+        if data["image"].size > settings.DATASET_MAX_IMAGE_BYTES:  # checked before it is read
+            return Response(
+                {"detail": f"The image is larger than {settings.DATASET_MAX_IMAGE_BYTES:,} bytes."},
+                status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            )
         try:
             stored = services.store_sample(
                 dataset,
@@ -348,6 +400,7 @@ class DatasetSamplesView(APIView):
 
 class DatasetImportView(APIView):
     required_permissions = {"POST": "datasets.add_sample"}
+    large_body = LargeBody("datasets.add_sample", "DATASET_MAX_UPLOAD_BYTES")
     parser_classes = [MultiPartParser]
 
     @extend_schema(
@@ -371,6 +424,11 @@ class DatasetImportView(APIView):
         incoming = ImportSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         files = incoming.validated_data["files"]
+        adds_classes = incoming.validated_data["unknown_classes"] == UNKNOWN_CLASSES_ADD
+        if adds_classes and not request.user.has_perm(services.ADD_CLASSES_PERMISSION):
+            return Response(
+                {"detail": services.ADD_CLASSES_REFUSED}, status=status.HTTP_403_FORBIDDEN
+            )
         if sum(f.size for f in files) > settings.DATASET_MAX_UPLOAD_BYTES:
             return _bad_request(f"The upload is larger than {settings.DATASET_MAX_UPLOAD_BYTES:,}.")
         device = is_device(request.user)
@@ -409,21 +467,18 @@ class SampleDetailView(JsonRefusalsMixin, APIView):
         )
         return Response(SampleSerializer(sample).data)
 
-    @extend_schema(
-        request=inline_serializer(
-            "SampleStatusChange", {"status": serializers.ChoiceField(choices=SampleStatus.choices)}
-        ),
-        responses=SampleSerializer,
-    )
+    @extend_schema(request=SampleStatusChangeSerializer, responses=SampleSerializer)
     def patch(self, request, sample_id: int):
         get_object_or_404(Sample, pk=sample_id)
+        change = SampleStatusChangeSerializer(data=request.data)
+        change.is_valid(raise_exception=True)
         try:
-            sample = services.set_sample_status(sample_id, str(request.data.get("status", "")))
+            sample = services.set_sample_status(sample_id, change.validated_data["status"])
         except services.DatasetError as exc:
             return _bad_request(str(exc))
         return Response(SampleSerializer(sample).data)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(responses={204: None, 409: ApiErrorSerializer})
     def delete(self, request, sample_id: int):
         try:
             services.delete_sample(get_object_or_404(Sample, pk=sample_id).pk)

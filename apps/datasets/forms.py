@@ -1,7 +1,7 @@
 from django import forms
 from django.conf import settings
 
-from apps.datasets import importing
+from apps.datasets import importing, services
 from apps.datasets.exporting import EXPORT_FORMAT_LABELS
 from apps.datasets.models import SampleSource, SampleStatus, Split
 
@@ -59,6 +59,21 @@ class UploadForm(forms.Form):
         return (
             self.cleaned_data["listed_without_labels"] or importing.LISTED_WITHOUT_LABELS_UNLABELED
         )
+
+    def __init__(self, *args, may_add_classes: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.may_add_classes = may_add_classes
+        if not may_add_classes:  # not offered; a posted "add" still gets the clear error below
+            field = self.fields["unknown_classes"]
+            field.widget.choices = [
+                c for c in field.choices if c[0] != importing.UNKNOWN_CLASSES_ADD
+            ]
+
+    def clean_unknown_classes(self):
+        choice = self.cleaned_data["unknown_classes"]
+        if choice == importing.UNKNOWN_CLASSES_ADD and not self.may_add_classes:
+            raise forms.ValidationError(services.ADD_CLASSES_REFUSED)
+        return choice
 
     def clean_files(self):
         files = self.cleaned_data["files"]

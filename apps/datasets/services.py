@@ -78,6 +78,14 @@ def create_dataset(
     )
 
 
+# Adding classes changes the dataset: the PATCH endpoint, and an import that adds the classes it
+# meets (unknown_classes=add), need this permission (admins; not labelers, not device tokens).
+ADD_CLASSES_PERMISSION = "datasets.change_dataset"
+ADD_CLASSES_REFUSED = (
+    "Only admins may add classes to a dataset; ask one, or reject unknown classes."
+)
+
+
 def add_classes(dataset_id: int, names: list[str]) -> list[str]:
     """Appends the names the dataset lacks (in the given order); returns those added."""
     with transaction.atomic():
@@ -438,11 +446,15 @@ class SampleFilters:
 
     @classmethod
     def from_query(cls, query) -> "SampleFilters":
+        def value(key: str) -> str:
+            # No stored value holds a NUL, and PostgreSQL refuses one in a query: drop it.
+            return query.get(key, "").replace("\x00", "").strip()
+
         return cls(
-            status=query.get("status", "").strip(),
-            split=query.get("split", "").strip(),
-            source=query.get("source", "").strip(),
-            class_name=query.get("class", "").strip(),
+            status=value("status"),
+            split=value("split"),
+            source=value("source"),
+            class_name=value("class"),
         )
 
     def as_query(self) -> dict[str, str]:

@@ -3,11 +3,12 @@ from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.files.storage import default_storage
 from django.db.models import Count
-from django.http import FileResponse, Http404, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from apps.accounts.body_gate import accepts_large_body
 from apps.datasets import exporting, services
 from apps.datasets.forms import EXPORT_FORMATS, DatasetForm, SampleFilterForm, UploadForm
 from apps.datasets.import_report import report_storage_name
@@ -16,6 +17,7 @@ from apps.datasets.pagination import keyset_page
 from apps.datasets.thumbnails import ensure_thumbnail
 from apps.jobs import events
 from apps.jobs.models import Job
+from ilportal.protected_files import stored_file_response
 
 
 @permission_required("datasets.view_dataset", raise_exception=True)
@@ -94,11 +96,16 @@ def dataset_detail(request, dataset_id: int):
     )
 
 
+@accepts_large_body("datasets.add_sample", "DATASET_MAX_UPLOAD_BYTES")
 @permission_required("datasets.add_sample", raise_exception=True)
 def upload(request, dataset_id: int):
     dataset = get_object_or_404(Dataset, pk=dataset_id)
     wants_json = "application/json" in request.headers.get("Accept", "")
-    form = UploadForm(request.POST or None, request.FILES or None)
+    form = UploadForm(
+        request.POST or None,
+        request.FILES or None,
+        may_add_classes=request.user.has_perm(services.ADD_CLASSES_PERMISSION),
+    )
     if request.method == "POST":
         if form.is_valid():
             job = services.start_import(
@@ -137,16 +144,13 @@ def import_report(request, job_id: int):
     return import_report_response(get_object_or_404(Job, pk=job_id, kind="dataset_import"))
 
 
-def import_report_response(job) -> FileResponse:
+def import_report_response(job) -> HttpResponse:
     """The import's full report, streamed from storage (the caller checked the permission)."""
     name = report_storage_name(job.pk)
     if not default_storage.exists(name):
         raise Http404("This import has no saved report (it has not finished, or it failed).")
-    return FileResponse(
-        default_storage.open(name, "rb"),
-        as_attachment=True,
-        filename=f"import-{job.pk}-report.csv",
-        content_type="text/csv",
+    return stored_file_response(
+        name, as_attachment=True, filename=f"import-{job.pk}-report.csv", content_type="text/csv"
     )
 
 
@@ -201,23 +205,22 @@ def export_download(request, job_id: int):
     return export_file_response(job)
 
 
-def export_file_response(job) -> FileResponse:
+def export_file_response(job) -> HttpResponse:
     """The finished export's zip, streamed from storage (the caller checked the permission)."""
     name = exporting.export_storage_name(job.pk)
     if job.status != "succeeded" or not default_storage.exists(name):
         raise Http404("This export has no file (it has not finished, or it failed).")
-    return FileResponse(
-        default_storage.open(name, "rb"),
+    return stored_file_response(
+        name,
         as_attachment=True,
         filename=exporting.download_file_name(job),
         content_type="application/zip",
     )
 
 
-def _storage_response(name: str, content_type: str | None = None) -> FileResponse:
-    response = FileResponse(default_storage.open(name, "rb"), content_type=content_type)
-    response["Cache-Control"] = "private, max-age=86400"  # content-addressed: never changes
-    return response
+def _storage_response(name: str, content_type: str | None = None):
+    # Content-addressed: the file under a name never changes.
+    return stored_file_response(name, content_type=content_type, immutable=True)
 
 
 @permission_required("datasets.view_sample", raise_exception=True)

@@ -2,10 +2,11 @@ from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.http import FileResponse, Http404
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from apps.accounts.body_gate import accepts_large_body
 from apps.jobs import services as jobs
 from apps.jobs.models import ACTIVE_STATUSES, Job
 from apps.loops import services
@@ -17,6 +18,7 @@ from apps.loops.forms import (
     VersionUploadForm,
 )
 from apps.loops.models import DeploymentAction, Loop, ModelVersion
+from ilportal.protected_files import stored_file_response
 
 OPERATE = "loops.operate_loop"
 
@@ -32,6 +34,7 @@ def loop_list(request):
     return render(request, "loops/loop_list.html", {"loops": loops})
 
 
+@accepts_large_body("loops.add_loop", "REQUEST_MAX_BODY_BYTES")  # an initial model archive
 @permission_required("loops.add_loop", raise_exception=True)
 def loop_create(request):
     form = LoopForm(request.POST or None, request.FILES or None)
@@ -146,7 +149,7 @@ def version_download(request, loop_id: int, number: int, what: str):
     if not field:
         raise Http404("No such file for this version.")
     filename = f"{version.loop.name}-{version.label}" + (".zip" if what == "archive" else ".tflite")
-    return FileResponse(field.open("rb"), as_attachment=True, filename=filename)
+    return stored_file_response(field.name, as_attachment=True, filename=filename)
 
 
 def _act(request, loop: Loop, start):
@@ -229,6 +232,7 @@ def delete_version(request, loop_id: int, number: int):
     return redirect("loops:detail", loop_id=loop_id)
 
 
+@accepts_large_body("loops.add_modelversion", "REQUEST_MAX_BODY_BYTES")
 @require_POST
 @permission_required("loops.add_modelversion", raise_exception=True)
 def add_version(request, loop_id: int):
