@@ -99,7 +99,11 @@ def staff_follows_role_on_membership(sender, instance, action, reverse, model, p
 
 
 def sync_roles_after_migrate(sender, **kwargs) -> None:
-    if sender.label == "accounts":
+    """post_migrate is sent once per installed app, in INSTALLED_APPS order, and each app's
+    permissions are created by its own: only after the last one do all of them exist."""
+    from django.apps import apps
+
+    if sender.label == list(apps.get_app_configs())[-1].label:
         sync_roles()
 
 

@@ -64,3 +64,17 @@ def test_kinds_that_need_input_cannot_be_started_from_the_jobs_page(client):
     assert "start-system_check" in page and "start-train" not in page
     assert client.post("/jobs/start/train/").status_code == 404
     assert Job.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_a_fresh_migrate_gives_roles_the_permissions_of_every_app():
+    """The test database was just migrated: no test here has synced the roles by hand."""
+    from django.contrib.auth.models import Group, Permission
+
+    admin = Group.objects.get(name="admin")
+    assert admin.permissions.count() == Permission.objects.count()
+    labeler_codenames = set(
+        Group.objects.get(name="labeler").permissions.values_list("codename", flat=True)
+    )
+    assert {"add_annotation", "view_loop"} <= labeler_codenames
+    assert admin.permissions.filter(content_type__app_label="labeling").exists()
