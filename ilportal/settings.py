@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "apps.dashboard",
     "apps.loops",
     "apps.datasets",
+    "apps.triggers",
 ]
 
 MIDDLEWARE = [
@@ -125,6 +126,9 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILE = str(VAR_DIR / "celerybeat-schedule")
 WORKER_HEARTBEAT_INTERVAL_S = envint("WORKER_HEARTBEAT_INTERVAL_S", 10)
 WORKER_HEARTBEAT_MAX_AGE_S = envint("WORKER_HEARTBEAT_MAX_AGE_S", 60)
+# How often Celery beat evaluates every trigger rule (time rules, finished measurements).
+# Labels and deploys are evaluated at once as events; this period only bounds the rest.
+TRIGGER_CHECK_PERIOD_S = max(1, envint("TRIGGER_CHECK_PERIOD_S", 10))
 JOB_PROGRESS_MIN_INTERVAL_S = float(envstr("JOB_PROGRESS_MIN_INTERVAL_S", "0.5"))
 
 # --- Files: local under var/media, or S3-compatible object storage --------------------------
