@@ -98,11 +98,11 @@ def metric_value(metrics: dict, metric: str, class_name: str = "") -> float | No
     return None if value is None else float(value)
 
 
-def value_at_deploy(loop: Loop, metric: str, class_name: str, since) -> float | None:
+def value_at_deploy(version_id: int, metric: str, class_name: str, since) -> float | None:
     """The deployed version's metric on the edge set as last measured before it went live
     (else its earliest edge evaluation)."""
     evaluations = Evaluation.objects.filter(
-        version_id=loop.deployed_version_id, evaluation_set=EvaluationSet.EDGE
+        version_id=version_id, evaluation_set=EvaluationSet.EDGE
     )
     before = evaluations.filter(created_at__lte=since).order_by("-created_at", "-id").first()
     chosen = before or evaluations.order_by("created_at", "id").first()

@@ -157,7 +157,7 @@ def judge_precision(rule: TriggerRule, now: datetime) -> Outcome:
             f"< {rule.threshold}" if holds else f"≥ {rule.threshold}"
         )
     else:
-        baseline = conditions.value_at_deploy(loop, rule.metric, rule.class_name, since)
+        baseline = conditions.value_at_deploy(deployed.pk, rule.metric, rule.class_name, since)
         if baseline is None:
             return Outcome(
                 Verdict.WAITING,
