@@ -6,7 +6,7 @@ from apps.datasets.models import Sample
 from apps.loops.models import ModelVersion, TrainedSample, VersionSource
 from apps.triggers import services
 from tests.factories import DatasetFactory, make_sample
-from tests.loops.conftest import tiny_yaml
+from tests.loops.conftest import synthetic_dataset, tiny_loop, tiny_yaml  # noqa: F401
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
