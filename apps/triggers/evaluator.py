@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
+from django.db.models import Count, Max
 from django.utils import timezone
 
 from apps.jobs.models import ACTIVE_STATUSES, Job, JobStatus, JobTrigger
@@ -106,7 +107,10 @@ def judge_time(rule: TriggerRule, now: datetime) -> Outcome:
 
 
 def judge_sample_count(rule: TriggerRule, now: datetime) -> Outcome:
-    count = conditions.unseen_labeled_samples(rule.loop, rule.class_name).count()
+    unseen = conditions.unseen_labeled_samples(rule.loop, rule.class_name).aggregate(
+        count=Count("pk"), newest=Max("current_annotation_id")
+    )
+    count = unseen["count"]
     trained = conditions.latest_trained_version(rule.loop)
     of_class = f" of class {rule.class_name}" if rule.class_name else ""
     inputs = {
@@ -118,9 +122,10 @@ def judge_sample_count(rule: TriggerRule, now: datetime) -> Outcome:
     text = f"{count} of {rule.min_samples} new labels{of_class}"
     if count < rule.min_samples:
         return Outcome(Verdict.WAITING, Reason.BELOW_COUNT, text, inputs)
-    return Outcome(
-        Verdict.FIRED, Reason.CONDITION_MET, text, inputs, fire_key=f"seq:{rule.fire_count + 1}"
-    )
+    # The same labels fire once: a new label (or relabel), or a new trained version, is new
+    # evidence. A failed training is therefore not retried until then (or "Fire now").
+    evidence = f"labels:v{trained.pk if trained else 0}:a{unseen['newest']}:n{count}"
+    return Outcome(Verdict.FIRED, Reason.CONDITION_MET, text, inputs, fire_key=evidence)
 
 
 def judge_precision(rule: TriggerRule, now: datetime) -> Outcome:

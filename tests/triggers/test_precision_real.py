@@ -64,9 +64,40 @@ def test_precision_rule_measures_fresh_samples_and_fires_below_the_bound(tiny_lo
     assert decision.verdict == expected
     Job.objects.filter(kind="train", status="queued").update(status="cancelled")
 
-    # A bound just at the value: not below it, so no firing; the measurement is reused.
+    # The same measurement never fires twice; a bound at the value is not "below" it.
     services.update_rule(rule, {"threshold": max(measured, 1e-6)})
     decision = evaluate_rule(rule.pk)
     assert decision.inputs["value"] == pytest.approx(measured)
-    assert decision.verdict == ("waiting" if measured > 0 else "fired")
+    if measured >= 1e-6:
+        assert (decision.verdict, decision.reason) == ("waiting", "metric_ok")
+    else:
+        assert (decision.verdict, decision.reason) == ("suppressed", "already_fired")
     assert Job.objects.filter(kind="evaluate").count() == 1
+
+
+def test_drop_rule_compares_a_real_measurement_with_the_value_at_deploy(tiny_loop, admin_user):
+    run(loops.start_training(tiny_loop, user=admin_user), run_training)
+    v1 = ModelVersion.objects.get()
+    run(loops.start_evaluation(v1, user=admin_user), run_evaluation)  # the value at deploy
+    at_deploy = Evaluation.objects.get(version=v1, evaluation_set="edge").metrics["recall"]
+    loops.move_deployed_pointer(v1.pk, action="deploy", started_by="test", reason="", job_id=None)
+    loop = Loop.objects.get(pk=tiny_loop.pk)
+    rule = services.create_rule(
+        loop,
+        {
+            "name": "recall drop",
+            "kind": "precision",
+            "metric": "recall",
+            "comparison": "drop",
+            "threshold": 0.05,
+            "min_fresh_samples": 4,
+        },
+    )
+    add_synthetic_samples(loop.dataset, 4, domain="edge", split="train", source="device", seed=41)
+    run(evaluate_rule(rule.pk).job, run_evaluation)
+    decision = evaluate_rule(rule.pk)
+    measured = Job.objects.get(kind="evaluate", params__has_key="sample_ids").result["metrics"]
+    assert decision.inputs["at_deploy"] == pytest.approx(at_deploy)
+    assert decision.inputs["value"] == pytest.approx(measured["recall"])
+    dropped = at_deploy - measured["recall"] >= 0.05
+    assert decision.verdict == ("fired" if dropped else "waiting")

@@ -15,6 +15,10 @@ def test_cooldown(loop):
     label(loop, 1)
     assert evaluate_rule(rule.pk, now=T0).verdict == "fired"
     Job.objects.update(status="failed")  # the training failed: the labels are still unseen
+    # The same labels do not fire twice (a failing training is not retried in a loop) ...
+    decision = evaluate_rule(rule.pk, now=T0 + timedelta(minutes=31))
+    assert (decision.verdict, decision.reason) == ("suppressed", "already_fired")
+    label(loop, 1)  # ... new evidence does, after the cooldown
     decision = evaluate_rule(rule.pk, now=T0 + timedelta(minutes=29))
     assert (decision.verdict, decision.reason) == ("suppressed", "cooldown")
     assert decision.inputs["cooldown_until"] == (T0 + timedelta(minutes=30)).isoformat()
