@@ -224,7 +224,7 @@ def _replay_precision(rule, gate, result):
         )
     for job in Job.objects.filter(
         kind="evaluate",
-        scope=loop.job_scope,
+        scope__startswith=loop.job_scope,
         status="succeeded",
         finished_at__gt=result.start,
         finished_at__lte=result.end,

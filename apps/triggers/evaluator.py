@@ -16,7 +16,7 @@ from django.db.models import Count, Max
 from django.utils import timezone
 
 from apps.jobs.models import ACTIVE_STATUSES, Job, JobStatus, JobTrigger
-from apps.jobs.services import JobAlreadyActive, JobError, JobPermissionDenied
+from apps.jobs.services import JobAlreadyActive, JobError, JobPermissionDenied, start_job
 from apps.loops import services as loops
 from apps.triggers import conditions, schedule
 from apps.triggers.models import (
@@ -297,13 +297,25 @@ def _suppress(outcome: Outcome, reason: str, why: str) -> Outcome:
     return outcome
 
 
+def measure_scope(loop) -> str:
+    return f"{loop.job_scope}:measure"
+
+
 def _start_measurement(rule: TriggerRule, outcome: Outcome, cause: str) -> Outcome:
+    loop = rule.loop
     try:
-        job = loops.start_evaluation(
-            rule.loop.deployed_version,
+        # Its own scope: a measurement never blocks the loop's evaluations (the one after a
+        # training, a click on Evaluate), nor do they block it.
+        job = start_job(
+            "evaluate",
             trigger=JobTrigger.RULE,
             started_by=_started_by(rule, cause),
-            sample_ids=[sample_id for sample_id, _ in outcome.measure_pairs],
+            scope=measure_scope(loop),
+            params={
+                "loop_id": loop.pk,
+                "version_id": loop.deployed_version_id,
+                "sample_ids": [sample_id for sample_id, _ in outcome.measure_pairs],
+            },
         )
     except JobAlreadyActive as exc:
         outcome = _suppress(outcome, Reason.JOB_RUNNING, f"{exc.job.kind} job #{exc.job.pk} runs")

@@ -66,7 +66,12 @@ class RuleInvalid(Exception):
         self.errors = errors
 
 
-def _positive(errors, data, field, label, *, required):
+MAX_COUNT = 10_000_000
+MAX_MINUTES = 366 * 24 * 60  # a year: a longer period or cooldown is a typo
+MAX_HOURS = 366 * 24
+
+
+def _positive(errors, data, field, label, *, required, maximum=MAX_COUNT):
     value = data.get(field)
     if value is None:
         if required:
@@ -74,6 +79,8 @@ def _positive(errors, data, field, label, *, required):
         return
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         errors[field] = f"{label.capitalize()} must be a whole number above 0."
+    elif value > maximum:
+        errors[field] = f"{label.capitalize()} must be at most {maximum}."
 
 
 def check_rule(loop: Loop, data: dict) -> dict:
@@ -93,6 +100,8 @@ def check_rule(loop: Loop, data: dict) -> dict:
     cooldown = values["cooldown_minutes"]
     if isinstance(cooldown, bool) or not isinstance(cooldown, int) or cooldown < 0:
         errors["cooldown_minutes"] = "The cooldown is a whole number of minutes, 0 or more."
+    elif cooldown > MAX_MINUTES:
+        errors["cooldown_minutes"] = f"The cooldown is at most {MAX_MINUTES} minutes (a year)."
     values["time_zone"] = (values["time_zone"] or "UTC").strip()
     try:
         schedule.zone(values["time_zone"])
@@ -154,9 +163,17 @@ def _check_time(values, errors):
         except schedule.ScheduleError as exc:
             errors["cron"] = str(exc)
     else:
-        _positive(errors, values, "every", "the interval", required=True)
         if values["every_unit"] not in IntervalUnit.values:
             errors["every_unit"] = f"Choose one of {', '.join(IntervalUnit.values)}."
+        hours = values["every_unit"] == IntervalUnit.HOURS
+        _positive(
+            errors,
+            values,
+            "every",
+            "the interval",
+            required=True,
+            maximum=MAX_HOURS if hours else MAX_MINUTES,
+        )
 
 
 def _check_precision(values, errors):

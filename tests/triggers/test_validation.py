@@ -43,7 +43,17 @@ PRECISION = {
             "time_zone",
             "IANA",
         ),
+        ({"name": "t", "kind": "time", "every": 10**12}, "every", "at most"),
+        ({"name": "t", "kind": "time", "every": 9000, "every_unit": "hours"}, "every", "at most"),
+        (
+            {"name": "t", "kind": "time", "every": 5, "cooldown_minutes": 10**9},
+            "cooldown_minutes",
+            "a year",
+        ),
+        ({"name": "t", "kind": "time", "cron": "0 0 30 2 *"}, "cron", "Invalid cron"),
+        ({"name": "t", "kind": "time", "cron": "@daily"}, "cron", "five fields"),
         ({"name": "t", "kind": "sample_count"}, "min_samples", "Give"),
+        ({"name": "t", "kind": "sample_count", "min_samples": 10**10}, "min_samples", "at most"),
         ({"name": "t", "kind": "sample_count", "min_samples": 0}, "min_samples", "above 0"),
         (
             {"name": "t", "kind": "sample_count", "min_samples": 5, "class_name": "dog"},
