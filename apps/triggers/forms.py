@@ -17,7 +17,7 @@ class RuleForm(forms.Form):
     kind = forms.ChoiceField(choices=RuleKind.choices)
     action = forms.ChoiceField(choices=RuleAction.choices, initial=RuleAction.TRAIN)
     enabled = forms.BooleanField(required=False, initial=True)
-    every = forms.IntegerField(required=False, label="Every", help_text="Time rules: N …")
+    every = forms.IntegerField(required=False, label="Every")
     every_unit = forms.ChoiceField(choices=IntervalUnit.choices, initial=IntervalUnit.MINUTES)
     cron = forms.CharField(
         required=False,
@@ -25,13 +25,20 @@ class RuleForm(forms.Form):
         label="or cron",
         help_text="Five fields, e.g. 0 2 * * * (02:00 every day, in the time zone below).",
     )
-    window_start = forms.TimeField(required=False, label="Window from", help_text="HH:MM")
+    window_start = forms.TimeField(
+        required=False,
+        label="Window from",
+        widget=forms.TimeInput(format="%H:%M", attrs={"type": "time"}),
+    )
     window_end = forms.TimeField(
-        required=False, label="to", help_text="HH:MM; before the start wraps midnight"
+        required=False,
+        label="to",
+        help_text="HH:MM; an end before the start wraps midnight (22:00–02:00)",
+        widget=forms.TimeInput(format="%H:%M", attrs={"type": "time"}),
     )
     time_zone = forms.CharField(max_length=64, initial="UTC", help_text="IANA, e.g. Europe/Berlin")
     min_samples = forms.IntegerField(required=False, label="New labels at least")
-    class_name = forms.CharField(required=False, label="Only class")
+    class_name = forms.ChoiceField(required=False, label="Only class")
     metric = forms.ChoiceField(
         required=False, choices=_optional_choices((m, m) for m in OVERALL_METRICS)
     )
@@ -47,6 +54,9 @@ class RuleForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.loop = loop
         self.values = None
+        self.fields["class_name"].choices = [("", "all classes")] + [
+            (name, name) for name in loop.dataset.class_names
+        ]
 
     def clean(self):
         cleaned = super().clean()
@@ -59,3 +69,21 @@ class RuleForm(forms.Form):
             for field, message in exc.errors.items():
                 self.add_error(field if field in self.fields else None, message)
         return cleaned
+
+    FIELDSETS = [
+        ("Rule", "", ["name", "kind", "action", "enabled", "cooldown_minutes"]),
+        ("Schedule", "time", ["every", "every_unit", "cron"]),
+        ("New labels", "sample_count", ["min_samples"]),
+        ("Metric of the deployed version", "precision", ["metric", "comparison", "threshold",
+                                                          "min_fresh_samples"]),
+        ("Class", "sample_count precision", ["class_name"]),
+        ("Daily window (optional, any rule)", "", ["window_start", "window_end", "time_zone"]),
+        ("Dry run", "", ["dry_run_days"]),
+    ]  # fmt: skip
+
+    def fieldsets(self):
+        """(legend, kinds it applies to, bound fields) for the template."""
+        return [
+            (legend, kinds, [self[name] for name in names])
+            for legend, kinds, names in self.FIELDSETS
+        ]

@@ -49,7 +49,7 @@ def _edit(request, loop: Loop, rule: TriggerRule | None):
     return render(
         request,
         "triggers/rule_form.html",
-        {"loop": loop, "rule": rule, "form": form, "replay": replay and replay.as_json()},
+        {"loop": loop, "rule": rule, "form": form, "replay": replay},
     )
 
 
