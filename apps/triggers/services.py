@@ -5,7 +5,7 @@ field values or raises RuleInvalid with a message per field, so a rule is never 
 """
 
 from dataclasses import dataclass
-from datetime import time
+from datetime import time, timedelta
 
 from django.db import transaction
 from django.utils import timezone
@@ -125,9 +125,33 @@ def check_rule(loop: Loop, data: dict) -> dict:
     elif kind == RuleKind.PRECISION:
         _check_precision(values, errors)
         _reset(values, *_TIME_FIELDS, "min_samples")
+    if not errors and kind == RuleKind.TIME and values["window_start"] is not None:
+        _check_slots_reach_window(values, errors)
     if errors:
         raise RuleInvalid(errors)
     return {field: values[field] for field in EDITABLE_FIELDS}
+
+
+def _check_slots_reach_window(values, errors, slots_to_try: int = 1000):
+    """A schedule whose slots all fall outside the window would never fire: say so now."""
+    now = timezone.now()
+    if values["cron"]:
+        moments = schedule.croniter(
+            values["cron"], now.astimezone(schedule.zone(values["time_zone"]))
+        )
+        upcoming = (moments.get_next(schedule.datetime) for _ in range(slots_to_try))
+    else:
+        minutes = values["every"] * (60 if values["every_unit"] == IntervalUnit.HOURS else 1)
+        upcoming = (now + timedelta(minutes=minutes * k) for k in range(1, slots_to_try + 1))
+    for slot in upcoming:
+        if schedule.in_window(
+            slot, values["window_start"], values["window_end"], values["time_zone"]
+        ):
+            return
+    errors["window_start"] = (
+        "No slot of this schedule falls inside the window (checked the next "
+        f"{slots_to_try}): the rule would never fire. Widen the window or change the schedule."
+    )
 
 
 _TIME_FIELDS = ("every", "every_unit", "cron")

@@ -30,11 +30,15 @@ def test_create_read_update_delete(api, loop):
     assert [r["name"] for r in listed] == ["nightly"]
     patched = api.patch(
         rule_url,
-        {"window_start": "22:00", "window_end": "02:00", "cooldown_minutes": 30},
+        {"window_start": "23:00", "window_end": "02:30", "cooldown_minutes": 30},
         content_type="application/json",
     )
     assert patched.status_code == 200, patched.json()
-    assert (patched.json()["window_start"], patched.json()["window_end"]) == ("22:00", "02:00")
+    assert (patched.json()["window_start"], patched.json()["window_end"]) == ("23:00", "02:30")
+    never = api.patch(
+        rule_url, {"window_start": "22:00", "window_end": "02:00"}, content_type="application/json"
+    )
+    assert never.status_code == 400 and "never fire" in never.json()["window_start"][0]
     assert api.delete(rule_url).status_code == 204
     assert not TriggerRule.objects.exists()
 

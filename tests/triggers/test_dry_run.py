@@ -80,12 +80,20 @@ def test_time_rule_replay_and_a_running_job_holds_it_back(loop):
     result = replay(draft(loop, kind="time", every=1, every_unit="hours"), days=1, now=now)
     assert len(result.firings) == 24 - 2
     assert [m.what for m in result.held_back] == ["job_running"]
-    nightly = replay(
-        draft(loop, kind="time", cron="0 2 * * *", window_start=time(3), window_end=time(4)),
+    hourly_in_window = replay(
+        draft(
+            loop,
+            kind="time",
+            cron="0 * * * *",
+            window_start=time(3),
+            window_end=time(4),
+            action="evaluate",  # no evaluate job ran: nothing but the window holds it back
+        ),
         days=3,
         now=now,
     )
-    assert nightly.firings == [] and nightly.held_back[0].what == "outside_window"
+    assert [m.at.astimezone(UTC).hour for m in hourly_in_window.firings] == [3, 3, 3]
+    assert {m.what for m in hourly_in_window.held_back} == {"outside_window"}
 
 
 def test_precision_replay_uses_recorded_evaluations_of_the_deployed_version(loop):

@@ -52,6 +52,17 @@ PRECISION = {
         ),
         ({"name": "t", "kind": "time", "cron": "0 0 30 2 *"}, "cron", "Invalid cron"),
         ({"name": "t", "kind": "time", "cron": "@daily"}, "cron", "five fields"),
+        (
+            {
+                "name": "t",
+                "kind": "time",
+                "cron": "0 3 * * *",
+                "window_start": time(2),
+                "window_end": time(2, 30),
+            },
+            "window_start",
+            "never fire",
+        ),
         ({"name": "t", "kind": "sample_count"}, "min_samples", "Give"),
         ({"name": "t", "kind": "sample_count", "min_samples": 10**10}, "min_samples", "at most"),
         ({"name": "t", "kind": "sample_count", "min_samples": 0}, "min_samples", "above 0"),
