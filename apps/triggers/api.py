@@ -4,7 +4,7 @@ The same `services.check_rule` validates here and in the form; errors name their
 """
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
@@ -153,6 +153,7 @@ class RuleDetailView(APIView):
             raise ValidationError({f: [m] for f, m in exc.errors.items()}) from exc
         return Response(RuleSerializer(rule).data)
 
+    @extend_schema(responses={204: None})
     def delete(self, request, rule_id: int):
         services.delete_rule(_rule(rule_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -183,7 +184,14 @@ class RuleDecisionsView(APIView):
             OpenApiParameter("limit", int, description=f"at most {MAX_LOG_PAGE}, default 50"),
             OpenApiParameter("before", int, description="only decisions with a smaller id"),
         ],
-        responses=DecisionSerializer(many=True),
+        responses=inline_serializer(
+            "DecisionPage",
+            {
+                "results": DecisionSerializer(many=True),
+                "idle_evaluations_since_last": serializers.IntegerField(),
+                "next_before": serializers.IntegerField(allow_null=True),
+            },
+        ),
     )
     def get(self, request, rule_id: int):
         rule = _rule(rule_id)
@@ -209,7 +217,20 @@ class RuleDecisionsView(APIView):
 class DryRunView(APIView):
     required_permissions = {"POST": "triggers.view_triggerrule"}
 
-    @extend_schema(request=DryRunSerializer, responses=dict)
+    @extend_schema(
+        request=DryRunSerializer,
+        responses=inline_serializer(
+            "DryRunResult",
+            {
+                "from": serializers.DateTimeField(),
+                "to": serializers.DateTimeField(),
+                "events_replayed": serializers.IntegerField(),
+                "would_fire": serializers.IntegerField(),
+                "firings": serializers.ListField(child=serializers.DictField()),
+                "held_back": serializers.ListField(child=serializers.DictField()),
+            },
+        ),
+    )
     def post(self, request, loop_id: int):
         loop = get_object_or_404(Loop.objects.select_related("dataset"), pk=loop_id)
         data = DryRunSerializer(data=request.data)
