@@ -196,8 +196,8 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "ilportal API",
     "VERSION": "1",
-    "DESCRIPTION": "Datasets, samples, annotations and trigger rules. Browsers use their session; edge clients "
-    "send `Authorization: Bearer <device token>`.",
+    "DESCRIPTION": "Datasets, samples, annotations and trigger rules. Browsers use their session; "
+    "edge clients send `Authorization: Bearer <device token>`.",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": "/api/v1",
 }
