@@ -101,7 +101,9 @@ def judge_time(rule: TriggerRule, now: datetime) -> Outcome:
         Reason.CONDITION_MET,
         f"Scheduled for {slot:%Y-%m-%d %H:%M %Z}",
         inputs,
-        fire_key=f"slot:{slot.isoformat()}",
+        # Cron slots are keyed by local wall time: a time the autumn clock change repeats
+        # (02:30 twice) fires once, as cron does.
+        fire_key=f"slot:{slot.replace(tzinfo=None).isoformat() if rule.cron else slot.isoformat()}",
         slot=slot,
     )
 

@@ -4,7 +4,6 @@
 field values or raises RuleInvalid with a message per field, so a rule is never saved half-valid.
 """
 
-from dataclasses import dataclass
 from datetime import time, timedelta
 
 from django.db import transaction
@@ -224,12 +223,6 @@ def _check_precision(values, errors):
             f"{metric or 'The metric'} lies in [0, 1]: the threshold must be above 0 and at most 1."
         )
     _positive(errors, values, "min_fresh_samples", "the minimum of fresh samples", required=True)
-
-
-@dataclass
-class RuleChange:
-    rule: TriggerRule
-    schedule_changed: bool
 
 
 def create_rule(loop: Loop, data: dict, *, user=None) -> TriggerRule:

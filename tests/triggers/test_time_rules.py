@@ -92,3 +92,24 @@ def test_slots_outside_the_window_are_skipped_not_saved_up(loop):
     assert evaluate_rule(rule.pk, now=T0.replace(hour=21, minute=30)).verdict == "waiting"
     assert not Job.objects.exists()
     assert Decision.objects.filter(reason="outside_window").count() == 1
+
+
+def test_cron_across_daylight_saving_changes(loop):
+    """Spring: 02:30 does not exist in Berlin, the rule fires once at 03:00. Autumn: 02:30
+    happens twice, the rule fires once."""
+    from datetime import UTC, datetime
+
+    rule = make_rule(loop, kind="time", cron="30 2 * * *", time_zone="Europe/Berlin")
+    set_anchor(rule, datetime(2026, 3, 28, 12, tzinfo=UTC))
+    spring = datetime(2026, 3, 29, 1, 0, tzinfo=UTC)  # 03:00 CEST
+    assert evaluate_rule(rule.pk, now=spring - timedelta(seconds=1)).verdict == "waiting"
+    assert evaluate_rule(rule.pk, now=spring).verdict == "fired"
+    Job.objects.update(status="succeeded")
+
+    set_anchor(rule, datetime(2026, 10, 24, 12, tzinfo=UTC))
+    first = datetime(2026, 10, 25, 0, 30, tzinfo=UTC)  # 02:30 CEST
+    assert evaluate_rule(rule.pk, now=first).verdict == "fired"
+    Job.objects.update(status="succeeded")
+    for minutes in (59, 60, 61, 90):  # around 02:30 CET, the repeated local time
+        evaluate_rule(rule.pk, now=first + timedelta(minutes=minutes))
+    assert Job.objects.count() == 2
