@@ -5,6 +5,7 @@ import pytest
 from apps.datasets.models import Sample
 from apps.loops.models import ModelVersion, TrainedSample, VersionSource
 from apps.triggers import services
+from tests.datasets.conftest import run_upload  # noqa: F401  (fixture)
 from tests.factories import DatasetFactory, make_sample
 from tests.loops.conftest import synthetic_dataset, tiny_loop, tiny_yaml  # noqa: F401
 

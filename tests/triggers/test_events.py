@@ -12,6 +12,7 @@ from apps.loops.services import move_deployed_pointer
 from apps.triggers.evaluator import evaluate_rules
 from apps.triggers.models import Decision, TriggerRule
 from apps.triggers.services import create_rule
+from tests.datasets.conftest import coco_json, zip_bytes
 from tests.loops.conftest import add_synthetic_samples
 from tests.triggers.conftest import label, trained_version
 
@@ -112,3 +113,28 @@ def test_nth_label_starts_training_through_a_real_worker(live_portal, tiny_loop)
     assert Job.objects.filter(kind="train").count() == 1
     rule.refresh_from_db()
     assert rule.last_message == "0 of 19 new labels"
+
+
+def test_an_import_announces_its_labels_once_and_the_rule_fires(
+    loop, sent, run_upload, django_capture_on_commit_callbacks
+):
+    from apps.datasets.models import Dataset
+    from tests.factories import image_bytes
+
+    Dataset.objects.filter(pk=loop.dataset_id).update(train_percent=100, eval_percent=0)
+    rule = create_rule(loop, {"name": "n", "kind": "sample_count", "min_samples": 3})
+    names = [f"img{i}.png" for i in range(3)]
+    files = {name: image_bytes(500 + i) for i, name in enumerate(names)}
+    files["annotations.json"] = coco_json(
+        [(name, 64, 48) for name in names],
+        [(i, "helmet", [2, 2, 10, 10]) for i in range(3)],
+        ["helmet", "vest", "cone"],
+    )
+    sent.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        job = run_upload(loop.dataset, [("batch.zip", zip_bytes(files))], format="coco")
+    assert job.status == "succeeded", job.result
+    labels_sent = [entry for entry in sent if entry[2] == "labels"]
+    assert labels_sent == [("ilportal.evaluate_trigger_rules", [rule.pk], "labels", "default")]
+    evaluate_rules(labels_sent[0][1], cause="labels")
+    assert Decision.objects.get(rule=rule, verdict="fired").inputs["unseen_labels"] == 3
