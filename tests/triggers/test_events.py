@@ -96,10 +96,12 @@ def test_nth_label_starts_training_through_a_real_worker(live_portal, tiny_loop)
     add_synthetic_samples(loop.dataset, 2, domain="edge", split="train", source="device", seed=21)
     time.sleep(2)
     assert not Job.objects.filter(kind="train").exists()
+    # No beat runs here: a training can only come from the label event. (The latency itself
+    # is measured by bench/trigger_latency.py, not asserted; 30 s only guards against a hang.)
     started = time.monotonic()
     add_synthetic_samples(loop.dataset, 1, domain="edge", split="train", source="device", seed=22)
     while not Job.objects.filter(kind="train").exists():
-        assert time.monotonic() - started < 2.0, live_portal.read_logs()[-4000:]
+        assert time.monotonic() - started < 30, live_portal.read_logs()[-4000:]
         time.sleep(0.02)
     job = Job.objects.get(kind="train")
     assert job.trigger == "rule" and job.params["rule_id"] == rule.pk
