@@ -7,8 +7,26 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ilportal.settings")
 app = Celery("ilportal")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 # Tasks live in worker/tasks/, not in the apps: each module is named here.
-app.conf.imports = ("worker.tasks.system", "worker.tasks.datasets", "worker.tasks.loops")
+app.conf.imports = (
+    "worker.tasks.system",
+    "worker.tasks.datasets",
+    "worker.tasks.loops",
+    "worker.tasks.triggers",
+)
+
+
+def _trigger_check_period_s() -> float:
+    from django.conf import settings
+
+    return float(settings.TRIGGER_CHECK_PERIOD_S)
+
+
 app.conf.beat_schedule = {
     "fail-stale-jobs": {"task": "ilportal.fail_stale_jobs", "schedule": 30.0},
     "expire-dataset-exports": {"task": "ilportal.expire_dataset_exports", "schedule": 3600.0},
+    # Time rules and finished measurements are seen here; labels and deploys come as events.
+    "check-trigger-rules": {
+        "task": "ilportal.check_trigger_rules",
+        "schedule": _trigger_check_period_s(),
+    },
 }

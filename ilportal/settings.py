@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "apps.loops",
     "apps.datasets",
     "apps.labeling",
+    "apps.triggers",
 ]
 
 MIDDLEWARE = [
@@ -126,6 +127,9 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILE = str(VAR_DIR / "celerybeat-schedule")
 WORKER_HEARTBEAT_INTERVAL_S = envint("WORKER_HEARTBEAT_INTERVAL_S", 10)
 WORKER_HEARTBEAT_MAX_AGE_S = envint("WORKER_HEARTBEAT_MAX_AGE_S", 60)
+# How often Celery beat evaluates every trigger rule (time rules, finished measurements).
+# Labels and deploys are evaluated at once as events; this period only bounds the rest.
+TRIGGER_CHECK_PERIOD_S = max(1, envint("TRIGGER_CHECK_PERIOD_S", 10))
 JOB_PROGRESS_MIN_INTERVAL_S = float(envstr("JOB_PROGRESS_MIN_INTERVAL_S", "0.5"))
 
 # --- Files: local under var/media, or S3-compatible object storage --------------------------
@@ -215,7 +219,7 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "ilportal API",
     "VERSION": "1",
     "DESCRIPTION": "Datasets, samples and annotations; loops, model versions, evaluations, "
-    "deployments and jobs. Browsers use their session; edge clients "
+    "deployments, jobs and trigger rules. Browsers use their session; edge clients "
     "send `Authorization: Bearer <device token>`.",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": "/api/v1",

@@ -11,9 +11,11 @@ urlpatterns = [
     path("datasets/", include("apps.datasets.urls")),
     path("loops/", include("apps.loops.urls")),
     path("label/", include("apps.labeling.urls")),
+    path("triggers/", include("apps.triggers.urls")),
     path("api/v1/", include("apps.datasets.api_urls")),
     path("api/v1/", include("apps.loops.api_urls")),
     path("api/v1/", include("apps.jobs.api_urls")),
+    path("api/v1/", include("apps.triggers.api_urls")),
     path("", include("apps.ops.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -21,6 +21,8 @@ _VIEW = [
     "loops.view_modelversion",
     "loops.view_evaluation",
     "loops.view_deployment",
+    "triggers.view_triggerrule",
+    "triggers.view_decision",
 ]
 
 ROLE_PERMISSIONS: dict[str, list[str] | None] = {

@@ -5,7 +5,12 @@ from apps.jobs.runner import JobProgress
 from apps.loops import ml_models, services
 from apps.loops.gate import judge
 from apps.loops.models import Evaluation, EvaluationSet, ModelVersion, Stage
-from apps.loops.training_data import evaluation_snapshot, load_detection_data, snapshot_sha256
+from apps.loops.training_data import (
+    evaluation_snapshot,
+    labeled_pairs,
+    load_detection_data,
+    snapshot_sha256,
+)
 
 
 def run_evaluation(job: Job, progress: JobProgress) -> dict:
@@ -13,6 +18,8 @@ def run_evaluation(job: Job, progress: JobProgress) -> dict:
         pk=job.params["version_id"]
     )
     loop = version.loop
+    if job.params.get("sample_ids") is not None:
+        return measure_on_samples(job, progress, version, job.params["sample_ids"])
     deployed = loop.deployed_version
     baseline = deployed if deployed is not None and deployed.pk != version.pk else None
     class_names = list(loop.dataset.class_names)
@@ -86,3 +93,21 @@ def run_evaluation(job: Job, progress: JobProgress) -> dict:
         "gate": verdict.as_json(),
         "deploy_job_id": deploy_job.pk if deploy_job else None,
     }
+
+
+def measure_on_samples(job: Job, progress: JobProgress, version: ModelVersion, sample_ids) -> dict:
+    """Metrics of `version` on exactly these labeled samples, in the job's result only: no
+    Evaluation row and no gate (a precision trigger asked; the version's record stays as is)."""
+    pairs = labeled_pairs(sample_ids)
+    progress.update(10, f"Measuring {version.label} on {len(pairs)} given samples", force=True)
+    model = ml_models.load_version(version)
+    try:
+        metrics = ml_models.measure(
+            model, load_detection_data(pairs, version.loop.dataset.class_names)
+        )
+    finally:
+        ml_models.discard(model)
+    progress.log(
+        f"{version.label} on {len(pairs)} samples: F1 {metrics['f1']:.3f} mAP {metrics['mAP']:.3f}"
+    )
+    return {"version": version.label, "metrics": metrics, "pairs": [list(p) for p in pairs]}

@@ -267,14 +267,17 @@ def start_training(loop: Loop, *, user=None, trigger=JobTrigger.MANUAL, started_
     return _start("train", loop, user=user, trigger=trigger, started_by=started_by, params=params)
 
 
-def start_evaluation(version: ModelVersion, *, user=None, trigger=JobTrigger.MANUAL, started_by=""):
+def start_evaluation(
+    version: ModelVersion, *, user=None, trigger=JobTrigger.MANUAL, started_by="", **params
+):
+    """`sample_ids=[...]`: measure only on those samples (a precision trigger's fresh set)."""
     return _start(
         "evaluate",
         version.loop,
         user=user,
         trigger=trigger,
         started_by=started_by,
-        params={"version_id": version.pk},
+        params={"version_id": version.pk, **params},
     )
 
 

@@ -6,6 +6,7 @@ import time
 
 from apps.jobs.models import Job, JobTrigger
 from apps.jobs.runner import JobProgress
+from apps.jobs.services import JobAlreadyActive
 from apps.loops import ml_models, services
 from apps.loops.models import Loop, ModelVersion, VersionSource
 from apps.loops.training_data import (
@@ -84,10 +85,13 @@ def run_training(job: Job, progress: JobProgress) -> dict:
         ml_models.discard(model)
     progress.log(f"Registered {version.label} as a candidate")
     if loop.auto_evaluate:
-        evaluation = services.start_evaluation(
-            version, trigger=JobTrigger.RULE, started_by=f"after training job #{job.pk}"
-        )
-        progress.log(f"Started evaluation job #{evaluation.pk}")
+        try:
+            evaluation = services.start_evaluation(
+                version, trigger=JobTrigger.RULE, started_by=f"after training job #{job.pk}"
+            )
+            progress.log(f"Started evaluation job #{evaluation.pk}")
+        except JobAlreadyActive as exc:  # e.g. a trigger rule evaluating the deployed version
+            progress.log(f"Not evaluated: {exc} Evaluate {version.label} once it has finished.")
     return {
         "version_id": version.pk,
         "version": version.label,

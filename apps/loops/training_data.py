@@ -37,6 +37,14 @@ def evaluation_snapshot(dataset_id: int, evaluation_set: str) -> list[tuple[int,
     return list(samples.order_by("id").values_list("id", "current_annotation_id"))
 
 
+def labeled_pairs(sample_ids) -> list[tuple[int, int]]:
+    """(sample, current revision) of those of `sample_ids` that are labeled, in id order."""
+    samples = Sample.objects.filter(
+        pk__in=list(sample_ids), status=SampleStatus.LABELED, current_annotation__isnull=False
+    )
+    return list(samples.order_by("id").values_list("id", "current_annotation_id"))
+
+
 def read_image(name: str) -> np.ndarray:
     """A stored image's pixels. They are already as shown (the EXIF orientation was applied when
     it was stored, see apps.datasets.image_checks): no orientation is applied here."""

@@ -1,0 +1,109 @@
+"""What a rule's condition looks at: unseen labels, fresh edge samples, measured metrics.
+
+Reads only; the evaluator decides and writes.
+"""
+
+import hashlib
+import json
+
+from django.db.models import Exists, OuterRef
+
+from apps.datasets.models import Box, Sample, SampleSource, SampleStatus, Split
+from apps.loops.models import (
+    Deployment,
+    Evaluation,
+    EvaluationSet,
+    Loop,
+    ModelVersion,
+    TrainedSample,
+    VersionSource,
+)
+
+OVERALL_METRICS = ("precision", "recall", "f1", "mAP")
+PER_CLASS_METRICS = ("precision", "recall", "f1")  # the evaluation has no per-class mAP
+
+
+def latest_trained_version(loop: Loop) -> ModelVersion | None:
+    return loop.versions.filter(source=VersionSource.TRAINED).order_by("-number").first()
+
+
+def unseen_labeled_samples(loop: Loop, class_name: str = ""):
+    """Labeled train-split samples whose current revision the latest trained version did not
+    see: new labels and relabels. With a class, only samples whose current labels hold it."""
+    samples = Sample.objects.filter(
+        dataset_id=loop.dataset_id,
+        status=SampleStatus.LABELED,
+        split=Split.TRAIN,
+        current_annotation__isnull=False,
+    )
+    version = latest_trained_version(loop)
+    if version is not None:
+        seen = TrainedSample.objects.filter(
+            version=version, sample_id=OuterRef("pk"), annotation_id=OuterRef("current_annotation")
+        )
+        samples = samples.exclude(Exists(seen))
+    if class_name:
+        samples = samples.filter(
+            Exists(
+                Box.objects.filter(
+                    annotation_id=OuterRef("current_annotation"), class_name=class_name
+                )
+            )
+        )
+    return samples
+
+
+def deployed_since(loop: Loop):
+    """When the deployed version went live (its latest deployment), or None."""
+    if loop.deployed_version_id is None:
+        return None
+    deployment = (
+        Deployment.objects.filter(loop=loop, version_id=loop.deployed_version_id)
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    return deployment.created_at if deployment else loop.deployed_version.created_at
+
+
+def fresh_edge_pairs(loop: Loop, since) -> list[tuple[int, int]]:
+    """(sample, current revision) of labeled device samples that arrived after `since`.
+
+    Every split counts: the deployed version saw none of them (they came after it)."""
+    return list(
+        Sample.objects.filter(
+            dataset_id=loop.dataset_id,
+            source=SampleSource.DEVICE,
+            status=SampleStatus.LABELED,
+            current_annotation__isnull=False,
+            created_at__gt=since,
+        )
+        .order_by("id")
+        .values_list("id", "current_annotation_id")
+    )
+
+
+def pairs_key(pairs) -> str:
+    return hashlib.sha256(json.dumps([list(p) for p in pairs]).encode()).hexdigest()[:32]
+
+
+def metric_value(metrics: dict, metric: str, class_name: str = "") -> float | None:
+    """The metric from an evaluation's metrics dict; None when it holds no such value."""
+    if not metrics:
+        return None
+    if class_name:
+        entry = (metrics.get("per_class") or {}).get(class_name)
+        value = entry.get(metric) if entry else None
+    else:
+        value = metrics.get(metric)
+    return None if value is None else float(value)
+
+
+def value_at_deploy(version_id: int, metric: str, class_name: str, since) -> float | None:
+    """The deployed version's metric on the edge set as last measured before it went live
+    (else its earliest edge evaluation)."""
+    evaluations = Evaluation.objects.filter(
+        version_id=version_id, evaluation_set=EvaluationSet.EDGE
+    )
+    before = evaluations.filter(created_at__lte=since).order_by("-created_at", "-id").first()
+    chosen = before or evaluations.order_by("created_at", "id").first()
+    return metric_value(chosen.metrics, metric, class_name) if chosen else None
