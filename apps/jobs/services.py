@@ -1,6 +1,7 @@
 """Verbs on jobs: start, claim, report, finish, cancel. Views and tasks call only these."""
 
 import logging
+import uuid
 from datetime import timedelta
 
 from django.db import IntegrityError, transaction
@@ -22,6 +23,10 @@ class JobError(Exception):
 
 class JobPermissionDenied(JobError):
     pass
+
+
+class BrokerUnavailable(JobError):
+    """The job could not be handed to the queue; its row is failed with the reason."""
 
 
 class JobAlreadyActive(JobError):
@@ -76,9 +81,35 @@ def start_job(
 
 
 def _enqueue(job_id: int, task_name: str, queue: str) -> None:
+    """Hands the job to its queue. If the broker is away, the job fails at once with the reason
+    (no queued row is left behind for a message that was never sent) and BrokerUnavailable says
+    so to the caller."""
+    try:
+        send_task(job_id, task_name, queue)
+    except Exception as exc:
+        reason = (
+            f"Not started: the job queue (Redis) could not be reached ({type(exc).__name__}: "
+            f"{exc}). Try again when it is back."
+        )
+        logger.warning("job %s: %s", job_id, reason)
+        Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
+            status=JobStatus.FAILED, message=reason[:500], finished_at=timezone.now()
+        )
+        append_log(job_id, reason)
+        raise BrokerUnavailable(reason) from exc
+
+
+def task_id_prefix(job_id: int) -> str:
+    """Every message of a job carries this in its task id, so the queue can be searched for it."""
+    return f"ilportal-job-{job_id}-"
+
+
+def send_task(job_id: int, task_name: str, queue: str) -> None:
     from ilportal.celery import app
 
-    app.send_task(task_name, args=[job_id], queue=queue)
+    app.send_task(
+        task_name, args=[job_id], queue=queue, task_id=task_id_prefix(job_id) + uuid.uuid4().hex
+    )
 
 
 def claim_job(job_id: int, *, worker: str) -> bool:

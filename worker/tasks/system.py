@@ -34,3 +34,10 @@ def _stop_worker_heartbeat(sender, **kwargs):
 @shared_task(name="ilportal.fail_stale_jobs", soft_time_limit=30, time_limit=60)
 def fail_stale_jobs() -> list[int]:
     return services.fail_stale_jobs(settings.JOB_HEARTBEAT_TIMEOUT_S)
+
+
+@shared_task(name="ilportal.reconcile_queued_jobs", soft_time_limit=30, time_limit=60)
+def reconcile_queued_jobs() -> dict:
+    from apps.jobs.reconcile import reconcile_queued_jobs as reconcile
+
+    return reconcile()
