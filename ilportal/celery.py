@@ -11,5 +11,6 @@ app.conf.imports = ("worker.tasks.system", "worker.tasks.datasets", "worker.task
 app.conf.beat_schedule = {
     "fail-stale-jobs": {"task": "ilportal.fail_stale_jobs", "schedule": 30.0},
     "reconcile-queued-jobs": {"task": "ilportal.reconcile_queued_jobs", "schedule": 20.0},
+    "retry-skipped-evaluations": {"task": "ilportal.retry_skipped_evaluations", "schedule": 30.0},
     "sweep-orphans": {"task": "ilportal.sweep_orphans", "schedule": 3600.0},
 }

@@ -83,11 +83,21 @@ def run_training(job: Job, progress: JobProgress) -> dict:
     finally:
         ml_models.discard(model)
     progress.log(f"Registered {version.label} as a candidate")
+    follow_up = None
     if loop.auto_evaluate:
-        evaluation = services.start_evaluation(
-            version, trigger=JobTrigger.RULE, started_by=f"after training job #{job.pk}"
+        follow_up = services.start_follow_up(
+            f"evaluate {version.label}",
+            "training registered it",
+            lambda: services.start_evaluation(
+                version, trigger=JobTrigger.RULE, started_by=f"after training job #{job.pk}"
+            ),
+            retry=True,
         )
-        progress.log(f"Started evaluation job #{evaluation.pk}")
+        progress.log(
+            f"Started evaluation job #{follow_up['job_id']}"
+            if follow_up["started"]
+            else f"Not started: {follow_up['reason']}; it starts when that one ends"
+        )
     return {
         "version_id": version.pk,
         "version": version.label,
@@ -96,4 +106,5 @@ def run_training(job: Job, progress: JobProgress) -> dict:
         "replay_samples": len(replay_pairs),
         "snapshot_sha256": digest,
         "loss": model.last_train_logs.get("loss"),
+        **({"follow_up": follow_up} if follow_up else {}),
     }
