@@ -55,7 +55,9 @@ class ServiceUnavailableMiddleware:
         if reason is None:
             return None
         logger.warning("%s %s: %s", request.method, request.path, reason, exc_info=exc)
-        if request.path.startswith("/api/"):
+        if request.path.startswith("/api/") or "application/json" in request.headers.get(
+            "Accept", ""
+        ):
             response = JsonResponse({"detail": reason}, status=503)
         elif request.method == "POST" and _safe_referer(request):
             messages.error(request, reason)
