@@ -166,7 +166,7 @@ if S3_BUCKET:
     }
 else:
     _default_storage = {
-        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "BACKEND": "apps.ops.storage.AtomicFileSystemStorage",
         "OPTIONS": {"location": str(MEDIA_ROOT), "base_url": MEDIA_URL},
     }
 STORAGES = {

@@ -66,7 +66,7 @@ def run_training(job: Job, progress: JobProgress) -> dict:
 
         model.train(train_data, progress=report, replay_data=replay_data)
         progress.update(92, "Writing the model archive and its LiteRT file", force=True)
-        with tempfile.TemporaryDirectory(prefix="ilportal-train-") as directory:
+        with tempfile.TemporaryDirectory(prefix=f"ilportal-train-{os.getpid()}-") as directory:
             archive = model.save(os.path.join(directory, "model.zip"), include_litert=True)
             version = services.register_version(
                 loop,

@@ -1,5 +1,7 @@
 """Celery entry points for operational jobs. Thin: they take ids and call the domain code."""
 
+import logging
+
 from celery import shared_task
 from celery.signals import worker_ready, worker_shutdown
 from django.conf import settings
@@ -22,6 +24,13 @@ def _start_worker_heartbeat(sender, **kwargs):
     global _heartbeat_stop
     queues = sorted(q.name for q in sender.app.amqp.queues.consume_from.values())
     _heartbeat_stop = worker_heartbeat.start_beating(sender.hostname, queues)
+    # Scratch folders that a killed worker on this machine left behind go now, not in an hour.
+    from apps.ops.sweeper import sweep_temp_folders
+
+    try:
+        sweep_temp_folders()
+    except Exception:
+        logging.getLogger(__name__).exception("sweeping temp folders at worker start failed")
 
 
 @worker_shutdown.connect
@@ -41,3 +50,10 @@ def reconcile_queued_jobs() -> dict:
     from apps.jobs.reconcile import reconcile_queued_jobs as reconcile
 
     return reconcile()
+
+
+@shared_task(name="ilportal.sweep_orphans", soft_time_limit=600, time_limit=660)
+def sweep_orphans() -> int:
+    from apps.ops.sweeper import sweep_orphans as sweep
+
+    return len(sweep())
