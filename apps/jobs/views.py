@@ -26,7 +26,9 @@ def job_detail(request, job_id: int):
 
 @permission_required("jobs.view_job", raise_exception=True)
 def job_state(request, job_id: int):
-    return JsonResponse(events.job_state(get_object_or_404(Job, pk=job_id)))
+    """The page re-reads this whenever its WebSocket (re)connects: nothing sent meanwhile is lost."""
+    job = get_object_or_404(Job, pk=job_id)
+    return JsonResponse({**events.job_state(job), "log": job.log})
 
 
 @require_POST
