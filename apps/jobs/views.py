@@ -26,7 +26,7 @@ def job_detail(request, job_id: int):
 
 @permission_required("jobs.view_job", raise_exception=True)
 def job_state(request, job_id: int):
-    """The page re-reads this whenever its WebSocket (re)connects: nothing sent meanwhile is lost."""
+    """The page re-reads this whenever its WebSocket (re)connects, so nothing sent is lost."""
     job = get_object_or_404(Job, pk=job_id)
     return JsonResponse({**events.job_state(job), "log": job.log})
 
