@@ -160,6 +160,21 @@ def finish_job(job_id: int, status: str, *, message: str, result: dict | None = 
     return bool(finished)
 
 
+LOST_MESSAGE = "lost: its worker died"
+
+
+def _mark_lost(job_id: int, message: str, **still) -> bool:
+    """running → failed, conditional on `still` (the row as the caller saw it); announces it."""
+    if not Job.objects.filter(pk=job_id, status=JobStatus.RUNNING, **still).update(
+        status=JobStatus.FAILED, message=message[:500], finished_at=timezone.now()
+    ):
+        return False
+    append_log(job_id, message)
+    events.publish_state(job_id)
+    job_lost.send(sender=Job, job=Job.objects.get(pk=job_id))
+    return True
+
+
 def fail_stale_jobs(max_silence_s: int, message: str = "") -> list[int]:
     """Running jobs whose worker stopped sending heartbeats (killed, out of memory) end failed."""
     cutoff = timezone.now() - timedelta(seconds=max_silence_s)
@@ -169,17 +184,25 @@ def fail_stale_jobs(max_silence_s: int, message: str = "") -> list[int]:
         )
     )
     message = message or f"The worker stopped responding (no heartbeat for over {max_silence_s} s)"
-    failed = []
-    for job_id in stale:
-        # Conditional on the old heartbeat: a job that just beat again is left alone.
-        if Job.objects.filter(pk=job_id, status=JobStatus.RUNNING, heartbeat_at__lt=cutoff).update(
-            status=JobStatus.FAILED, message=message, finished_at=timezone.now()
-        ):
-            append_log(job_id, message)
-            events.publish_state(job_id)
-            failed.append(job_id)
-            job_lost.send(sender=Job, job=Job.objects.get(pk=job_id))
-    return failed
+    # Conditional on the old heartbeat: a job that just beat again is left alone.
+    return [job_id for job_id in stale if _mark_lost(job_id, message, heartbeat_at__lt=cutoff)]
+
+
+def fail_jobs_of_worker(worker: str, detail: str = "") -> list[int]:
+    """The worker `worker` (a Celery hostname such as train@host) is known dead: its running jobs
+    are lost now, not after the reaper's silence timeout."""
+    message = LOST_MESSAGE + (f" ({detail})" if detail else "")
+    running = Job.objects.filter(status=JobStatus.RUNNING, worker=worker)
+    return [
+        job_id
+        for job_id in running.values_list("pk", flat=True)
+        if _mark_lost(job_id, message, worker=worker)
+    ]
+
+
+def fail_lost_job(job_id: int, detail: str = "") -> bool:
+    """One job whose process died under it (Celery's WorkerLostError)."""
+    return _mark_lost(job_id, LOST_MESSAGE + (f" ({detail})" if detail else ""))
 
 
 def cancel_job(job_id: int, *, user) -> Job:

@@ -2,8 +2,9 @@
 
 import logging
 
+from billiard.exceptions import WorkerLostError
 from celery import shared_task
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import task_failure, worker_ready, worker_shutdown
 from django.conf import settings
 
 from apps.jobs import services
@@ -24,6 +25,11 @@ def _start_worker_heartbeat(sender, **kwargs):
     global _heartbeat_stop
     queues = sorted(q.name for q in sender.app.amqp.queues.consume_from.values())
     _heartbeat_stop = worker_heartbeat.start_beating(sender.hostname, queues)
+    # A job still `running` under this very name belonged to this worker's previous life, which
+    # ended without finishing it (kill -9, a crash, a reboot): it is lost, say so now.
+    lost = services.fail_jobs_of_worker(sender.hostname, "it restarted")
+    if lost:
+        logging.getLogger(__name__).warning("jobs lost by this worker's last run: %s", lost)
     # Scratch folders that a killed worker on this machine left behind go now, not in an hour.
     from apps.ops.sweeper import sweep_temp_folders
 
@@ -57,3 +63,10 @@ def sweep_orphans() -> int:
     from apps.ops.sweeper import sweep_orphans as sweep
 
     return len(sweep())
+
+
+@task_failure.connect
+def _job_lost_with_its_pool_process(sender=None, task_id=None, exception=None, args=None, **kw):
+    """A pool process killed under its job (kill -9, out of memory): known at once, say so."""
+    if isinstance(exception, WorkerLostError) and args:
+        services.fail_lost_job(int(args[0]), str(exception))
