@@ -35,7 +35,8 @@ def _wait(condition, timeout_s, what, log=None):
         if value:
             return value
         time.sleep(0.3)
-    pytest.fail(f"{what} not within {timeout_s} s" + (f"\n{log.read_text()[-5000:]}" if log else ""))
+    tail = log.read_text()[-5000:] if log else ""
+    pytest.fail(f"{what} not within {timeout_s} s\n{tail}")
 
 
 class Portal:
