@@ -10,7 +10,10 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.imports = ("worker.tasks.system", "worker.tasks.datasets", "worker.tasks.loops")
 app.conf.beat_schedule = {
     "fail-stale-jobs": {"task": "ilportal.fail_stale_jobs", "schedule": 30.0},
-    "reconcile-queued-jobs": {"task": "ilportal.reconcile_queued_jobs", "schedule": 20.0},
+    "reconcile-queued-jobs": {
+        "task": "ilportal.reconcile_queued_jobs",
+        "schedule": float(os.environ.get("JOB_RECONCILE_INTERVAL_S", "20")),
+    },
     "retry-skipped-evaluations": {"task": "ilportal.retry_skipped_evaluations", "schedule": 30.0},
     "sweep-orphans": {"task": "ilportal.sweep_orphans", "schedule": 3600.0},
 }

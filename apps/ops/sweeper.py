@@ -33,7 +33,8 @@ logger = logging.getLogger(__name__)
 
 TEMP_PREFIXES = ("ilportal-fpn-", "ilportal-train-", "ilportal-import-", "ilportal-upload-")
 DEAD_PROCESS_GRACE_S = 60
-STORAGE_PREFIXES = ("models/", "datasets/", "uploads/")
+# healthz/ and system-check/ hold only probes that are deleted at once: any left is an orphan.
+STORAGE_PREFIXES = ("models/", "datasets/", "uploads/", "healthz/", "system-check/")
 _PID = re.compile(r"^ilportal-[a-z]+-(\d+)-")
 
 

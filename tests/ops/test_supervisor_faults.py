@@ -40,12 +40,12 @@ def _wait(condition, timeout_s, what, log=None):
 
 
 class Portal:
-    def __init__(self, tmp_path, env, port, name):
+    def __init__(self, tmp_path, env, port, name, *options):
         self.log = tmp_path / f"{name}.log"
         self.port = port
         self.process = subprocess.Popen(
             [sys.executable, "manage.py", "runportal", "--port", str(port), "--no-demo",
-             "--stop-timeout", "5"],
+             "--stop-timeout", "5", *options],
             cwd=REPO, env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
         )  # fmt: skip
 
