@@ -198,12 +198,14 @@ def test_the_loop_runs_across_machines_that_share_only_postgres_redis_and_s3(
         loop_url = url + created.headers["Location"]
 
         def jobs_and_pointer():
-            out = web.run("shell", "--no-imports", "-c",
-                          "import json; from apps.jobs.models import Job; "
-                          "from apps.loops.models import Loop; "
-                          "jobs = list(Job.objects.order_by('pk').values_list('kind', 'status', "
-                          "'worker')); loop = Loop.objects.get(); print(json.dumps([jobs, "
-                          "loop.deployed_version.number if loop.deployed_version else None]))")  # fmt: skip
+            code = (
+                "import json; from apps.jobs.models import Job; "
+                "from apps.loops.models import Loop; "
+                "jobs = list(Job.objects.order_by('pk').values_list('kind', 'status', 'worker')); "
+                "loop = Loop.objects.get(); print(json.dumps([jobs, "
+                "loop.deployed_version.number if loop.deployed_version else None]))"
+            )
+            out = web.run("shell", "--no-imports", "-c", code)
             jobs, deployed = json.loads(out.strip().splitlines()[-1])
             active = [j for j in jobs if j[1] in ("queued", "running")]
             return (jobs, deployed) if deployed and not active else None
