@@ -66,3 +66,29 @@ def test_the_upload_page_script_gets_json(admin_client, settings):
         )
     assert response.status_code == 503
     assert "storage" in response.json()["detail"]
+
+
+def test_adding_a_model_version_while_storage_fails_goes_back_with_the_reason(
+    admin_client, monkeypatch
+):
+    from apps.loops import artifacts, services
+    from tests.loops.conftest import tiny_yaml
+
+    tiny_loop = services.create_loop(
+        name="line-9", dataset=DatasetFactory(), algorithm_yaml=tiny_yaml()
+    )
+
+    def storage_refuses(*args, **kwargs):
+        raise artifacts.ArtifactError(
+            "storing models/loop-1/abc-model.zip failed 4 times: [Errno 13] Permission denied"
+        )
+
+    monkeypatch.setattr(services, "add_uploaded_version", storage_refuses)
+    page = f"http://testserver/loops/{tiny_loop.pk}/"
+    response = admin_client.post(
+        f"/loops/{tiny_loop.pk}/versions/add/",
+        {"archive": SimpleUploadedFile("model.zip", b"PK\x03\x04", content_type="application/zip")},
+        HTTP_REFERER=page,
+    )
+    assert response.status_code == 302 and response["Location"] == page
+    assert "Permission denied" in admin_client.get(page).content.decode()

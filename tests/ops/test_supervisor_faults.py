@@ -123,6 +123,16 @@ def test_crashes_restarts_orphans_and_a_second_run(tmp_path):
         _wait(first.healthy, 90, "healthy again after the restart", first.log)
         assert first.process.poll() is None
 
+        # kill -9 of the train worker's main process: it comes back, nothing else stops.
+        [train] = [
+            p for p in psutil.Process(first.process.pid).children()
+            if "train@%h" in " ".join(p.cmdline())
+        ]  # fmt: skip
+        train.kill()
+        _wait(lambda: "worker-train started again" in first.text(), 30, "restart", first.log)
+        assert "stopping web" not in first.text()
+        _wait(first.healthy, 90, "healthy again after the train worker's restart", first.log)
+
         # kill -9 of the supervisor: every child dies with it.
         children = psutil.Process(first.process.pid).children(recursive=True)
         assert len(children) >= 5
