@@ -8,7 +8,7 @@ import tempfile
 from urllib.parse import urlparse
 
 from django.conf import settings
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import Max
 
 from apps.datasets.models import Dataset, Sample
@@ -341,6 +341,22 @@ def start_follow_up(what: str, why: str, start, *, retry: bool) -> dict:
     except LoopError as exc:  # the version changed in between (deployed, deleted gate...)
         return {"what": what, "started": False, "reason": f"{what}: {exc}", "will_retry": False}
     return {"what": what, "started": True, "job_id": follow_up.pk}
+
+
+def skipped_follow_up(version: ModelVersion) -> dict | None:
+    """The newest follow-up of this version that could not start (offered on its page)."""
+    job = (
+        Job.objects.filter(
+            kind__in=("train", "evaluate"),
+            status="succeeded",
+            scope=version.loop.job_scope,
+            result__follow_up__started=False,
+        )
+        .filter(models.Q(params__version_id=version.pk) | models.Q(result__version_id=version.pk))
+        .order_by("-pk")
+        .first()
+    )
+    return job.result["follow_up"] if job else None
 
 
 def retry_skipped_evaluations() -> list[int]:

@@ -137,6 +137,7 @@ def version_detail(request, loop_id: int, number: int):
             "active": _active_jobs(version.loop),
             "force_form": ForceDeployForm(),
             "failures": services.version_failures(version),
+            "skipped_follow_up": services.skipped_follow_up(version),
         },
     )
 

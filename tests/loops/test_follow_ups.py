@@ -35,7 +35,7 @@ def _candidate(loop, number=1, **fields):
 
 
 def test_a_passed_gate_whose_deploy_is_refused_succeeds_and_records_why(
-    tiny_loop, measured_without_tensorflow
+    tiny_loop, measured_without_tensorflow, client, admin_user
 ):
     tiny_loop.auto_deploy = True
     tiny_loop.save()
@@ -57,6 +57,12 @@ def test_a_passed_gate_whose_deploy_is_refused_succeeds_and_records_why(
     assert "Deploy it from its page" in job.log
     version.refresh_from_db()
     assert version.gate_passed is True and version.stage == "candidate"
+    # Offered on the version's page, with its Deploy button.
+    client.force_login(admin_user)
+    Job.objects.filter(pk=rollback.pk).update(status=JobStatus.SUCCEEDED)
+    page = client.get(f"/loops/{tiny_loop.pk}/v4/").content.decode()
+    assert "a rollback was running" in page and "Start it below when ready." in page
+    assert 'data-testid="deploy"' in page
 
 
 def test_an_evaluation_refused_after_training_is_recorded_and_retried_when_free(tiny_loop):
