@@ -63,7 +63,10 @@ def reconcile_queued_jobs(now: float | None = None) -> dict[str, list[int]]:
     consumers = live_consumers()
     waiting: dict[str, set[int]] = {}
     for job in queued:
-        kind = get_kind(job.kind)
+        try:
+            kind = get_kind(job.kind)
+        except ValueError:  # a kind this version does not know: nothing could send it
+            continue
         queue = kind.queue
         if queue not in waiting:
             waiting[queue] = waiting_job_ids(queue)
