@@ -193,7 +193,16 @@ class Supervisor:
         for process in self.processes:
             if process.restart_at is not None:
                 if now >= process.restart_at and not self._stop_requested.is_set():
-                    self._restart(process)
+                    try:
+                        self._restart(process)
+                    except Exception as exc:  # cannot start now (port, binary): try again later
+                        process.quick_crashes += 1
+                        process.restart_at = now + self.backoff_max_s
+                        self.say(
+                            "runportal",
+                            f"starting {process.name} failed: {exc!r}; "
+                            f"trying again in {self.backoff_max_s:.0f} s",
+                        )
                 continue
             code = process.popen.poll()
             if code is None:
