@@ -2,6 +2,7 @@
 a job runs, a message that Redis lost, a frozen worker, unwritable storage. After each the portal
 serves again by itself, no job stays running or queued, and /healthz said 503 meanwhile."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -59,6 +60,16 @@ def _start_system_checks(env, *step_delays_s):
     return [int(i) for i in ids.split()]
 
 
+def _status(tmp_path, job_id):
+    """Read straight from the SQLite file: quicker than a manage.py process, so the outage
+    starts right when the job is seen running."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(tmp_path / "var" / "db.sqlite3", timeout=5)) as db:
+        row = db.execute("SELECT status FROM jobs_job WHERE id = ?", (job_id,)).fetchone()
+    return row[0] if row else None
+
+
 def test_redis_restart_lost_messages_frozen_worker_and_unwritable_storage(tmp_path):
     own_redis = OwnRedis(tmp_path)
     media = tmp_path / "media"
@@ -80,12 +91,13 @@ def test_redis_restart_lost_messages_frozen_worker_and_unwritable_storage(tmp_pa
         _wait(portal.healthy, 120, "the portal serving", portal.log)
 
         # 1. Redis restarted empty while a job runs, with a second job waiting behind it.
-        # (The system check itself uses Redis at its 3rd step, 12 s in: the outage is over by then.)
-        running, *waiting = _start_system_checks(env, 6, 0, 0)
-        _wait(lambda: _job(env, running)[0] == "running", 60, "job running", portal.log)
+        # Its steps start at 0, 8, 16 (the broker round trip: Redis must be back) and 24 s; the
+        # outage (8.5 s from when it is seen running) always covers the broadcast at 8 s.
+        running, *waiting = _start_system_checks(env, 8, 0, 0)
+        _wait(lambda: _status(tmp_path, running) == "running", 60, "job running", portal.log)
         own_redis.stop()
         assert _healthz(port)[0] == 503  # Redis is down: health says so
-        time.sleep(4)  # covers a step of the running job: one of its broadcasts fails
+        time.sleep(8.5)
         own_redis.start()  # empty: every queued message and heartbeat is gone
         recovered_at = time.monotonic()
         for job_id in [running, *waiting]:
