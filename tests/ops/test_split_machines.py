@@ -23,7 +23,18 @@ from tests.ops.test_supervisor_faults import _wait
 
 pytestmark = pytest.mark.slow
 
-ADMIN_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+
+def _server_url(database: str) -> str:
+    """The PostgreSQL server of DATABASE_URL (CI's), else the local one, with another database."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    configured = os.environ.get("DATABASE_URL", "")
+    if not configured.startswith(("postgres://", "postgresql://")):
+        configured = "postgres://postgres@127.0.0.1:5432/postgres"
+    return urlunsplit(urlsplit(configured)._replace(path=f"/{database}"))
+
+
+ADMIN_DATABASE_URL = _server_url("postgres")
 
 
 @pytest.fixture
@@ -39,7 +50,7 @@ def postgres_database():
     with admin.cursor() as cursor:
         cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
         cursor.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgres://postgres@127.0.0.1:5432/{name}"
+    yield _server_url(name)
     with admin.cursor() as cursor:
         cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.close()
