@@ -29,4 +29,10 @@ app.conf.beat_schedule = {
         "task": "ilportal.check_trigger_rules",
         "schedule": _trigger_check_period_s(),
     },
+    "reconcile-queued-jobs": {
+        "task": "ilportal.reconcile_queued_jobs",
+        "schedule": float(os.environ.get("JOB_RECONCILE_INTERVAL_S", "20")),
+    },
+    "retry-skipped-evaluations": {"task": "ilportal.retry_skipped_evaluations", "schedule": 30.0},
+    "sweep-orphans": {"task": "ilportal.sweep_orphans", "schedule": 3600.0},
 }

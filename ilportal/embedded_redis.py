@@ -78,6 +78,11 @@ def wait_until_ready(process: subprocess.Popen, sock: Path, timeout_s: float = 1
 
 def start(var_dir: Path) -> subprocess.Popen:
     sock = prepare(var_dir)
-    process = subprocess.Popen(server_command(var_dir), start_new_session=True)
+    from apps.ops.supervisor import die_with_parent
+
+    # Dies with the process that started it (runportal, a test session), even a killed one.
+    process = subprocess.Popen(
+        server_command(var_dir), start_new_session=True, preexec_fn=die_with_parent()
+    )
     wait_until_ready(process, sock)
     return process

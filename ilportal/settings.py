@@ -64,6 +64,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, so that it sees a view's exception first: outages become clear answers (503).
+    "apps.ops.middleware.ServiceUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "ilportal.urls"
@@ -106,7 +108,19 @@ REDIS_KEY_PREFIX = envstr("REDIS_KEY_PREFIX", "ilportal")
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{REDIS_KEY_PREFIX}:channels"},
+        "CONFIG": {
+            # redis-py's default read timeout (5 s) equals the layer's blocking-pop timeout
+            # (5 s): an idle job page then lost its socket with "Timeout reading from …".
+            # Reads must wait longer than the server may block.
+            "hosts": [
+                {
+                    "address": REDIS_URL,
+                    "socket_timeout": envint("CHANNEL_LAYER_SOCKET_TIMEOUT_S", 30),
+                    "socket_connect_timeout": 5,
+                }
+            ],
+            "prefix": f"{REDIS_KEY_PREFIX}:channels",
+        },
     }
 }
 
@@ -157,7 +171,7 @@ if S3_BUCKET:
     }
 else:
     _default_storage = {
-        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "BACKEND": "apps.ops.storage.AtomicFileSystemStorage",
         "OPTIONS": {"location": str(MEDIA_ROOT), "base_url": MEDIA_URL},
     }
 # Who sends a file once a view has checked the permission (ilportal/protected_files.py):
@@ -269,3 +283,13 @@ LOGGING = {
 # --- Jobs -----------------------------------------------------------------------------------
 # A running job whose worker sent no heartbeat for this long is marked failed by the reaper.
 JOB_HEARTBEAT_TIMEOUT_S = envint("JOB_HEARTBEAT_TIMEOUT_S", 120)
+# A queued job whose message is not in its queue this long after it was sent is sent again;
+# one that no live worker could take for JOB_QUEUED_MAX_WAIT_S is failed with the reason.
+JOB_QUEUED_RESEND_AFTER_S = envint("JOB_QUEUED_RESEND_AFTER_S", 60)
+JOB_QUEUED_MAX_WAIT_S = envint("JOB_QUEUED_MAX_WAIT_S", 6 * 3600)
+# The queues /healthz expects a live consumer for (each worker's heartbeat names its queues).
+HEALTH_QUEUES = envlist("HEALTH_QUEUES", ["default", "train"])
+# /healthz writes and deletes a probe object; its outcome is reused for this long.
+HEALTH_STORAGE_PROBE_CACHE_S = float(envstr("HEALTH_STORAGE_PROBE_CACHE_S", "5"))
+# The sweeper (beat, hourly; `manage.py sweep_orphans --dry-run`) leaves anything younger alone.
+SWEEP_GRACE_S = envint("SWEEP_GRACE_S", 6 * 3600)

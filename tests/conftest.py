@@ -62,7 +62,7 @@ def _media_root(settings, tmp_path):
     settings.STORAGES = {
         **settings.STORAGES,
         "default": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "BACKEND": "apps.ops.storage.AtomicFileSystemStorage",
             "OPTIONS": {"location": str(tmp_path / "media"), "base_url": "/media/"},
         },
     }

@@ -1,9 +1,17 @@
-"""What a job page hears: the job's state as JSON, sent to the channels group of the job."""
+"""What a job page hears: the job's state as JSON, sent to the channels group of the job.
+
+Broadcasting is best-effort: the database is the truth, and a page re-reads it whenever its
+WebSocket (re)connects. A Redis outage therefore costs live updates, never a job.
+"""
+
+import logging
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from apps.jobs.models import Job
+
+logger = logging.getLogger(__name__)
 
 
 def group_name(job_id: int) -> str:
@@ -36,4 +44,7 @@ def publish_log(job_id: int, line: str) -> None:
 
 
 def _send(job_id: int, message: dict) -> None:
-    async_to_sync(get_channel_layer().group_send)(group_name(job_id), message)
+    try:
+        async_to_sync(get_channel_layer().group_send)(group_name(job_id), message)
+    except Exception as exc:  # Redis away, a full channel, a timeout: the job goes on
+        logger.warning("live update of job %s not sent: %s: %s", job_id, type(exc).__name__, exc)

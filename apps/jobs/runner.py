@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import DatabaseError, close_old_connections, connection
 
 from apps.jobs import services
 from apps.jobs.models import Job, JobStatus
@@ -84,19 +84,46 @@ def run_job(job_id: int, worker: str, body: Callable[[Job, JobProgress], dict]) 
     try:
         result = body(job, JobProgress(job))
     except JobCancelled:
-        services.append_log(job_id, "Cancelled.")
-        status, message, result = JobStatus.CANCELLED, "Cancelled", None
+        status, message, result, note = JobStatus.CANCELLED, "Cancelled", None, "Cancelled."
     except SoftTimeLimitExceeded:
-        services.append_log(job_id, "Stopped: the job ran past its time limit.")
         status, message, result = JobStatus.FAILED, "Time limit exceeded", None
+        note = "Stopped: the job ran past its time limit."
     except Exception as exc:
         logger.exception("job %s failed", job_id)
-        services.append_log(job_id, "Failed:\n" + traceback.format_exc(limit=5))
         status, message, result = JobStatus.FAILED, f"{type(exc).__name__}: {exc}", None
+        note = "Failed:\n" + traceback.format_exc(limit=5)
     else:
-        status, message = JobStatus.SUCCEEDED, "Done"
+        status, message, note = JobStatus.SUCCEEDED, "Done", None
     finally:
         heartbeat.stopped.set()
         heartbeat.join(timeout=5)
-    services.finish_job(job_id, status, message=message, result=result)
+    # From here on nothing may stop the job from reaching its final status: the log line is a
+    # nicety, finishing is not (a failed final write is retried, then the reaper has it).
+    if note is not None:
+        _log_quietly(job_id, note)
+    _finish(job_id, status, message=message, result=result)
     return status
+
+
+def _log_quietly(job_id: int, line: str) -> None:
+    try:
+        services.append_log(job_id, line)
+    except Exception:
+        logger.exception("could not write the log of job %s", job_id)
+
+
+FINISH_ATTEMPTS = 5
+
+
+def _finish(job_id: int, status: str, *, message: str, result: dict | None) -> None:
+    for attempt in range(1, FINISH_ATTEMPTS + 1):
+        try:
+            services.finish_job(job_id, status, message=message, result=result)
+            return
+        except DatabaseError:
+            if attempt == FINISH_ATTEMPTS:
+                raise
+            logger.warning("finishing job %s failed (attempt %s); retrying", job_id, attempt)
+            close_old_connections()
+            connection.close()
+            time.sleep(attempt)

@@ -1,6 +1,7 @@
 """Verbs on jobs: start, claim, report, finish, cancel. Views and tasks call only these."""
 
 import logging
+import uuid
 from datetime import timedelta
 
 from django.db import IntegrityError, transaction
@@ -22,6 +23,10 @@ class JobError(Exception):
 
 class JobPermissionDenied(JobError):
     pass
+
+
+class BrokerUnavailable(JobError):
+    """The job could not be handed to the queue; its row is failed with the reason."""
 
 
 class JobAlreadyActive(JobError):
@@ -79,9 +84,35 @@ def start_job(
 
 
 def _enqueue(job_id: int, task_name: str, queue: str) -> None:
+    """Hands the job to its queue. If the broker is away, the job fails at once with the reason
+    (no queued row is left behind for a message that was never sent) and BrokerUnavailable says
+    so to the caller."""
+    try:
+        send_task(job_id, task_name, queue)
+    except Exception as exc:
+        reason = (
+            f"Not started: the job queue (Redis) could not be reached ({type(exc).__name__}: "
+            f"{exc}). Try again when it is back."
+        )
+        logger.warning("job %s: %s", job_id, reason)
+        Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
+            status=JobStatus.FAILED, message=reason[:500], finished_at=timezone.now()
+        )
+        append_log(job_id, reason)
+        raise BrokerUnavailable(reason) from exc
+
+
+def task_id_prefix(job_id: int) -> str:
+    """Every message of a job carries this in its task id, so the queue can be searched for it."""
+    return f"ilportal-job-{job_id}-"
+
+
+def send_task(job_id: int, task_name: str, queue: str) -> None:
     from ilportal.celery import app
 
-    app.send_task(task_name, args=[job_id], queue=queue)
+    app.send_task(
+        task_name, args=[job_id], queue=queue, task_id=task_id_prefix(job_id) + uuid.uuid4().hex
+    )
 
 
 def claim_job(job_id: int, *, worker: str) -> bool:
@@ -132,6 +163,21 @@ def finish_job(job_id: int, status: str, *, message: str, result: dict | None = 
     return bool(finished)
 
 
+LOST_MESSAGE = "lost: its worker died"
+
+
+def _mark_lost(job_id: int, message: str, **still) -> bool:
+    """running → failed, conditional on `still` (the row as the caller saw it); announces it."""
+    if not Job.objects.filter(pk=job_id, status=JobStatus.RUNNING, **still).update(
+        status=JobStatus.FAILED, message=message[:500], finished_at=timezone.now()
+    ):
+        return False
+    append_log(job_id, message)
+    events.publish_state(job_id)
+    job_lost.send(sender=Job, job=Job.objects.get(pk=job_id))
+    return True
+
+
 def fail_stale_jobs(max_silence_s: int, message: str = "") -> list[int]:
     """Running jobs whose worker stopped sending heartbeats (killed, out of memory) end failed."""
     cutoff = timezone.now() - timedelta(seconds=max_silence_s)
@@ -141,17 +187,25 @@ def fail_stale_jobs(max_silence_s: int, message: str = "") -> list[int]:
         )
     )
     message = message or f"The worker stopped responding (no heartbeat for over {max_silence_s} s)"
-    failed = []
-    for job_id in stale:
-        # Conditional on the old heartbeat: a job that just beat again is left alone.
-        if Job.objects.filter(pk=job_id, status=JobStatus.RUNNING, heartbeat_at__lt=cutoff).update(
-            status=JobStatus.FAILED, message=message, finished_at=timezone.now()
-        ):
-            append_log(job_id, message)
-            events.publish_state(job_id)
-            failed.append(job_id)
-            job_lost.send(sender=Job, job=Job.objects.get(pk=job_id))
-    return failed
+    # Conditional on the old heartbeat: a job that just beat again is left alone.
+    return [job_id for job_id in stale if _mark_lost(job_id, message, heartbeat_at__lt=cutoff)]
+
+
+def fail_jobs_of_worker(worker: str, detail: str = "") -> list[int]:
+    """The worker `worker` (a Celery hostname such as train@host) is known dead: its running jobs
+    are lost now, not after the reaper's silence timeout."""
+    message = LOST_MESSAGE + (f" ({detail})" if detail else "")
+    running = Job.objects.filter(status=JobStatus.RUNNING, worker=worker)
+    return [
+        job_id
+        for job_id in running.values_list("pk", flat=True)
+        if _mark_lost(job_id, message, worker=worker)
+    ]
+
+
+def fail_lost_job(job_id: int, detail: str = "") -> bool:
+    """One job whose process died under it (Celery's WorkerLostError)."""
+    return _mark_lost(job_id, LOST_MESSAGE + (f" ({detail})" if detail else ""))
 
 
 def cancel_job(job_id: int, *, user) -> Job:

@@ -37,7 +37,9 @@ def job_state(request, job_id: int):
         return redirect_to_login(request.get_full_path())
     if not request.user.has_perm("jobs.view_job"):
         raise PermissionDenied
-    return JsonResponse(events.job_state(get_object_or_404(Job, pk=job_id)))
+    # The page re-reads this whenever its WebSocket (re)connects, so nothing sent is lost.
+    job = get_object_or_404(Job, pk=job_id)
+    return JsonResponse({**events.job_state(job), "log": job.log})
 
 
 def _device_job_state(request, job_id: int) -> JsonResponse:

@@ -78,12 +78,25 @@ def run_evaluation(job: Job, progress: JobProgress) -> dict:
     for check in verdict.checks:
         progress.log(("✓ " if check.passed else "✗ ") + check.text)
 
-    deploy_job = None
+    follow_up = None
     if verdict.passed and loop.auto_deploy and version.stage == Stage.CANDIDATE:
-        deploy_job = services.start_deploy(
-            version, trigger=JobTrigger.RULE, started_by=f"gate passed in evaluation job #{job.pk}"
+        # Not retried by itself: what blocked it may be a rollback, a person's decision that an
+        # automatic deploy must not undo. The version keeps its passed gate and Deploy button.
+        follow_up = services.start_follow_up(
+            f"deploy {version.label}",
+            "the gate passed",
+            lambda: services.start_deploy(
+                version,
+                trigger=JobTrigger.RULE,
+                started_by=f"gate passed in evaluation job #{job.pk}",
+            ),
+            retry=False,
         )
-        progress.log(f"Gate passed: started deploy job #{deploy_job.pk}")
+        progress.log(
+            f"Gate passed: started deploy job #{follow_up['job_id']}"
+            if follow_up["started"]
+            else f"Not deployed: {follow_up['reason']}. Deploy it from its page when ready."
+        )
     elif not verdict.passed:
         progress.log(f"Gate failed: {version.label} stays a candidate")
     return {
@@ -91,7 +104,8 @@ def run_evaluation(job: Job, progress: JobProgress) -> dict:
         "baseline": baseline.label if baseline else None,
         "gate_passed": verdict.passed,
         "gate": verdict.as_json(),
-        "deploy_job_id": deploy_job.pk if deploy_job else None,
+        "deploy_job_id": follow_up.get("job_id") if follow_up else None,
+        **({"follow_up": follow_up} if follow_up else {}),
     }
 
 

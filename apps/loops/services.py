@@ -8,7 +8,7 @@ import tempfile
 from urllib.parse import urlparse
 
 from django.conf import settings
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import Max
 
 from apps.datasets.models import Dataset, Sample
@@ -314,6 +314,86 @@ def start_deploy(
         started_by=started_by,
         params={"version_id": version.pk, "action": action, "reason": reason.strip()},
     )
+
+
+# --- Follow-ups: the job after a job (evaluate after training, deploy after a passed gate) ------
+
+
+def _describe_blocker(active: Job) -> str:
+    if active.kind == "deploy":
+        action = active.params.get("action", "deploy")
+        article = "an" if action[0] in "aeiou" else "a"
+        return f"{article} {action} was {active.status} (job #{active.pk})"
+    return f"{active.kind} job #{active.pk} was {active.status}"
+
+
+def start_follow_up(what: str, why: str, start, *, retry: bool) -> dict:
+    """Starts the next job of a successful one. A refusal (another job of that kind is active,
+    the broker is away) does not undo the work already done: it is recorded with its reason, and
+    retried later (`retry`) or left as an offer on the version's page."""
+    try:
+        follow_up = start()
+    except jobs.JobError as exc:
+        blocker = _describe_blocker(exc.job) if isinstance(exc, jobs.JobAlreadyActive) else str(exc)
+        return {
+            "what": what,
+            "started": False,
+            "reason": f"{what}: {why}; {blocker}",
+            "will_retry": retry,
+        }
+    except LoopError as exc:  # the version changed in between (deployed, deleted gate...)
+        return {"what": what, "started": False, "reason": f"{what}: {exc}", "will_retry": False}
+    return {"what": what, "started": True, "job_id": follow_up.pk}
+
+
+def skipped_follow_up(version: ModelVersion) -> dict | None:
+    """The newest follow-up of this version that could not start (offered on its page)."""
+    job = (
+        Job.objects.filter(
+            kind__in=("train", "evaluate"),
+            status="succeeded",
+            scope=version.loop.job_scope,
+            result__follow_up__started=False,
+        )
+        .filter(models.Q(params__version_id=version.pk) | models.Q(result__version_id=version.pk))
+        .order_by("-pk")
+        .first()
+    )
+    return job.result["follow_up"] if job else None
+
+
+def retry_skipped_evaluations() -> list[int]:
+    """Evaluations that a finished training could not start (another evaluation was running)
+    start once nothing blocks them; returns the started jobs' ids."""
+    started = []
+    pending = Job.objects.filter(
+        kind="train",
+        status="succeeded",
+        result__follow_up__started=False,
+        result__follow_up__will_retry=True,
+    )
+    for train_job in pending:
+        note = train_job.result["follow_up"]
+        version = ModelVersion.objects.filter(pk=train_job.result.get("version_id")).first()
+        if version is None or version.stage != Stage.CANDIDATE or version.gate_passed is not None:
+            note.update(will_retry=False, reason=note["reason"] + " (no longer needed)")
+        else:
+            retried = start_follow_up(
+                note["what"],
+                "retried",
+                lambda version=version, train_job=train_job: start_evaluation(
+                    version,
+                    trigger=JobTrigger.RULE,
+                    started_by=f"after training job #{train_job.pk} (retried)",
+                ),
+                retry=True,
+            )
+            if not retried["started"]:
+                continue
+            note.update(started=True, job_id=retried["job_id"], will_retry=False)
+            started.append(retried["job_id"])
+        Job.objects.filter(pk=train_job.pk).update(result={**train_job.result, "follow_up": note})
+    return started
 
 
 def retry_lost_training(sender, job: Job, **kwargs) -> Job | None:

@@ -67,7 +67,7 @@ def run_training(job: Job, progress: JobProgress) -> dict:
 
         model.train(train_data, progress=report, replay_data=replay_data)
         progress.update(92, "Writing the model archive and its LiteRT file", force=True)
-        with tempfile.TemporaryDirectory(prefix="ilportal-train-") as directory:
+        with tempfile.TemporaryDirectory(prefix=f"ilportal-train-{os.getpid()}-") as directory:
             archive = model.save(os.path.join(directory, "model.zip"), include_litert=True)
             version = services.register_version(
                 loop,
@@ -84,14 +84,21 @@ def run_training(job: Job, progress: JobProgress) -> dict:
     finally:
         ml_models.discard(model)
     progress.log(f"Registered {version.label} as a candidate")
+    follow_up = None
     if loop.auto_evaluate:
-        try:
-            evaluation = services.start_evaluation(
+        follow_up = services.start_follow_up(
+            f"evaluate {version.label}",
+            "training registered it",
+            lambda: services.start_evaluation(
                 version, trigger=JobTrigger.RULE, started_by=f"after training job #{job.pk}"
-            )
-            progress.log(f"Started evaluation job #{evaluation.pk}")
-        except JobAlreadyActive as exc:  # e.g. a trigger rule evaluating the deployed version
-            progress.log(f"Not evaluated: {exc} Evaluate {version.label} once it has finished.")
+            ),
+            retry=True,
+        )
+        progress.log(
+            f"Started evaluation job #{follow_up['job_id']}"
+            if follow_up["started"]
+            else f"Not started: {follow_up['reason']}; it starts when that one ends"
+        )
     return {
         "version_id": version.pk,
         "version": version.label,
@@ -100,4 +107,5 @@ def run_training(job: Job, progress: JobProgress) -> dict:
         "replay_samples": len(replay_pairs),
         "snapshot_sha256": digest,
         "loss": model.last_train_logs.get("loss"),
+        **({"follow_up": follow_up} if follow_up else {}),
     }

@@ -1,15 +1,17 @@
+import os
+
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.http import Http404
+from django.http import FileResponse, Http404, HttpResponse, HttpResponseNotModified
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from apps.accounts.body_gate import accepts_large_body
 from apps.jobs import services as jobs
 from apps.jobs.models import ACTIVE_STATUSES, Job
-from apps.loops import services
+from apps.loops import artifacts, services
 from apps.loops.forms import (
     ForceDeployForm,
     LoopForm,
@@ -138,18 +140,41 @@ def version_detail(request, loop_id: int, number: int):
             "active": _active_jobs(version.loop),
             "force_form": ForceDeployForm(),
             "failures": services.version_failures(version),
+            "skipped_follow_up": services.skipped_follow_up(version),
         },
     )
 
 
 @permission_required("loops.view_modelversion", raise_exception=True)
 def version_download(request, loop_id: int, number: int, what: str):
+    """Serves a verified copy: the stored bytes must match the sha256 recorded at registration
+    (sent as the ETag), or the download is refused with the reason."""
     version = get_object_or_404(ModelVersion, loop_id=loop_id, number=number)
-    field = {"archive": version.artifact, "litert": version.litert}.get(what)
+    field, sha256 = {
+        "archive": (version.artifact, version.artifact_sha256),
+        "litert": (version.litert, version.litert_sha256),
+    }.get(what, (None, ""))
     if not field:
         raise Http404("No such file for this version.")
+    if sha256 and request.headers.get("If-None-Match", "").strip('"') == sha256:
+        return HttpResponseNotModified(headers={"ETag": f'"{sha256}"'})
     filename = f"{version.loop.name}-{version.label}" + (".zip" if what == "archive" else ".tflite")
-    return stored_file_response(field.name, as_attachment=True, filename=filename)
+    if not sha256:  # recorded before checksums were kept
+        return stored_file_response(field.name, as_attachment=True, filename=filename)
+    try:
+        path = artifacts.fetch(field.name, sha256)
+    except artifacts.ArtifactError as exc:
+        return HttpResponse(
+            f"Refused: {exc}. The stored file is damaged or was replaced; re-upload or retrain "
+            f"{version.label}.",
+            status=500,
+            content_type="text/plain; charset=utf-8",
+        )
+    handle = open(path, "rb")  # noqa: SIM115 (FileResponse closes it)
+    os.remove(path)  # the open handle keeps the bytes until the response is sent
+    response = FileResponse(handle, as_attachment=True, filename=filename)
+    response["ETag"] = f'"{sha256}"'
+    return response
 
 
 def _act(request, loop: Loop, start):

@@ -55,3 +55,16 @@ def live_workers() -> list[dict]:
 
 def default_hostname(queue: str) -> str:
     return f"{queue}@{socket.gethostname()}"
+
+
+def live_consumers() -> dict[str, list[str]]:
+    """Each queue with the workers that consume it and beat within WORKER_HEARTBEAT_MAX_AGE_S.
+
+    Per worker, not the newest beat of any: a frozen train worker leaves `train` without a live
+    consumer even while the default worker beats on."""
+    consumers: dict[str, list[str]] = {}
+    for worker in live_workers():
+        if worker["age_s"] <= settings.WORKER_HEARTBEAT_MAX_AGE_S:
+            for queue in worker["queues"]:
+                consumers.setdefault(queue, []).append(worker["hostname"])
+    return consumers

@@ -33,6 +33,29 @@
     log.scrollTop = log.scrollHeight;
   }
 
+  // The database is the truth; broadcasts are best-effort. Whenever the socket (re)connects or
+  // drops, the page re-reads the job (state and whole log), so nothing sent meanwhile is missed.
+  let refreshing = null;
+  function refresh() {
+    if (refreshing) return refreshing;
+    refreshing = fetch(`/jobs/${jobId}/state/`, { headers: { Accept: "application/json" } })
+      .then((response) => (response.ok ? response.json() : null))
+      .then((job) => {
+        if (!job) return;
+        render(job);
+        const log = field("log");
+        if (typeof job.log === "string" && log.textContent !== job.log) {
+          log.textContent = job.log;
+          log.scrollTop = log.scrollHeight;
+        }
+      })
+      .catch(() => {})
+      .finally(() => {
+        refreshing = null;
+      });
+    return refreshing;
+  }
+
   function connect() {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const socket = new WebSocket(`${scheme}://${location.host}/ws/jobs/${jobId}/`);
@@ -40,6 +63,7 @@
     socket.onopen = () => {
       retryDelay = 1000;
       field("connection").textContent = "live updates: connected";
+      refresh(); // (re)connected: catch up on anything sent while the socket was away
     };
     socket.onmessage = (event) => {
       const data = JSON.parse(event.data);
@@ -60,7 +84,14 @@
         return;
       }
       field("connection").textContent = "live updates: reconnecting…";
-      setTimeout(connect, retryDelay);
+      refresh().then(() => {
+        const state = field("status").textContent;
+        if (state === "queued" || state === "running") {
+          setTimeout(connect, retryDelay);
+        } else {
+          field("connection").textContent = "live updates: job finished";
+        }
+      });
       retryDelay = Math.min(retryDelay * 2, 15000);
     };
   }

@@ -150,7 +150,9 @@ class FPNModel:
         self.checkpoint_path: str | None = None
         # Scratch space (the checkpoint of train(), staging of save/load); removed with the
         # object, so call save() to keep a checkpoint beyond the model's lifetime.
-        self.work_dir = tempfile.mkdtemp(prefix="ilportal-fpn-")
+        self.work_dir = tempfile.mkdtemp(
+            prefix=f"ilportal-fpn-{os.getpid()}-"
+        )  # pid: see the sweeper
         weakref.finalize(self, shutil.rmtree, self.work_dir, True)
         self._forward = None
         self._forward_with_appearance = None

@@ -26,3 +26,10 @@ def evaluate_version(job_id: int) -> str | None:
 @shared_task(name="ilportal.deploy_version", soft_time_limit=600, time_limit=660)
 def deploy_version(job_id: int) -> str | None:
     return run_job(job_id, deploy_version.request.hostname, run_deploy)
+
+
+@shared_task(name="ilportal.retry_skipped_evaluations", soft_time_limit=30, time_limit=60)
+def retry_skipped_evaluations() -> list[int]:
+    from apps.loops.services import retry_skipped_evaluations as retry
+
+    return retry()

@@ -1,7 +1,10 @@
 """Celery entry points for operational jobs. Thin: they take ids and call the domain code."""
 
+import logging
+
+from billiard.exceptions import WorkerLostError
 from celery import shared_task
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import task_failure, worker_ready, worker_shutdown
 from django.conf import settings
 
 from apps.jobs import services
@@ -22,6 +25,18 @@ def _start_worker_heartbeat(sender, **kwargs):
     global _heartbeat_stop
     queues = sorted(q.name for q in sender.app.amqp.queues.consume_from.values())
     _heartbeat_stop = worker_heartbeat.start_beating(sender.hostname, queues)
+    # A job still `running` under this very name belonged to this worker's previous life, which
+    # ended without finishing it (kill -9, a crash, a reboot): it is lost, say so now.
+    lost = services.fail_jobs_of_worker(sender.hostname, "it restarted")
+    if lost:
+        logging.getLogger(__name__).warning("jobs lost by this worker's last run: %s", lost)
+    # Scratch folders that a killed worker on this machine left behind go now, not in an hour.
+    from apps.ops.sweeper import sweep_temp_folders
+
+    try:
+        sweep_temp_folders()
+    except Exception:
+        logging.getLogger(__name__).exception("sweeping temp folders at worker start failed")
 
 
 @worker_shutdown.connect
@@ -34,3 +49,24 @@ def _stop_worker_heartbeat(sender, **kwargs):
 @shared_task(name="ilportal.fail_stale_jobs", soft_time_limit=30, time_limit=60)
 def fail_stale_jobs() -> list[int]:
     return services.fail_stale_jobs(settings.JOB_HEARTBEAT_TIMEOUT_S)
+
+
+@shared_task(name="ilportal.reconcile_queued_jobs", soft_time_limit=30, time_limit=60)
+def reconcile_queued_jobs() -> dict:
+    from apps.jobs.reconcile import reconcile_queued_jobs as reconcile
+
+    return reconcile()
+
+
+@shared_task(name="ilportal.sweep_orphans", soft_time_limit=600, time_limit=660)
+def sweep_orphans() -> int:
+    from apps.ops.sweeper import sweep_orphans as sweep
+
+    return len(sweep())
+
+
+@task_failure.connect
+def _job_lost_with_its_pool_process(sender=None, task_id=None, exception=None, args=None, **kw):
+    """A pool process killed under its job (kill -9, out of memory): known at once, say so."""
+    if isinstance(exception, WorkerLostError) and args:
+        services.fail_lost_job(int(args[0]), str(exception))

@@ -1,12 +1,14 @@
 import os
+import socket
 import sys
+import uuid
 
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.accounts.services import ensure_first_admin
-from apps.ops.supervisor import Supervisor, wait_for_http
+from apps.ops.supervisor import AlreadyRunning, Supervisor, run_lock, wait_for_http
 from ilportal import embedded_redis
 
 
@@ -14,7 +16,8 @@ class Command(BaseCommand):
     help = (
         "Migrates, creates the first admin, and runs the whole portal: the embedded Redis "
         "(when REDIS_URL is unset), the ASGI server, Celery workers for the default and train "
-        "queues, and Celery beat. Ctrl-C stops everything."
+        "queues, and Celery beat. A child that crashes is started again; Ctrl-C stops everything. "
+        "One runportal per var/ (a lock); its children die with it."
     )
 
     def add_arguments(self, parser):
@@ -28,18 +31,29 @@ class Command(BaseCommand):
             help="On the first start, skip the demo dataset and the demo loop.",
         )
 
-    def handle(self, *args, host, port, default_concurrency, stop_timeout, no_demo, **options):
+    def handle(self, *args, **options):
+        try:
+            with run_lock(settings.VAR_DIR / "runportal.lock"):
+                self._run(**options)
+        except AlreadyRunning as exc:
+            raise CommandError(str(exc)) from exc
+
+    def _run(self, *, host, port, default_concurrency, stop_timeout, no_demo, **options):
         supervisor = Supervisor(stop_timeout_s=stop_timeout, out=self.stdout)
+        run_id = uuid.uuid4().hex
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": "ilportal.settings"}
         env["VAR_DIR"] = str(settings.VAR_DIR)
         env["PYTHONUNBUFFERED"] = "1"
+        env["ILPORTAL_RUN_ID"] = run_id  # /healthz says it: the probe knows its own web process
 
         if settings.REDIS_IS_EMBEDDED:
             try:
                 redis_process = embedded_redis.start(settings.VAR_DIR)
             except embedded_redis.EmbeddedRedisError as exc:
                 raise CommandError(str(exc)) from exc
-            supervisor.adopt("redis", redis_process)
+            supervisor.adopt(
+                "redis", redis_process, restart=lambda: embedded_redis.start(settings.VAR_DIR)
+            )
             supervisor.say("runportal", "embedded Redis started (set REDIS_URL to use your own)")
 
         try:
@@ -60,11 +74,13 @@ class Command(BaseCommand):
                 "worker-default",
                 worker + ["-Q", "default", "-n", "default@%h", "-c", str(default_concurrency)],
                 env,
+                on_exit=self._worker_died("default"),
             )
             supervisor.start(
                 "worker-train",
                 worker + ["-Q", "train", "-n", "train@%h", "-c", "1", "--prefetch-multiplier", "1"],
                 env,
+                on_exit=self._worker_died("train"),
             )
             supervisor.start(
                 "beat",
@@ -72,12 +88,34 @@ class Command(BaseCommand):
                 env,
             )
             url = f"http://{host}:{port}/"
-            if wait_for_http(url + "healthz", 60, lambda: web.popen.poll() is None):
+            if wait_for_http(url + "healthz", 60, lambda: web.popen.poll() is None, run_id):
                 supervisor.say("runportal", f"ilportal is running at {url}  (Ctrl-C stops it)")
+            else:
+                supervisor.say(
+                    "runportal",
+                    f"the web process did not answer at {url} within 60 s"
+                    + (" (something else answers on that port)" if _port_taken(host, port) else ""),
+                )
         except BaseException:
             supervisor.stop_all()
             raise
         sys.exit(supervisor.wait())
+
+    def _worker_died(self, queue: str):
+        """The supervisor saw the worker exit: its running jobs are lost now, not in 120 s."""
+        hostname = f"{queue}@{socket.gethostname()}"
+
+        def mark_lost(process, code):
+            from django.db import close_old_connections
+
+            from apps.jobs.services import fail_jobs_of_worker
+
+            close_old_connections()
+            lost = fail_jobs_of_worker(hostname, f"{process.name} exited with status {code}")
+            if lost:
+                self.stdout.write(f"Marked job(s) {lost} lost: their worker {hostname} died.")
+
+        return mark_lost
 
     def _prepare_database(self) -> bool:
         """Migrates and creates the first admin; True on the very first start."""
@@ -124,3 +162,9 @@ class Command(BaseCommand):
                 f"Demo: dataset {dataset.name!r} and loop {loop.name!r}; its first model is "
                 "training now (Loops → demo)."
             )
+
+
+def _port_taken(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex((host, port)) == 0
