@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "apps.dashboard",
     "apps.loops",
     "apps.datasets",
+    "apps.edge",
 ]
 
 MIDDLEWARE = [
@@ -177,6 +178,13 @@ DATASET_PAGE_SIZE = envint("DATASET_PAGE_SIZE", 48)
 DATASET_IMPORT_TIME_LIMIT_S = envint("DATASET_IMPORT_TIME_LIMIT_S", 4 * 3600)
 DATA_UPLOAD_MAX_NUMBER_FILES = envint("DATASET_MAX_UPLOAD_FILES", 10_000)  # Django's default: 100
 
+# --- Edge: predict API, intake, fleet (see docs/edge.md) ----------------------------------
+EDGE_MAX_IMAGE_BYTES = envint("EDGE_MAX_IMAGE_BYTES", 20 * 1024**2)
+EDGE_MAX_IMAGE_PIXELS = envint("EDGE_MAX_IMAGE_PIXELS", 25_000_000)
+EDGE_MAX_BATCH = envint("EDGE_MAX_BATCH", 16)
+EDGE_DEVICE_REQUESTS_PER_MINUTE = envint("EDGE_DEVICE_REQUESTS_PER_MINUTE", 1200)
+EDGE_INFERENCE_THREADS = envint("EDGE_INFERENCE_THREADS", 2)
+EDGE_SILENT_AFTER_S = envint("EDGE_SILENT_AFTER_S", 15 * 60)
 # --- REST API (/api/v1/): session auth for browsers, device tokens for edge clients -------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -11,7 +11,9 @@ urlpatterns = [
     path("jobs/", include("apps.jobs.urls")),
     path("datasets/", include("apps.datasets.urls")),
     path("loops/", include("apps.loops.urls")),
+    path("edge/", include("apps.edge.urls")),
     path("api/v1/", include("apps.datasets.api_urls")),
+    path("api/v1/", include("apps.edge.api_urls")),
     path("", include("apps.ops.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -27,15 +27,32 @@ class IssuedToken:
     raw_token: str  # shown once, never stored
 
 
-def create_device_token(*, name: str, created_by) -> IssuedToken:
+def create_device_token(*, name: str, created_by, loops=(), all_loops: bool = False) -> IssuedToken:
+    """A new token, scoped to `loops` (or to every loop with `all_loops`)."""
     name = name.strip()
     if not name:
         raise AccountsError("A device token needs a name.")
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    token = DeviceToken.objects.create(
-        name=name, prefix=raw[:12], token_sha256=_sha256(raw), created_by=created_by
-    )
+    with transaction.atomic():
+        token = DeviceToken.objects.create(
+            name=name,
+            prefix=raw[:12],
+            token_sha256=_sha256(raw),
+            created_by=created_by,
+            all_loops=all_loops,
+        )
+        token.loops.set(loops)
     return IssuedToken(device_token=token, raw_token=raw)
+
+
+def set_device_token_scope(token_id: int, *, loops, all_loops: bool) -> DeviceToken:
+    """What the token may use from now on: these loops (and their datasets), or every loop."""
+    with transaction.atomic():
+        token = DeviceToken.objects.select_for_update().get(pk=token_id)
+        token.all_loops = all_loops
+        token.save(update_fields=["all_loops"])
+        token.loops.set(loops)
+    return token
 
 
 def revoke_device_token(token_id: int) -> DeviceToken:
