@@ -72,7 +72,7 @@ class EdgeView(APIView):
     def check_rate(self, request) -> None:
         if not (self.rate_limited and is_device(request.user)):
             return
-        wait = ratelimit.retry_after_s(request.user.token.pk)
+        wait = ratelimit.retry_after_s(request.user.token.token_sha256[:24])
         if wait is not None:
             raise RequestRejected(
                 status.HTTP_429_TOO_MANY_REQUESTS,
@@ -274,7 +274,8 @@ class PredictView(EdgeView):
                 hard=sum(1 for r in results if r["hard"]),
             )
         body = {"version": model.version_dict(), "loop": loop.pk}
-        if len(results) == 1 and "images" not in request.FILES:
+        multipart = (request.content_type or "").startswith("multipart/form-data")
+        if len(results) == 1 and not (multipart and "images" in request.FILES):
             return body | results[0]
         return body | {"results": results}
 

@@ -10,14 +10,14 @@ from apps.ops.redis_client import get_redis, key
 logger = logging.getLogger(__name__)
 
 
-def retry_after_s(token_id: int) -> int | None:
+def retry_after_s(token_key: str) -> int | None:
     """None when the request may go on; else the seconds until the device may ask again."""
     limit = settings.EDGE_DEVICE_REQUESTS_PER_MINUTE
     if not limit:
         return None
     now = time.time()
     window = int(now // 60)
-    name = key("edge-rate", str(token_id), str(window))
+    name = key("edge-rate", token_key, str(window))
     try:
         client = get_redis()
         pipe = client.pipeline()
