@@ -160,7 +160,7 @@ def _decode(images: list[tuple[str, bytes]]):
 
 # --- Predict ---------------------------------------------------------------------------------
 
-BOX_FIELDS = {
+BOX_FIELDS = {  # inline_serializer adds keys to this dict: never iterate it
     "class_name": serializers.CharField(),
     "score": serializers.FloatField(),
     "x1": serializers.FloatField(),
@@ -377,8 +377,7 @@ def _parse_detection(raw, loop: Loop) -> dict:
             raise RequestRejected(400, f"detection: box {index} has no known class_name")
         numbers = {
             name: _finite(box.get(name), f"box {index} {name}")
-            for name in BOX_FIELDS
-            if name != "class_name"
+            for name in ("score", "x1", "y1", "x2", "y2")
         }
         boxes.append({"class_name": box["class_name"], **numbers})
     hardness = _finite(data.get("hardness", 0.0), "hardness")
