@@ -38,7 +38,15 @@ def edge_archive(tmp_path_factory):
     folder = tmp_path_factory.mktemp("edge-archive")
     with_litert = model.save(folder / "with-litert.zip", include_litert=True)
     without_litert = model.save(folder / "without-litert.zip")
-    return {"with_litert": str(with_litert), "without_litert": str(without_litert)}
+    other = FPNModel(
+        input_size=64, backbone_width=4, fpn_channels=16, batch_size=4, max_iteration=2, seed=2
+    )
+    other.train(generate_samples(4, "initial", seed=6, image_size=64))
+    return {
+        "with_litert": str(with_litert),
+        "without_litert": str(without_litert),
+        "other_with_litert": str(other.save(folder / "other.zip", include_litert=True)),
+    }
 
 
 def scene_png(seed: int, size=(96, 72), shift: int = 0) -> bytes:

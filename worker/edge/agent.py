@@ -193,12 +193,20 @@ class EdgeAgent:
         intake = manifest.get("intake") or {}
         current = self._model
         if current is not None and current.sha256 == (manifest.get("litert") or {}).get("sha256"):
-            current.intake = intake
-            if current.detector.miner_spec != _miner(manifest):
-                current.detector = self._detector(self._path(current.sha256), manifest)
-            self._save_manifest(manifest)
+            # The same file: new miner or intake settings, or a version with identical weights.
+            detector = current.detector
+            if detector.miner_spec != _miner(manifest):
+                detector = self._detector(self._path(current.sha256), manifest)
+            version = manifest["version"]
+            renamed = version["id"] != current.version_id
+            updated = LocalModel(version["id"], version["label"], current.sha256, detector, intake)
+            with self._swap_lock:
+                if renamed:
+                    self._previous = current
+                self._model = updated
+            self._save_manifest_for(updated)
             self._etag = etag
-            return False
+            return renamed
         try:
             model = self._install(manifest)
         except (ChecksumMismatch, ModelRefused) as exc:
@@ -254,10 +262,6 @@ class EdgeAgent:
         return self.models_dir / f"{sha256}.tflite"
 
     # ------------------------------------------------------------------ local state
-    def _save_manifest(self, manifest: dict) -> None:
-        (self.models_dir / "manifest.json.tmp").write_text(json.dumps(manifest))
-        os.replace(self.models_dir / "manifest.json.tmp", self.models_dir / "manifest.json")
-
     def _save_manifest_for(self, model: LocalModel) -> None:
         current = self.models_dir / "current.json"
         if current.exists():
