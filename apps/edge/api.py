@@ -379,6 +379,10 @@ def _parse_detection(raw, loop: Loop) -> dict:
             name: _finite(box.get(name), f"box {index} {name}")
             for name in ("score", "x1", "y1", "x2", "y2")
         }
+        if numbers["x2"] <= numbers["x1"] or numbers["y2"] <= numbers["y1"]:
+            raise RequestRejected(400, f"detection: box {index} is empty or inverted")
+        if not 0.0 <= numbers["score"] <= 1.0:
+            raise RequestRejected(400, f"detection: box {index} score must lie in [0, 1]")
         boxes.append({"class_name": box["class_name"], **numbers})
     hardness = _finite(data.get("hardness", 0.0), "hardness")
     return {

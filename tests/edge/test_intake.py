@@ -168,6 +168,16 @@ def test_an_agent_upload_with_an_idempotency_key_is_stored_once(edge_loop, devic
             ),
             "finite",
         ),
+        (
+            json.dumps(
+                {
+                    "boxes": [
+                        {"class_name": "cone", "score": 0.5, "x1": 9, "y1": 0, "x2": 1, "y2": 1}
+                    ]
+                }
+            ),
+            "inverted",
+        ),
     ],
 )
 def test_a_bad_agent_upload_stores_nothing(edge_loop, device, detection, message):

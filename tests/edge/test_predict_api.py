@@ -181,3 +181,34 @@ def _png_blank(width, height) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (width, height)).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def test_the_serving_path_never_imports_tensorflow(edge_archive, tmp_path):
+    """What the web process runs to answer: Django, the edge API, the LiteRT detector, the
+    miner from the YAML. TensorFlow must stay out of it (checked in a fresh interpreter)."""
+    import json
+    import subprocess
+    import sys
+    import zipfile
+
+    with zipfile.ZipFile(edge_archive["with_litert"]) as archive:
+        (tmp_path / "model.tflite").write_bytes(archive.read("model.tflite"))
+        (tmp_path / "config.json").write_bytes(archive.read("config.json"))
+    script = f"""
+import json, sys, django, numpy as np
+django.setup()
+import apps.edge.api, apps.edge.serving, apps.loops.views, apps.datasets.api
+from worker.edge.inference import EdgeDetector, MinerSpec
+from worker.ml.config import load_algorithm_config
+from tests.edge.conftest import loop_yaml
+miner = MinerSpec.from_config(load_algorithm_config(loop_yaml("IBT")))
+detector = EdgeDetector({str(tmp_path / "model.tflite")!r},
+                        json.load(open({str(tmp_path / "config.json")!r})), miner)
+detector.detect([np.zeros((64, 80, 3), np.uint8)])
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))))
+"""
+    completed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert json.loads(completed.stdout.strip().splitlines()[-1]) == []
