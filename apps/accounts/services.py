@@ -1,6 +1,7 @@
 import hashlib
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -11,6 +12,7 @@ from apps.accounts.models import DeviceToken
 from apps.accounts.roles import ADMIN, sync_roles
 
 TOKEN_PREFIX = "ilp_"
+LAST_USED_RESOLUTION = timedelta(seconds=60)
 
 
 class AccountsError(Exception):
@@ -70,8 +72,13 @@ def authenticate_device_token(raw_token: str) -> DeviceToken | None:
     token = DeviceToken.objects.filter(
         token_sha256=_sha256(raw_token), revoked_at__isnull=True
     ).first()
-    if token is not None:
-        DeviceToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+    now = timezone.now()
+    # At most one write a minute per token: a device predicting many times a second must not
+    # queue on the database's write lock for a timestamp.
+    if token is not None and (
+        token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION
+    ):
+        DeviceToken.objects.filter(pk=token.pk).update(last_used_at=now)
     return token
 
 

@@ -109,6 +109,15 @@ def take_in(
     (so two devices cannot both take the last slot of a budget)."""
     from worker.edge.inference import to_signed64
 
+    policy = policy_for(loop)
+    might_store = policy.mode == IntakeMode.SAMPLE or (
+        policy.mode == IntakeMode.HARD and any(item.detection.get("hard") for item in items)
+    )
+    if not might_store:  # the common case of a healthy model: no lock, no write
+        reason = "the loop's intake policy stores nothing"
+        if policy.mode != IntakeMode.NOTHING:
+            reason = "not hard"
+        return [IntakeDecision(reason=reason) for _ in items]
     decisions = []
     with transaction.atomic():
         policy = IntakePolicy.objects.select_for_update().filter(loop=loop).first()

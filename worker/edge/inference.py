@@ -28,7 +28,12 @@ class ImageTooLarge(ImageUnusable):
     """Too many bytes or too many pixels."""
 
 
-def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> np.ndarray:
+SUPPORTED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP")
+
+
+def decode_image(
+    data: bytes, *, max_bytes: int, max_pixels: int, formats=SUPPORTED_FORMATS
+) -> np.ndarray:
     """RGB uint8 array of an encoded image, turned upright by its EXIF orientation."""
     if len(data) > max_bytes:
         raise ImageTooLarge(f"{len(data):,} bytes, more than the limit of {max_bytes:,}")
@@ -45,6 +50,10 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> np.ndarray:
                 "not an image in a supported format (JPEG, PNG, WebP, BMP)"
             ) from exc
         with image:
+            if formats and image.format not in formats:
+                raise ImageUnusable(
+                    f"{image.format} images are not supported (JPEG, PNG, WebP, BMP)"
+                )
             width, height = image.size
             if width * height > max_pixels:
                 raise ImageTooLarge(
