@@ -54,7 +54,9 @@ class EdgeView(APIView):
     rate_limited = True
 
     def loop_for(self, request, loop_id: int) -> Loop:
-        loop = get_object_or_404(Loop.objects.select_related("dataset"), pk=loop_id)
+        loop = get_object_or_404(
+            Loop.objects.select_related("dataset", "intake_policy"), pk=loop_id
+        )
         if is_device(request.user):
             token = request.user.token
             if not token.may_use_loop(loop.pk):

@@ -30,8 +30,13 @@ class EdgeError(Exception):
 
 
 def policy_for(loop: Loop) -> IntakePolicy:
-    policy, _ = IntakePolicy.objects.get_or_create(loop=loop)
-    return policy
+    """The loop's policy (the defaults on first use); free when the loop was read with
+    ``select_related("intake_policy")``."""
+    try:
+        return loop.intake_policy
+    except IntakePolicy.DoesNotExist:
+        policy, _ = IntakePolicy.objects.get_or_create(loop=loop)
+        return policy
 
 
 POLICY_FIELDS = (
@@ -109,7 +114,7 @@ def take_in(
     (so two devices cannot both take the last slot of a budget)."""
     from worker.edge.inference import to_signed64
 
-    policy = policy_for(loop)
+    policy = policy_for(loop)  # read with the loop by the API: no query
     might_store = policy.mode == IntakeMode.SAMPLE or (
         policy.mode == IntakeMode.HARD and any(item.detection.get("hard") for item in items)
     )
@@ -264,8 +269,20 @@ def keep_receipt(token, key: str, response: dict) -> dict:
 # --- Fleet bookkeeping -----------------------------------------------------------------------
 
 
+_device_ids: dict[tuple[str, int], int] = {}
+
+
 def device_for(token, loop: Loop) -> EdgeDevice:
+    """The books of this token on this loop (ids are remembered per process: a row only goes
+    away with its token or loop, and then updates of it simply change nothing)."""
+    cache_key = (token.token_sha256, loop.pk)
+    known = _device_ids.get(cache_key)
+    if known is not None:
+        return EdgeDevice(pk=known, token=token, loop=loop)
     device, _ = EdgeDevice.objects.get_or_create(token=token, loop=loop)
+    if len(_device_ids) > 100_000:
+        _device_ids.clear()
+    _device_ids[cache_key] = device.pk
     return device
 
 
