@@ -34,3 +34,16 @@ def test_an_unreadable_item_is_dropped_not_retried_forever(tmp_path):
     first.write_text("{torn")
     assert queue.oldest().image == b"b"
     assert queue.counters["dropped"] == 1
+
+
+def test_leftovers_of_a_crash_in_the_middle_of_a_put_are_cleaned(tmp_path):
+    queue = UploadQueue(tmp_path)
+    queue.put(b"a", "a.jpg", {}, None)
+    (tmp_path / "000000000009-abc.img").write_bytes(b"orphan")  # its metadata never written
+    (tmp_path / ".000000000010-def.img.1234.tmp").write_bytes(b"half")
+    reopened = UploadQueue(tmp_path)
+    assert len(reopened) == 1
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix in (".img", ".tmp")) == [
+        next(tmp_path.glob("*.img")).name
+    ]
+    assert reopened.oldest().image == b"a"

@@ -36,7 +36,16 @@ class UploadQueue:
         self.max_items = max_items
         self._lock = threading.Lock()
         self._state_path = self.directory / "state.json"
+        self._remove_leftovers()
         self._sequence = max((self._sequence_of(p) for p in self._items()), default=0)
+
+    def _remove_leftovers(self) -> None:
+        """Temporary files and images without metadata, from a crash in the middle of a put."""
+        for temporary in self.directory.glob(".*.tmp"):
+            temporary.unlink(missing_ok=True)
+        for image in self.directory.glob("*.img"):
+            if not image.with_name(image.name.replace(".img", ".json.item")).exists():
+                image.unlink(missing_ok=True)
 
     # -- bookkeeping that survives restarts
     def _state(self) -> dict:
