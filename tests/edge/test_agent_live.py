@@ -111,3 +111,33 @@ def _content(data: bytes):
     from django.core.files.base import ContentFile
 
     return ContentFile(data)
+
+
+def test_the_console_program_simulates_an_edge_device(live_portal, edge_loop, tmp_path):
+    """`./ilp edge --simulate` (python -m worker.edge): synthetic edge images through the agent,
+    hard ones uploaded to the loop's labeling queue, the device on the fleet books."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    token = device_client(edge_loop, name="simulator").raw_token
+    completed = subprocess.run(
+        [sys.executable, "-m", "worker.edge", "--portal", live_portal.url,
+         "--loop", str(edge_loop.pk), "--home", str(tmp_path), "--simulate",
+         "--images", "6", "--rate", "50"],
+        env={**os.environ, "ILP_DEVICE_TOKEN": token}, cwd=REPO,
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    lines = completed.stdout.strip().splitlines()
+    assert sum(" v1 boxes=" in line for line in lines) == 6
+    summary = json.loads(lines[-1])
+    assert summary["images"] == 6 and summary["hard"] == 6  # CloudOnly: every image is hard
+    assert summary["queue"] == 0 and summary["uploaded"] == 6
+    stored = Sample.objects.filter(dataset=edge_loop.dataset, source="device").count()
+    duplicates = EdgeDevice.objects.get(loop=edge_loop).hard_sent - stored
+    assert stored >= 1 and stored + duplicates == 6  # near-duplicate frames are counted, not kept
+    assert token not in completed.stdout + completed.stderr

@@ -113,6 +113,7 @@ class EdgeAgent:
         self._previous: LocalModel | None = None
         self._etag: str | None = None
         self._swap_lock = threading.Lock()
+        self._drain_lock = threading.Lock()
         self._stop = threading.Event()
         self._wake_uploader = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -318,6 +319,10 @@ class EdgeAgent:
         Returns how many were sent. A retryable failure (no answer, 5xx, 429) stops and sets
         the backoff; a refusal (other 4xx) drops the item and counts it as rejected.
         """
+        with self._drain_lock:  # the background uploader and a caller never send one twice
+            return self._drain(max_items)
+
+    def _drain(self, max_items: int | None) -> int:
         sent = 0
         while max_items is None or sent < max_items:
             item = self.queue.oldest()

@@ -115,6 +115,8 @@ class UploadQueue:
 
     def done(self, item: QueuedImage, *, rejected: bool = False) -> None:
         with self._lock:
+            if not item.path.exists():
+                return  # already done: count it once
             self._remove(item.path)
             self._bump("rejected" if rejected else "uploaded")
 
