@@ -12,9 +12,9 @@ def test_admin_scopes_a_new_token_and_sees_the_device_on_the_fleet_page(
     page,
     log_in,
     live_portal,
-    edge_loop,
+    edge_loop,  # noqa: F811  (the fixture imported above)
     admin_user,
-    tmp_path,  # noqa: F811
+    tmp_path,
 ):
     log_in(admin_user)
     page.goto(f"{live_portal.url}/accounts/devices/")
