@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "apps.datasets",
     "apps.labeling",
     "apps.triggers",
+    "apps.edge",
 ]
 
 MIDDLEWARE = [
@@ -217,6 +218,13 @@ REQUEST_MAX_BODY_BYTES = envint("REQUEST_MAX_BODY_BYTES", DATASET_MAX_UPLOAD_BYT
 LABELING_CLAIM_MINUTES = envint("LABELING_CLAIM_MINUTES", 30)
 LABELING_RETURNED_CLAIM_HOURS = envint("LABELING_RETURNED_CLAIM_HOURS", 24)
 
+# --- Edge: predict API, intake, fleet (see docs/edge.md) ----------------------------------
+EDGE_MAX_IMAGE_BYTES = envint("EDGE_MAX_IMAGE_BYTES", 20 * 1024**2)
+EDGE_MAX_IMAGE_PIXELS = envint("EDGE_MAX_IMAGE_PIXELS", 25_000_000)
+EDGE_MAX_BATCH = envint("EDGE_MAX_BATCH", 16)
+EDGE_DEVICE_REQUESTS_PER_MINUTE = envint("EDGE_DEVICE_REQUESTS_PER_MINUTE", 1200)
+EDGE_INFERENCE_THREADS = envint("EDGE_INFERENCE_THREADS", 2)
+EDGE_SILENT_AFTER_S = envint("EDGE_SILENT_AFTER_S", 15 * 60)
 # --- REST API (/api/v1/): session auth for browsers, device tokens for edge clients -------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -41,6 +41,15 @@ def is_device(user) -> bool:
     return isinstance(user, DevicePrincipal)
 
 
+def check_device_may_use_dataset(user, dataset_id: int) -> None:
+    """403 for a device token whose loops do not use this dataset; users pass (roles apply)."""
+    if is_device(user) and not user.token.may_use_dataset(dataset_id):
+        raise exceptions.PermissionDenied(
+            "This device token is not scoped to a loop that uses this dataset; an admin can "
+            "scope it on the Devices page."
+        )
+
+
 class DeviceTokenAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 

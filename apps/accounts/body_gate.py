@@ -35,7 +35,8 @@ LARGE_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})  # others take at most 
 
 @dataclass(frozen=True)
 class LargeBody:
-    permission: str  # e.g. "datasets.add_sample"
+    # e.g. "datasets.add_sample"; a tuple when any one of several permissions will do
+    permission: str | tuple[str, ...]
     # The name of the setting that holds the limit in bytes, or a function that computes it;
     # read per request, so that a changed setting applies at once.
     limit_from: str | Callable[[], int]
@@ -47,7 +48,7 @@ class LargeBody:
         return getattr(settings, self.limit_from)
 
 
-def accepts_large_body(permission: str, limit_from: str | Callable[[], int]):
+def accepts_large_body(permission: str | tuple[str, ...], limit_from: str | Callable[[], int]):
     """Marks a function view as an upload endpoint (class-based views set `large_body`)."""
 
     def mark(view):
@@ -120,7 +121,8 @@ def _check_caller(declared: LargeBody, headers: dict[str, str], url_kwargs: dict
     user = _caller(headers)
     if not user.is_authenticated:
         return Refusal(401, "Log in (or send a device token) before uploading.")
-    if not user.has_perm(declared.permission):
+    wanted = (declared.permission,) if isinstance(declared.permission, str) else declared.permission
+    if not any(user.has_perm(permission) for permission in wanted):
         return Refusal(403, "Your role may not upload here.")
     if is_device(user) and not _device_may_use(user.token, url_kwargs):
         return Refusal(403, "This device token is not scoped to this dataset or loop.")

@@ -1,6 +1,7 @@
 import hashlib
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -11,6 +12,7 @@ from apps.accounts.models import DeviceToken
 from apps.accounts.roles import ADMIN, sync_roles
 
 TOKEN_PREFIX = "ilp_"
+LAST_USED_RESOLUTION = timedelta(seconds=60)
 
 
 class AccountsError(Exception):
@@ -27,15 +29,32 @@ class IssuedToken:
     raw_token: str  # shown once, never stored
 
 
-def create_device_token(*, name: str, created_by) -> IssuedToken:
+def create_device_token(*, name: str, created_by, loops=(), all_loops: bool = False) -> IssuedToken:
+    """A new token, scoped to `loops` (or to every loop with `all_loops`)."""
     name = name.strip()
     if not name:
         raise AccountsError("A device token needs a name.")
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    token = DeviceToken.objects.create(
-        name=name, prefix=raw[:12], token_sha256=_sha256(raw), created_by=created_by
-    )
+    with transaction.atomic():
+        token = DeviceToken.objects.create(
+            name=name,
+            prefix=raw[:12],
+            token_sha256=_sha256(raw),
+            created_by=created_by,
+            all_loops=all_loops,
+        )
+        token.loops.set(loops)
     return IssuedToken(device_token=token, raw_token=raw)
+
+
+def set_device_token_scope(token_id: int, *, loops, all_loops: bool) -> DeviceToken:
+    """What the token may use from now on: these loops (and their datasets), or every loop."""
+    with transaction.atomic():
+        token = DeviceToken.objects.select_for_update().get(pk=token_id)
+        token.all_loops = all_loops
+        token.save(update_fields=["all_loops"])
+        token.loops.set(loops)
+    return token
 
 
 def revoke_device_token(token_id: int) -> DeviceToken:
@@ -53,8 +72,13 @@ def authenticate_device_token(raw_token: str) -> DeviceToken | None:
     token = DeviceToken.objects.filter(
         token_sha256=_sha256(raw_token), revoked_at__isnull=True
     ).first()
-    if token is not None:
-        DeviceToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+    now = timezone.now()
+    # At most one write a minute per token: a device predicting many times a second must not
+    # queue on the database's write lock for a timestamp.
+    if token is not None and (
+        token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION
+    ):
+        DeviceToken.objects.filter(pk=token.pk).update(last_used_at=now)
     return token
 
 

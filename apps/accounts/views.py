@@ -4,7 +4,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from apps.accounts import services
-from apps.accounts.forms import DeviceTokenForm
+from apps.accounts.forms import DeviceTokenForm, DeviceTokenScopeForm
 from apps.accounts.models import DeviceToken
 
 
@@ -14,14 +14,32 @@ def device_tokens(request):
     form = DeviceTokenForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         issued = services.create_device_token(
-            name=form.cleaned_data["name"], created_by=request.user
+            name=form.cleaned_data["name"],
+            created_by=request.user,
+            loops=form.cleaned_data["loops"],
+            all_loops=form.cleaned_data["all_loops"],
         )
         form = DeviceTokenForm()
+    tokens = DeviceToken.objects.prefetch_related("loops")
     return render(
         request,
         "accounts/device_tokens.html",
-        {"form": form, "issued": issued, "tokens": DeviceToken.objects.all()},
+        {"form": form, "issued": issued, "tokens": tokens},
     )
+
+
+@permission_required("accounts.change_devicetoken", raise_exception=True)
+def token_scope(request, token_id: int):
+    token = get_object_or_404(DeviceToken, pk=token_id)
+    initial = {"all_loops": token.all_loops, "loops": list(token.loops.all())}
+    form = DeviceTokenScopeForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        services.set_device_token_scope(
+            token.pk, loops=form.cleaned_data["loops"], all_loops=form.cleaned_data["all_loops"]
+        )
+        messages.success(request, f"Scope of {token} saved.")
+        return redirect("accounts:device_tokens")
+    return render(request, "accounts/token_scope.html", {"form": form, "token": token})
 
 
 @require_POST

@@ -18,7 +18,7 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.accounts.api_auth import is_device
+from apps.accounts.api_auth import check_device_may_use_dataset, is_device
 from apps.accounts.body_gate import LargeBody
 from apps.datasets import services
 from apps.datasets.boxes import BoxRejected
@@ -269,6 +269,8 @@ class DatasetListView(JsonRefusalsMixin, APIView):
         datasets = Dataset.objects.annotate(sample_count=Count("samples")).select_related(
             "created_by"
         )
+        if is_device(request.user) and not request.user.token.all_loops:
+            datasets = datasets.filter(loops__device_tokens=request.user.token).distinct()
         return Response(DatasetSerializer(datasets, many=True).data)
 
     @extend_schema(request=DatasetSerializer, responses={201: DatasetSerializer})
@@ -291,6 +293,7 @@ class DatasetDetailView(JsonRefusalsMixin, APIView):
     }
 
     def _dataset(self, dataset_id):
+        check_device_may_use_dataset(self.request.user, dataset_id)
         return get_object_or_404(
             Dataset.objects.annotate(sample_count=Count("samples")), pk=dataset_id
         )
@@ -347,6 +350,7 @@ class DatasetSamplesView(APIView):
     )
     def get(self, request, dataset_id: int):
         dataset = get_object_or_404(Dataset, pk=dataset_id)
+        check_device_may_use_dataset(request.user, dataset.pk)
         query = SampleQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         wanted = query.validated_data
@@ -372,6 +376,7 @@ class DatasetSamplesView(APIView):
     )
     def post(self, request, dataset_id: int):
         dataset = get_object_or_404(Dataset, pk=dataset_id)
+        check_device_may_use_dataset(request.user, dataset.pk)
         incoming = SampleUploadSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         data = incoming.validated_data
@@ -421,6 +426,7 @@ class DatasetImportView(APIView):
     )
     def post(self, request, dataset_id: int):
         dataset = get_object_or_404(Dataset, pk=dataset_id)
+        check_device_may_use_dataset(request.user, dataset.pk)
         incoming = ImportSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         files = incoming.validated_data["files"]
@@ -465,6 +471,7 @@ class SampleDetailView(JsonRefusalsMixin, APIView):
         sample = get_object_or_404(
             Sample.objects.select_related("current_annotation"), pk=sample_id
         )
+        check_device_may_use_dataset(request.user, sample.dataset_id)
         return Response(SampleSerializer(sample).data)
 
     @extend_schema(request=SampleStatusChangeSerializer, responses=SampleSerializer)
@@ -494,6 +501,7 @@ class SampleAnnotationsView(JsonRefusalsMixin, APIView):
     @extend_schema(responses=AnnotationSerializer(many=True))
     def get(self, request, sample_id: int):
         sample = get_object_or_404(Sample, pk=sample_id)
+        check_device_may_use_dataset(request.user, sample.dataset_id)
         annotations = sample.annotations.select_related("created_by").prefetch_related("boxes")
         return Response(AnnotationSerializer(annotations, many=True).data)
 

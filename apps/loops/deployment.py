@@ -7,6 +7,7 @@ import sys
 
 from django.conf import settings
 
+from apps.edge.preparation import prepare_for_edge
 from apps.jobs.models import Job
 from apps.jobs.runner import JobProgress
 from apps.loops import artifacts, services
@@ -49,6 +50,9 @@ def run_deploy(job: Job, progress: JobProgress) -> dict:
     finally:
         os.remove(path)
     progress.log(f"Smoke test passed: {report['images']} images, {report['boxes']} boxes")
+    progress.update(60, "LiteRT file for the edge: convert if missing, smoke test", force=True)
+    edge = prepare_for_edge(version)
+    progress.log(f"LiteRT file ready (sha256 {edge['litert_sha256'][:12]}…), smoke test passed")
     deployment = services.move_deployed_pointer(
         version.pk,
         action=action,

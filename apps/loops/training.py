@@ -6,7 +6,6 @@ import time
 
 from apps.jobs.models import Job, JobTrigger
 from apps.jobs.runner import JobProgress
-from apps.jobs.services import JobAlreadyActive
 from apps.loops import ml_models, services
 from apps.loops.models import Loop, ModelVersion, VersionSource
 from apps.loops.training_data import (

@@ -174,6 +174,36 @@ def test_a_sample_upload_is_limited_to_one_image(dataset, client, settings):
     )
 
 
+def test_edge_images_pass_the_gate_up_to_their_own_limits(dataset, client, settings):
+    """Predict takes a batch of camera images, intake one: both far above the small limit."""
+    from apps.loops.services import create_loop
+
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
+    settings.EDGE_MAX_IMAGE_BYTES = 1000
+    settings.EDGE_MAX_BATCH = 4
+    loop = create_loop(name="line-1", dataset=dataset)
+    issued = services.create_device_token(name="cam", created_by=None)
+    issued.device_token.loops.add(loop)
+    device = ("Authorization", f"Bearer {issued.raw_token}")
+    viewer = _session_cookie(client, UserFactory(role="viewer"))
+    predict, intake = f"/api/v1/loops/{loop.pk}/predict/", f"/api/v1/loops/{loop.pk}/intake/"
+    overhead = 1024**2
+    for path, limit, callers in (
+        (predict, 4 * 1000 + overhead, [device, viewer]),
+        (intake, 1000 + overhead, [device]),
+    ):
+        for caller in callers:
+            fits = [caller, ("Content-Length", str(limit))]
+            app, status, _ = _call(path, headers=fits, receive=_body_of(b"x"))
+            assert (status, app.called) == (200, True), (path, caller[0])
+            too_big = [caller, ("Content-Length", str(limit + 1))]
+            assert _call(path, headers=too_big)[1] == 413, (path, caller[0])
+    other_loop = create_loop(name="line-2", dataset=DatasetFactory())
+    app, status, _ = _call(f"/api/v1/loops/{other_loop.pk}/predict/", headers=[device, HUGE])
+    assert (status, app.called) == (403, False)
+    assert _call(predict, headers=[HUGE])[1] == 401
+
+
 @pytest.mark.parametrize("path", ["/api/v1/datasets/", "/login/", "/no/such/page/"])
 def test_other_views_take_only_small_bodies(path, settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000

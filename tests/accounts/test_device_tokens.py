@@ -11,7 +11,7 @@ pytestmark = pytest.mark.django_db
 
 def test_token_is_shown_once_and_stored_hashed(client):
     client.force_login(UserFactory(role="admin"))
-    response = client.post("/accounts/devices/", {"name": "line-3-camera"})
+    response = client.post("/accounts/devices/", {"name": "line-3-camera", "all_loops": "on"})
     raw = response.context["issued"].raw_token
     assert raw.encode() in response.content
     token = DeviceToken.objects.get()

@@ -14,7 +14,7 @@ from tests.factories import image_bytes, make_sample
 
 @pytest.fixture
 def device_client(admin_user):
-    issued = create_device_token(name="edge-cam-1", created_by=admin_user)
+    issued = create_device_token(name="edge-cam-1", created_by=admin_user, all_loops=True)
     client = Client(headers={"Authorization": f"Bearer {issued.raw_token}"})
     client.issued = issued
     return client

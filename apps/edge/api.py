@@ -1,0 +1,624 @@
+"""REST API of the edge: predict, intake uploads from agents, model download, intake policy.
+
+A device token may act only on the loops it is scoped to (403 otherwise); signed-in users need
+the loop permissions. Rejected requests store nothing and are counted as the device's errors.
+"""
+
+import hashlib
+import json
+import math
+
+from django.conf import settings
+from django.http import FileResponse, HttpResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import permissions, serializers, status
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.accounts.api_auth import is_device
+from apps.accounts.body_gate import LargeBody
+from apps.datasets.image_checks import FORMAT_EXTENSIONS
+from apps.datasets.models import SampleSource
+from apps.edge import ratelimit, services, serving
+from apps.edge.models import IntakeMode
+from apps.loops.models import Loop, ModelVersion
+
+# Multipart boundaries and headers around the images, and the intake upload's detection JSON.
+MULTIPART_OVERHEAD_BYTES = 1024**2
+
+
+class EdgeAccess(permissions.BasePermission):
+    """Devices pass here (their loop scope is checked per view); users need `user_permissions`."""
+
+    message = "Your role may not do this."
+
+    def has_permission(self, request, view) -> bool:
+        if not request.user or not request.user.is_authenticated:
+            return False
+        if is_device(request.user):
+            return request.method in getattr(view, "device_methods", ())
+        needed = getattr(view, "user_permissions", {}).get(request.method)
+        return needed is not None and request.user.has_perm(needed)
+
+
+class RequestRejected(Exception):
+    def __init__(self, code: int, message: str, headers: dict | None = None):
+        super().__init__(message)
+        self.code = code
+        self.headers = headers or {}
+
+
+class EdgeView(APIView):
+    permission_classes = [EdgeAccess]
+    device_methods: tuple = ()
+    user_permissions: dict = {}
+    rate_limited = True
+
+    def loop_for(self, request, loop_id: int) -> Loop:
+        loop = get_object_or_404(
+            Loop.objects.select_related("dataset", "intake_policy"), pk=loop_id
+        )
+        if is_device(request.user):
+            token = request.user.token
+            if not token.may_use_loop(loop.pk):
+                raise PermissionDenied(
+                    f"This device token is not scoped to loop {loop.name!r}; an admin can add "
+                    "the loop to it on the Devices page."
+                )
+        return loop
+
+    def device(self, request, loop: Loop):
+        if not is_device(request.user):
+            return None
+        return services.device_for(request.user.token, loop)
+
+    def check_rate(self, request) -> None:
+        if not (self.rate_limited and is_device(request.user)):
+            return
+        wait = ratelimit.retry_after_s(request.user.token.token_sha256[:24])
+        if wait is not None:
+            raise RequestRejected(
+                status.HTTP_429_TOO_MANY_REQUESTS,
+                f"More than {settings.EDGE_DEVICE_REQUESTS_PER_MINUTE} requests a minute from "
+                f"this device: try again in {wait} s.",
+                {"Retry-After": str(wait)},
+            )
+
+    def rejected(self, exc: RequestRejected, device=None) -> Response:
+        if device is not None and exc.code != status.HTTP_429_TOO_MANY_REQUESTS:
+            services.record_error(device, f"{exc.code}: {exc}")
+        return Response({"detail": str(exc)}, status=exc.code, headers=exc.headers)
+
+
+# --- Reading images from a request -----------------------------------------------------------
+
+
+def _read_images(request) -> list[tuple[str, bytes]]:
+    """(name, bytes) of each image: multipart `image`/`images` parts, or the raw body."""
+    max_bytes = settings.EDGE_MAX_IMAGE_BYTES
+    content_type = request.content_type or ""
+    if content_type.startswith("multipart/form-data"):
+        files = request.FILES.getlist("images") + request.FILES.getlist("image")
+        if not files:
+            raise RequestRejected(
+                400,
+                "Send the image as a multipart part named 'image' (or several named 'images'), "
+                "or as the raw request body.",
+            )
+        if len(files) > settings.EDGE_MAX_BATCH:
+            raise RequestRejected(
+                413, f"{len(files)} images in one request; at most {settings.EDGE_MAX_BATCH}."
+            )
+        images = []
+        for index, upload in enumerate(files):
+            if upload.size > max_bytes:
+                raise RequestRejected(
+                    413,
+                    f"image {index} ({upload.name}): {upload.size:,} bytes, more than the "
+                    f"limit of {max_bytes:,}",
+                )
+            images.append((upload.name or f"image-{index}", upload.read()))
+        return images
+    declared = request.META.get("CONTENT_LENGTH") or "0"
+    try:
+        declared = int(declared)
+    except ValueError:
+        declared = 0
+    if declared > max_bytes:
+        raise RequestRejected(413, f"{declared:,} bytes, more than the limit of {max_bytes:,}")
+    data = request._request.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise RequestRejected(413, f"more than the limit of {max_bytes:,} bytes")
+    if not data:
+        raise RequestRejected(400, "Empty body: send the image's bytes (or multipart 'image').")
+    name = request.query_params.get("name") or "device-image"
+    return [(name, data)]
+
+
+def _decode(images: list[tuple[str, bytes]]):
+    from worker.edge.inference import ImageTooLarge, ImageUnusable, decode_image
+
+    arrays = []
+    many = len(images) > 1
+    for index, (name, data) in enumerate(images):
+        where = f"image {index} ({name}): " if many else ""
+        try:
+            # Decoded once, with the formats the datasets accept (an image the intake stores
+            # passes store_sample's checks too).
+            array = decode_image(
+                data,
+                max_bytes=settings.EDGE_MAX_IMAGE_BYTES,
+                max_pixels=settings.EDGE_MAX_IMAGE_PIXELS,
+                formats=tuple(FORMAT_EXTENSIONS),
+            )
+        except ImageTooLarge as exc:
+            raise RequestRejected(413, f"{where}{exc}") from exc
+        except ImageUnusable as exc:
+            raise RequestRejected(400, f"{where}{exc}") from exc
+        arrays.append(array)
+    return arrays
+
+
+# --- Predict ---------------------------------------------------------------------------------
+
+BOX_FIELDS = {  # inline_serializer adds keys to this dict: never iterate it
+    "class_name": serializers.CharField(),
+    "score": serializers.FloatField(),
+    "x1": serializers.FloatField(),
+    "y1": serializers.FloatField(),
+    "x2": serializers.FloatField(),
+    "y2": serializers.FloatField(),
+}
+VERSION_FIELDS = {
+    "id": serializers.IntegerField(),
+    "number": serializers.IntegerField(),
+    "label": serializers.CharField(),
+}
+RESULT_FIELDS = {
+    "boxes": inline_serializer("PredictedBox", BOX_FIELDS, many=True),
+    "hard": serializers.BooleanField(),
+    "hardness": serializers.FloatField(),
+    "miner": serializers.CharField(),
+    "width": serializers.IntegerField(),
+    "height": serializers.IntegerField(),
+    "stored": serializers.BooleanField(),
+    "queued": serializers.BooleanField(),
+    "intake": serializers.CharField(help_text="Why the image was or was not kept."),
+    "sample_id": serializers.IntegerField(allow_null=True),
+}
+
+
+def _predict_body_limit() -> int:
+    return settings.EDGE_MAX_IMAGE_BYTES * settings.EDGE_MAX_BATCH + MULTIPART_OVERHEAD_BYTES
+
+
+def _intake_body_limit() -> int:
+    return settings.EDGE_MAX_IMAGE_BYTES + MULTIPART_OVERHEAD_BYTES
+
+
+class PredictView(EdgeView):
+    device_methods = ("POST",)
+    user_permissions = {"POST": "loops.view_loop"}
+    # Devices hold datasets.add_sample, people loops.view_loop: either may send images.
+    large_body = LargeBody(("loops.view_loop", "datasets.add_sample"), _predict_body_limit)
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(
+        request={
+            "multipart/form-data": inline_serializer(
+                "PredictUpload",
+                {
+                    "image": serializers.FileField(required=False),
+                    "images": serializers.ListField(child=serializers.FileField(), required=False),
+                },
+            ),
+            "image/*": bytes,
+            "application/octet-stream": bytes,
+        },
+        responses={
+            200: inline_serializer(
+                "Prediction",
+                {
+                    "version": inline_serializer("AnsweringVersion", VERSION_FIELDS),
+                    "loop": serializers.IntegerField(),
+                    **RESULT_FIELDS,
+                    "results": inline_serializer("BatchResult", RESULT_FIELDS, many=True),
+                },
+            )
+        },
+        description="Boxes of the loop's deployed model for one image (multipart `image` or "
+        "the raw body) or a batch (multipart `images`, answered under `results`), with the "
+        "version that answered, the miner's verdict, and what the intake policy kept. "
+        "400/413 for unusable or too large images, 409 when no model is deployed, 429 with "
+        "Retry-After over the per-device rate. Nothing is stored for a rejected request.",
+    )
+    def post(self, request, loop_id: int):
+        loop = self.loop_for(request, loop_id)
+        device = self.device(request, loop)
+        try:
+            self.check_rate(request)
+            if loop.deployed_version_id is None:
+                raise RequestRejected(
+                    409, f"Loop {loop.name!r} has no deployed model yet: deploy a version first."
+                )
+            images = _read_images(request)
+            arrays = _decode(images)
+            try:
+                model = serving.served_model(loop)
+            except serving.NotServable as exc:
+                raise RequestRejected(409, str(exc)) from exc
+            detections = model.detector.detect(arrays)
+        except RequestRejected as exc:
+            return self.rejected(exc, device)
+        return Response(self._answer(request, loop, device, model, images, arrays, detections))
+
+    def _answer(self, request, loop, device, model, images, arrays, detections) -> dict:
+        from worker.edge.inference import perceptual_hash
+
+        items = [
+            services.IntakeItem(
+                data=data,
+                original_name=name,
+                image_hash=perceptual_hash(array),
+                detection=detection.as_dict(),
+                version_id=model.version_id,
+                version_label=model.label,
+            )
+            for (name, data), array, detection in zip(images, arrays, detections, strict=True)
+        ]
+        decisions = services.take_in(
+            loop,
+            items,
+            device=device,
+            source=SampleSource.DEVICE if device else SampleSource.UPLOAD,
+            user=None if device else request.user,
+        )
+        results = [
+            detection.as_dict() | decision.as_dict()
+            for detection, decision in zip(detections, decisions, strict=True)
+        ]
+        if device is not None:
+            services.record_activity(
+                device,
+                version_id=model.version_id,
+                images=len(results),
+                hard=sum(1 for r in results if r["hard"]),
+            )
+        body = {"version": model.version_dict(), "loop": loop.pk}
+        multipart = (request.content_type or "").startswith("multipart/form-data")
+        if len(results) == 1 and not (multipart and "images" in request.FILES):
+            return body | results[0]
+        return body | {"results": results}
+
+
+# --- Intake from edge agents -----------------------------------------------------------------
+
+
+class IntakeUploadView(EdgeView):
+    """An agent sends an image it answered and mined itself; the loop's policy decides."""
+
+    device_methods = ("POST",)
+    user_permissions = {}
+    parser_classes = [MultiPartParser]
+    large_body = LargeBody("datasets.add_sample", _intake_body_limit)
+
+    @extend_schema(
+        request={
+            "multipart/form-data": inline_serializer(
+                "IntakeUpload",
+                {
+                    "image": serializers.FileField(),
+                    "detection": serializers.CharField(
+                        help_text='JSON: {"boxes": [...], "hard": bool, "hardness": float, '
+                        '"miner": str}'
+                    ),
+                    "version": serializers.IntegerField(help_text="The version that answered."),
+                },
+            )
+        },
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                description="A retry with the same key gets the first answer, stores nothing.",
+            )
+        ],
+        responses={200: inline_serializer("IntakeDecision", RESULT_FIELDS)},
+    )
+    def post(self, request, loop_id: int):
+        loop = self.loop_for(request, loop_id)
+        device = self.device(request, loop)
+        token = request.user.token
+        key = (request.headers.get("Idempotency-Key") or "").strip()[:100]
+        if key:
+            earlier = services.receipt(token, key)
+            if earlier is not None:
+                return Response(earlier | {"replayed": True})
+        try:
+            self.check_rate(request)
+            images = _read_images(request)
+            if len(images) != 1:
+                raise RequestRejected(400, "Send one image per intake upload.")
+            (array,) = _decode(images)
+            detection = _parse_detection(request.data.get("detection"), loop)
+            version_id = _parse_version(request.data.get("version"), loop)
+        except RequestRejected as exc:
+            return self.rejected(exc, device)
+        from worker.edge.inference import perceptual_hash
+
+        label = ModelVersion.objects.filter(pk=version_id).values_list("number", flat=True).first()
+        item = services.IntakeItem(
+            data=images[0][1],
+            original_name=images[0][0],
+            image_hash=perceptual_hash(array),
+            detection=detection,
+            version_id=version_id,
+            version_label=f"v{label}" if label else "",
+        )
+        (decision,) = services.take_in(loop, [item], device=device, source=SampleSource.DEVICE)
+        services.record_activity(
+            device, version_id=version_id, images=1, hard=int(bool(detection["hard"]))
+        )
+        body = {**detection, **decision.as_dict()}
+        if key:
+            body = services.keep_receipt(token, key, body)
+        return Response(body)
+
+
+def _finite(value, what: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as exc:
+        raise RequestRejected(400, f"detection: {what} must be a number") from exc
+    if not math.isfinite(number):
+        raise RequestRejected(400, f"detection: {what} must be finite")
+    return number
+
+
+def _parse_detection(raw, loop: Loop) -> dict:
+    try:
+        data = json.loads(raw or "")
+    except ValueError as exc:
+        raise RequestRejected(400, f"detection must be JSON: {exc}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("boxes", []), list):
+        raise RequestRejected(400, 'detection must be {"boxes": [...], "hard": ..., ...}')
+    boxes = []
+    for index, box in enumerate(data.get("boxes", [])):
+        if not isinstance(box, dict) or box.get("class_name") not in loop.dataset.class_names:
+            raise RequestRejected(400, f"detection: box {index} has no known class_name")
+        numbers = {
+            name: _finite(box.get(name), f"box {index} {name}")
+            for name in ("score", "x1", "y1", "x2", "y2")
+        }
+        if numbers["x2"] <= numbers["x1"] or numbers["y2"] <= numbers["y1"]:
+            raise RequestRejected(400, f"detection: box {index} is empty or inverted")
+        if not 0.0 <= numbers["score"] <= 1.0:
+            raise RequestRejected(400, f"detection: box {index} score must lie in [0, 1]")
+        boxes.append({"class_name": box["class_name"], **numbers})
+    hardness = _finite(data.get("hardness", 0.0), "hardness")
+    return {
+        "boxes": boxes,
+        "hard": bool(data.get("hard")),
+        "hardness": min(max(hardness, 0.0), 1.0),
+        "miner": str(data.get("miner", ""))[:60],
+    }
+
+
+def _parse_version(raw, loop: Loop) -> int | None:
+    if raw in (None, ""):
+        return None
+    try:
+        version_id = int(raw)
+    except (TypeError, ValueError) as exc:
+        raise RequestRejected(400, "version must be a version id") from exc
+    if not ModelVersion.objects.filter(pk=version_id, loop=loop).exists():
+        raise RequestRejected(400, f"version {version_id} is not a version of this loop")
+    return version_id
+
+
+class HeartbeatView(EdgeView):
+    """An agent says which version it runs and how it is; the fleet page shows it."""
+
+    device_methods = ("POST",)
+    parser_classes = [JSONParser]
+
+    @extend_schema(
+        request=inline_serializer(
+            "Heartbeat",
+            {"version": serializers.IntegerField(), "health": serializers.DictField()},
+        ),
+        responses={204: None},
+    )
+    def post(self, request, loop_id: int):
+        loop = self.loop_for(request, loop_id)
+        device = self.device(request, loop)
+        try:
+            self.check_rate(request)
+            version_id = _parse_version(request.data.get("version"), loop)
+        except RequestRejected as exc:
+            return self.rejected(exc, device)
+        health = request.data.get("health")
+        services.record_activity(
+            device,
+            version_id=version_id,
+            health=health if isinstance(health, dict) else None,
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- Model download --------------------------------------------------------------------------
+
+
+def _deployed(loop: Loop) -> ModelVersion:
+    if loop.deployed_version_id is None:
+        raise RequestRejected(409, f"Loop {loop.name!r} has no deployed model yet.")
+    return ModelVersion.objects.get(pk=loop.deployed_version_id)
+
+
+def _manifest(request, loop: Loop, version: ModelVersion) -> dict:
+    from django.urls import reverse
+
+    from apps.edge.preparation import EdgePreparationError, ensure_edge_model
+
+    try:
+        decoder = ensure_edge_model(version).decoder_config
+    except EdgePreparationError as exc:
+        raise RequestRejected(409, f"{version.label} cannot be served: {exc}") from exc
+    miner = serving.miner_spec(loop)
+    policy = services.policy_for(loop)
+    return {
+        "loop": {"id": loop.pk, "name": loop.name},
+        "version": {"id": version.pk, "number": version.number, "label": version.label},
+        "class_names": version.class_names,
+        "litert": {
+            "url": request.build_absolute_uri(reverse("api-edge-model-litert", args=[loop.pk])),
+            "sha256": version.litert_sha256,
+            "size": version.litert.size if version.litert_sha256 else None,
+        }
+        if version.litert_sha256
+        else None,
+        "archive": {
+            "url": request.build_absolute_uri(reverse("api-edge-model-archive", args=[loop.pk])),
+            "sha256": version.artifact_sha256,
+            "size": version.artifact_size,
+        },
+        "decoder": decoder,
+        "miner": miner.as_dict() if miner else None,
+        "intake": {
+            "mode": policy.mode,
+            "sample_percent": policy.sample_percent if policy.mode == IntakeMode.SAMPLE else 0,
+        },
+    }
+
+
+def _etag(*parts) -> str:
+    return '"' + hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()[:32] + '"'
+
+
+def _not_modified(request, etag: str) -> bool:
+    sent = request.headers.get("If-None-Match", "")
+    return etag in [tag.strip() for tag in sent.split(",")] or sent.strip() == "*"
+
+
+class ModelManifestView(EdgeView):
+    device_methods = ("GET",)
+    user_permissions = {"GET": "loops.view_modelversion"}
+    rate_limited = False  # polls are cheap: a 304 costs one query
+
+    @extend_schema(
+        responses={200: dict, 304: None, 409: None},
+        description="The deployed version: LiteRT file and archive (URLs, sha256), the box "
+        "decoder's config, the loop's miner and intake share. Send If-None-Match with the "
+        "ETag you have: 304 while nothing changed.",
+    )
+    def get(self, request, loop_id: int):
+        loop = self.loop_for(request, loop_id)
+        device = self.device(request, loop)
+        try:
+            version = _deployed(loop)
+            policy = services.policy_for(loop)
+            etag = _etag(
+                version.pk,
+                version.litert_sha256,
+                loop.algorithm_yaml,
+                policy.mode,
+                policy.sample_percent,
+            )
+            if device is not None:
+                services.record_activity(device)
+            if _not_modified(request, etag):
+                return HttpResponse(status=304, headers={"ETag": etag})
+            body = _manifest(request, loop, version)
+        except RequestRejected as exc:
+            return self.rejected(exc, device)
+        return Response(body, headers={"ETag": etag, "Cache-Control": "no-cache"})
+
+
+class _ModelFileView(EdgeView):
+    device_methods = ("GET",)
+    user_permissions = {"GET": "loops.view_modelversion"}
+    rate_limited = False
+
+    def file_of(self, version: ModelVersion) -> tuple[str, str, str]:
+        raise NotImplementedError
+
+    @extend_schema(responses={(200, "application/octet-stream"): bytes, 304: None, 409: None})
+    def get(self, request, loop_id: int):
+        loop = self.loop_for(request, loop_id)
+        device = self.device(request, loop)
+        try:
+            version = _deployed(loop)
+            name, sha256, filename = self.file_of(version)
+        except RequestRejected as exc:
+            return self.rejected(exc, device)
+        etag = f'"{sha256}"'
+        headers = {
+            "ETag": etag,
+            "X-Model-Version": str(version.pk),
+            "X-Model-Version-Label": version.label,
+            "X-Content-SHA256": sha256,
+        }
+        if _not_modified(request, etag):
+            return HttpResponse(status=304, headers=headers)
+        from django.core.files.storage import default_storage
+
+        response = FileResponse(
+            default_storage.open(name, "rb"), as_attachment=True, filename=filename
+        )
+        for header, value in headers.items():
+            response[header] = value
+        return response
+
+
+class ModelLiteRTView(_ModelFileView):
+    def file_of(self, version):
+        if not version.litert_sha256:
+            raise RequestRejected(
+                409,
+                f"{version.label} has no LiteRT file: deploy it again (the deploy converts it).",
+            )
+        return version.litert.name, version.litert_sha256, f"{version.label}.tflite"
+
+
+class ModelArchiveView(_ModelFileView):
+    def file_of(self, version):
+        return version.artifact.name, version.artifact_sha256, f"{version.label}-model.zip"
+
+
+# --- Intake policy ---------------------------------------------------------------------------
+
+
+class IntakePolicySerializer(serializers.Serializer):
+    mode = serializers.ChoiceField(choices=IntakeMode.choices, required=False)
+    sample_percent = serializers.FloatField(min_value=0, max_value=100, required=False)
+    hard_per_hour = serializers.IntegerField(min_value=0, required=False)
+    hard_per_day = serializers.IntegerField(min_value=0, required=False)
+    duplicate_window = serializers.IntegerField(min_value=0, max_value=10000, required=False)
+    duplicate_distance = serializers.IntegerField(min_value=0, max_value=64, required=False)
+
+
+class IntakePolicyView(EdgeView):
+    device_methods = ()
+    user_permissions = {"GET": "loops.view_loop", "PUT": "loops.change_loop"}
+    parser_classes = [JSONParser]
+    rate_limited = False
+
+    @extend_schema(responses=IntakePolicySerializer)
+    def get(self, request, loop_id: int):
+        loop = self.loop_for(request, loop_id)
+        return Response(services.policy_dict(services.policy_for(loop)))
+
+    @extend_schema(request=IntakePolicySerializer, responses=IntakePolicySerializer)
+    def put(self, request, loop_id: int):
+        loop = self.loop_for(request, loop_id)
+        incoming = IntakePolicySerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        try:
+            policy = services.update_policy(loop, **incoming.validated_data)
+        except services.EdgeError as exc:
+            return Response({"detail": str(exc)}, status=400)
+        return Response(services.policy_dict(policy))

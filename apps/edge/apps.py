@@ -1,0 +1,13 @@
+from django.apps import AppConfig
+
+
+class EdgeConfig(AppConfig):
+    name = "apps.edge"
+    label = "edge"
+    verbose_name = "Edge: inference, intake and fleet"
+
+    def ready(self):
+        from apps.edge import serving
+        from apps.loops.events import deployed_pointer_moved
+
+        deployed_pointer_moved.connect(serving.forget_loop, dispatch_uid="edge-serving-swap")

@@ -1,0 +1,324 @@
+"""Verbs of the edge: keep (or not) what devices send, by the loop's intake policy; keep the
+fleet's books; set the policy. The API views call these and nothing else."""
+
+import random
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from apps.datasets import services as datasets
+from apps.datasets.models import Sample, SampleSource, SampleStatus
+from apps.edge.models import (
+    EdgeDevice,
+    IntakeMode,
+    IntakeOutcome,
+    IntakePolicy,
+    IntakeRecord,
+    UploadReceipt,
+)
+from apps.loops.models import Loop
+
+
+class EdgeError(Exception):
+    """Bad input to an edge verb; the message is meant for the user."""
+
+
+# --- Intake policy ---------------------------------------------------------------------------
+
+
+def policy_for(loop: Loop) -> IntakePolicy:
+    """The loop's policy (the defaults on first use); free when the loop was read with
+    ``select_related("intake_policy")``."""
+    try:
+        return loop.intake_policy
+    except IntakePolicy.DoesNotExist:
+        policy, _ = IntakePolicy.objects.get_or_create(loop=loop)
+        return policy
+
+
+POLICY_FIELDS = (
+    "mode",
+    "sample_percent",
+    "hard_per_hour",
+    "hard_per_day",
+    "duplicate_window",
+    "duplicate_distance",
+)
+
+
+def update_policy(loop: Loop, **values) -> IntakePolicy:
+    unknown = sorted(set(values) - set(POLICY_FIELDS))
+    if unknown:
+        raise EdgeError(f"Unknown intake setting(s) {unknown}; allowed: {list(POLICY_FIELDS)}.")
+    policy = policy_for(loop)
+    for name, value in values.items():
+        setattr(policy, name, value)
+    if policy.mode not in IntakeMode.values:
+        raise EdgeError(f"Intake mode must be one of {', '.join(IntakeMode.values)}.")
+    if not 0 <= float(policy.sample_percent) <= 100:
+        raise EdgeError("The sampled share is a percentage: 0 to 100.")
+    for name in ("hard_per_hour", "hard_per_day", "duplicate_window"):
+        if int(getattr(policy, name)) < 0:
+            raise EdgeError(f"{name} cannot be negative.")
+    if not 0 <= int(policy.duplicate_distance) <= 64:
+        raise EdgeError("duplicate_distance counts differing bits of a 64-bit hash: 0 to 64.")
+    policy.save()
+    return policy
+
+
+def policy_dict(policy: IntakePolicy) -> dict:
+    return {name: getattr(policy, name) for name in POLICY_FIELDS}
+
+
+# --- Intake ----------------------------------------------------------------------------------
+
+
+@dataclass
+class IntakeItem:
+    """One answered image that the policy may keep."""
+
+    data: bytes
+    original_name: str
+    image_hash: int  # unsigned 64-bit perceptual hash
+    detection: dict  # boxes, hard, hardness, miner
+    version_id: int | None
+    version_label: str
+    captured_at: object = None
+
+
+@dataclass
+class IntakeDecision:
+    stored: bool = False
+    queued: bool = False
+    reason: str = ""
+    sample_id: int | None = None
+    outcome: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {
+            "stored": self.stored,
+            "queued": self.queued,
+            "intake": self.reason,
+            "sample_id": self.sample_id,
+        }
+
+
+def take_in(
+    loop: Loop, items: list[IntakeItem], *, device: EdgeDevice | None, source: str, user=None
+) -> list[IntakeDecision]:
+    """Applies the loop's intake policy to each item, in one transaction with the policy locked
+    (so two devices cannot both take the last slot of a budget)."""
+    from worker.edge.inference import to_signed64
+
+    policy = policy_for(loop)  # read with the loop by the API: no query
+    might_store = policy.mode == IntakeMode.SAMPLE or (
+        policy.mode == IntakeMode.HARD and any(item.detection.get("hard") for item in items)
+    )
+    if not might_store:  # the common case of a healthy model: no lock, no write
+        reason = "the loop's intake policy stores nothing"
+        if policy.mode != IntakeMode.NOTHING:
+            reason = "not hard"
+        return [IntakeDecision(reason=reason) for _ in items]
+    decisions = []
+    with transaction.atomic():
+        policy = IntakePolicy.objects.select_for_update().filter(loop=loop).first()
+        if policy is None:
+            policy = policy_for(loop)
+        for item in items:
+            decisions.append(_take_one(loop, policy, item, device, source, user, to_signed64))
+    return decisions
+
+
+def _take_one(loop, policy, item, device, source, user, to_signed64) -> IntakeDecision:
+    hard = bool(item.detection.get("hard"))
+    if policy.mode == IntakeMode.NOTHING:
+        return IntakeDecision(reason="the loop's intake policy stores nothing")
+    if hard:
+        outcome = IntakeOutcome.QUEUED
+    elif policy.mode == IntakeMode.SAMPLE and random.random() * 100 < policy.sample_percent:
+        outcome = IntakeOutcome.STORED
+    else:
+        sampled = ", not sampled" if policy.mode == IntakeMode.SAMPLE else ""
+        return IntakeDecision(reason=f"not hard{sampled}")
+
+    def record(result_outcome, sample_id=None):
+        IntakeRecord.objects.create(
+            loop=loop,
+            device=device,
+            outcome=result_outcome,
+            image_hash=to_signed64(item.image_hash),
+            hard=hard,
+            hardness=float(item.detection.get("hardness") or 0.0),
+            sample_id=sample_id,
+        )
+
+    near = _near_duplicate(loop, policy, item.image_hash)
+    if near is not None:
+        record(IntakeOutcome.DUPLICATE)
+        return IntakeDecision(
+            reason=f"a near-duplicate of an image stored {near} (perceptual hash)",
+            outcome=IntakeOutcome.DUPLICATE,
+        )
+    if outcome == IntakeOutcome.QUEUED:
+        over = _over_budget(loop, policy)
+        if over:
+            record(IntakeOutcome.OVER_BUDGET)
+            return IntakeDecision(reason=over, outcome=IntakeOutcome.OVER_BUDGET)
+    stored = datasets.store_sample(
+        loop.dataset,
+        item.data,
+        original_name=item.original_name,
+        source=source,
+        user=user,
+        captured_at=item.captured_at,
+    )
+    if not stored.created:
+        record(IntakeOutcome.DUPLICATE, stored.sample.pk)
+        return IntakeDecision(
+            reason=f"the same image is already sample {stored.sample.pk}",
+            sample_id=stored.sample.pk,
+            outcome=IntakeOutcome.DUPLICATE,
+        )
+    Sample.objects.filter(pk=stored.sample.pk).update(
+        prediction={
+            "version_id": item.version_id,
+            "version": item.version_label,
+            "boxes": item.detection.get("boxes", []),
+            "miner": item.detection.get("miner", ""),
+            "hardness": item.detection.get("hardness"),
+            "hard": hard,
+        },
+        hardness_score=item.detection.get("hardness"),
+        mined_by=str(item.detection.get("miner", ""))[:60],
+        status=SampleStatus.QUEUED if hard else SampleStatus.UNLABELED,
+    )
+    record(outcome, stored.sample.pk)
+    return IntakeDecision(
+        stored=True,
+        queued=hard,
+        reason="hard: queued for labeling" if hard else "sampled: stored unlabeled",
+        sample_id=stored.sample.pk,
+        outcome=outcome,
+    )
+
+
+def _near_duplicate(loop: Loop, policy: IntakePolicy, image_hash: int) -> str | None:
+    from worker.edge.inference import hash_distance
+
+    if not policy.duplicate_window:
+        return None
+    recent = IntakeRecord.objects.filter(
+        loop=loop, outcome__in=[IntakeOutcome.QUEUED, IntakeOutcome.STORED]
+    ).order_by("-id")[: policy.duplicate_window]
+    for earlier_hash, sample_id in recent.values_list("image_hash", "sample_id"):
+        if hash_distance(earlier_hash, image_hash) <= policy.duplicate_distance:
+            return f"as sample {sample_id}" if sample_id else "recently"
+    return None
+
+
+def _over_budget(loop: Loop, policy: IntakePolicy) -> str:
+    now = timezone.now()
+    queued = IntakeRecord.objects.filter(loop=loop, outcome=IntakeOutcome.QUEUED)
+    if queued.filter(created_at__gte=now - timedelta(hours=1)).count() >= policy.hard_per_hour:
+        return (
+            f"the loop's budget of {policy.hard_per_hour} hard examples per hour is spent: "
+            "counted, not queued"
+        )
+    if queued.filter(created_at__gte=now - timedelta(days=1)).count() >= policy.hard_per_day:
+        return (
+            f"the loop's budget of {policy.hard_per_day} hard examples per day is spent: "
+            "counted, not queued"
+        )
+    return ""
+
+
+def intake_counts(loop: Loop, since) -> dict[str, int]:
+    rows = (
+        IntakeRecord.objects.filter(loop=loop, created_at__gte=since)
+        .values_list("outcome")
+        .order_by()
+    )
+    counts = {outcome: 0 for outcome in IntakeOutcome.values}
+    for (outcome,) in rows:
+        counts[outcome] += 1
+    return counts
+
+
+# --- Idempotent uploads ----------------------------------------------------------------------
+
+
+def receipt(token, key: str) -> dict | None:
+    found = UploadReceipt.objects.filter(token=token, key=key).first()
+    return found.response if found else None
+
+
+def keep_receipt(token, key: str, response: dict) -> dict:
+    """Records the answer to ``key``; if a concurrent retry recorded one first, returns that."""
+    try:
+        with transaction.atomic():
+            UploadReceipt.objects.create(token=token, key=key, response=response)
+    except IntegrityError:
+        return UploadReceipt.objects.get(token=token, key=key).response
+    return response
+
+
+# --- Fleet bookkeeping -----------------------------------------------------------------------
+
+
+_device_ids: dict[tuple[str, int], int] = {}
+
+
+def device_for(token, loop: Loop) -> EdgeDevice:
+    """The books of this token on this loop (ids are remembered per process: a row only goes
+    away with its token or loop, and then updates of it simply change nothing)."""
+    cache_key = (token.token_sha256, loop.pk)
+    known = _device_ids.get(cache_key)
+    if known is not None:
+        return EdgeDevice(pk=known, token=token, loop=loop)
+    device, _ = EdgeDevice.objects.get_or_create(token=token, loop=loop)
+    if len(_device_ids) > 100_000:
+        _device_ids.clear()
+    _device_ids[cache_key] = device.pk
+    return device
+
+
+def record_activity(
+    device: EdgeDevice, *, version_id=None, images: int = 0, hard: int = 0, health=None
+) -> None:
+    changes = {
+        "last_seen_at": timezone.now(),
+        "images_sent": F("images_sent") + images,
+        "hard_sent": F("hard_sent") + hard,
+    }
+    if version_id is not None:
+        changes["version_id"] = version_id
+    if health is not None:
+        changes["health"] = health
+    EdgeDevice.objects.filter(pk=device.pk).update(**changes)
+
+
+def record_error(device: EdgeDevice, message: str) -> None:
+    now = timezone.now()
+    EdgeDevice.objects.filter(pk=device.pk).update(
+        last_seen_at=now, errors=F("errors") + 1, last_error=message[:300], last_error_at=now
+    )
+
+
+def fleet(loops) -> list[tuple[Loop, list[EdgeDevice]]]:
+    """Each loop with its devices, silent ones flagged (``device.silent``)."""
+    from django.conf import settings
+
+    silent_before = timezone.now() - timedelta(seconds=settings.EDGE_SILENT_AFTER_S)
+    devices = EdgeDevice.objects.filter(loop__in=loops).select_related("token", "version")
+    by_loop: dict[int, list[EdgeDevice]] = {}
+    for device in devices:
+        device.silent = device.last_seen_at is None or device.last_seen_at < silent_before
+        by_loop.setdefault(device.loop_id, []).append(device)
+    return [(loop, by_loop.get(loop.pk, [])) for loop in loops]
+
+
+SOURCE_DEVICE = SampleSource.DEVICE

@@ -1,0 +1,58 @@
+"""The fleet page: devices of each loop with their books; silent ones flagged."""
+
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from apps.edge.models import EdgeDevice
+from tests.edge.conftest import device_client, scene_png
+
+pytestmark = pytest.mark.django_db
+
+
+def test_fleet_shows_devices_books_and_flags_silent_ones(edge_loop, client_for, viewer_user):
+    busy = device_client(edge_loop, name="gate-cam")
+    quiet = device_client(edge_loop, name="yard-cam")
+    url = reverse("api-edge-predict", args=[edge_loop.pk])
+    busy.post(url, scene_png(1), content_type="image/png")
+    busy.post(url, b"junk", content_type="image/png")
+    quiet.post(url, scene_png(2), content_type="image/png")
+    EdgeDevice.objects.filter(token=quiet.token).update(
+        last_seen_at=timezone.now() - timedelta(hours=2)
+    )
+    page = client_for(viewer_user).get(reverse("edge:fleet"))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "gate-cam" in html and "yard-cam" in html and "edge-line" in html
+    busy_row = EdgeDevice.objects.get(token=busy.token)
+    quiet_row = EdgeDevice.objects.get(token=quiet.token)
+    row = html.split(f'data-testid="device-{busy_row.pk}"')[1].split("</tr>")[0]
+    assert "<td>v1</td>" in row and "<td>1</td><td>1</td><td>1</td>" in row
+    assert 'data-testid="silent"' not in row
+    quiet_html = html.split(f'data-testid="device-{quiet_row.pk}"')[1].split("</tr>")[0]
+    assert 'data-testid="silent"' in quiet_html
+    assert "2 hard queued" in html
+
+
+def test_heartbeat_reports_the_version_an_agent_runs(edge_loop, device):
+    response = device.post(
+        reverse("api-edge-heartbeat", args=[edge_loop.pk]),
+        {"version": edge_loop.deployed_version_id, "health": {"queue": 4}},
+        content_type="application/json",
+    )
+    assert response.status_code == 204
+    row = EdgeDevice.objects.get(token=device.token)
+    assert row.version_id == edge_loop.deployed_version_id and row.health == {"queue": 4}
+    bad = device.post(
+        reverse("api-edge-heartbeat", args=[edge_loop.pk]),
+        {"version": 999999},
+        content_type="application/json",
+    )
+    assert bad.status_code == 400
+
+
+def test_the_fleet_page_needs_a_login(client):
+    response = client.get(reverse("edge:fleet"))
+    assert response.status_code == 302

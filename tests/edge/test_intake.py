@@ -1,0 +1,204 @@
+"""What a loop keeps of predicted images: hard ones queued with their pre-annotation, a sampled
+share, budgets, near-duplicate suppression, and idempotent uploads from agents."""
+
+import json
+
+import pytest
+from django.urls import reverse
+
+from apps.datasets.models import Sample
+from apps.edge import services
+from apps.edge.models import IntakeOutcome, IntakeRecord
+from apps.loops.models import Loop
+from tests.edge.conftest import loop_yaml, scene_png
+
+pytestmark = pytest.mark.django_db
+
+
+def predict(client, loop, data):
+    response = client.post(
+        reverse("api-edge-predict", args=[loop.pk]), data, content_type="image/png"
+    )
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def test_a_hard_image_is_stored_with_its_pre_annotation_and_queued(edge_loop, device):
+    body = predict(device, edge_loop, scene_png(11))
+    assert body["hard"] and body["stored"] and body["queued"]
+    sample = Sample.objects.get(pk=body["sample_id"])
+    assert sample.source == "device" and sample.status == "queued"
+    assert sample.dataset_id == edge_loop.dataset_id
+    assert sample.hardness_score == 1.0 and sample.mined_by == "CloudOnly"
+    assert sample.prediction["boxes"] == body["boxes"]
+    assert sample.prediction["version"] == "v1"
+    assert sample.prediction["version_id"] == edge_loop.deployed_version_id
+    assert sample.current_annotation_id is None  # the prediction is a proposal, not a label
+
+
+def test_the_miner_and_its_thresholds_come_from_the_loop_yaml(edge_loop, device):
+    Loop.objects.filter(pk=edge_loop.pk).update(algorithm_yaml=loop_yaml("EdgeOnly"))
+    edge_loop.refresh_from_db()
+    body = predict(device, edge_loop, scene_png(12))
+    assert (body["miner"], body["hard"], body["stored"]) == ("EdgeOnly", False, False)
+    assert body["intake"] == "not hard"
+    assert not Sample.objects.exists()
+
+
+def test_store_nothing_and_sampled_share(edge_loop, device):
+    services.update_policy(edge_loop, mode="nothing")
+    body = predict(device, edge_loop, scene_png(13))
+    assert body["hard"] and not body["stored"] and "stores nothing" in body["intake"]
+    assert not Sample.objects.exists()
+
+    Loop.objects.filter(pk=edge_loop.pk).update(algorithm_yaml=loop_yaml("EdgeOnly"))
+    edge_loop.refresh_from_db()
+    services.update_policy(edge_loop, mode="sample", sample_percent=100)
+    body = predict(device, edge_loop, scene_png(14))
+    assert body["stored"] and not body["queued"] and body["intake"].startswith("sampled")
+    assert Sample.objects.get(pk=body["sample_id"]).status == "unlabeled"
+    services.update_policy(edge_loop, sample_percent=0)
+    assert not predict(device, edge_loop, scene_png(15))["stored"]
+
+
+def test_hourly_budget_counts_the_rest_without_queueing(edge_loop, device):
+    services.update_policy(edge_loop, hard_per_hour=2)
+    bodies = [predict(device, edge_loop, scene_png(20 + i)) for i in range(4)]
+    assert [b["queued"] for b in bodies] == [True, True, False, False]
+    assert "2 hard examples per hour" in bodies[2]["intake"]
+    assert bodies[3]["sample_id"] is None and not bodies[3]["stored"]
+    assert Sample.objects.count() == 2
+    outcomes = list(IntakeRecord.objects.order_by("id").values_list("outcome", flat=True))
+    assert outcomes == ["queued", "queued", "over_budget", "over_budget"]
+
+
+def test_daily_budget(edge_loop, device):
+    services.update_policy(edge_loop, hard_per_day=1)
+    assert predict(device, edge_loop, scene_png(30))["queued"]
+    assert "per day" in predict(device, edge_loop, scene_png(31))["intake"]
+
+
+def test_a_static_scene_cannot_fill_the_queue(edge_loop, device):
+    """Frames of one scene differing in a pixel are near-duplicates; another scene is not."""
+    first = predict(device, edge_loop, scene_png(40))
+    repeats = [predict(device, edge_loop, scene_png(40, shift=i)) for i in range(1, 4)]
+    assert first["queued"]
+    assert [r["stored"] for r in repeats] == [False, False, False]
+    assert all("near-duplicate" in r["intake"] for r in repeats)
+    assert predict(device, edge_loop, scene_png(41))["queued"]
+    assert Sample.objects.count() == 2
+    assert IntakeRecord.objects.filter(outcome=IntakeOutcome.DUPLICATE).count() == 3
+
+
+def test_duplicate_window_of_zero_turns_suppression_off(edge_loop, device):
+    services.update_policy(edge_loop, duplicate_window=0)
+    predict(device, edge_loop, scene_png(42))
+    assert predict(device, edge_loop, scene_png(42, shift=3))["queued"]
+
+
+def test_policy_api_reads_and_admins_change(edge_loop, client_for, admin_user, viewer_user):
+    url = reverse("api-edge-intake-policy", args=[edge_loop.pk])
+    viewer = client_for(viewer_user)
+    assert viewer.get(url).json()["mode"] == "hard"
+    assert viewer.put(url, {"mode": "nothing"}, content_type="application/json").status_code == 403
+    admin = client_for(admin_user)
+    changed = admin.put(
+        url, {"mode": "sample", "sample_percent": 5}, content_type="application/json"
+    )
+    assert changed.status_code == 200 and changed.json()["sample_percent"] == 5
+    bad = admin.put(url, {"sample_percent": 150}, content_type="application/json")
+    assert bad.status_code == 400
+    assert admin.put(url, {"mode": "all"}, content_type="application/json").status_code == 400
+
+
+def test_policy_page(edge_loop, client_for, admin_user):
+    client = client_for(admin_user)
+    url = reverse("edge:intake_policy", args=[edge_loop.pk])
+    assert b"Intake policy" in client.get(url).content
+    response = client.post(
+        url,
+        {
+            "mode": "sample",
+            "sample_percent": "2.5",
+            "hard_per_hour": "10",
+            "hard_per_day": "50",
+            "duplicate_window": "100",
+            "duplicate_distance": "4",
+        },
+    )
+    assert response.status_code == 302
+    assert services.policy_for(edge_loop).hard_per_hour == 10
+    refused = client.post(url, {"mode": "sample", "sample_percent": "101"})
+    assert refused.status_code == 200 and b"0 to 100" in refused.content
+
+
+def agent_upload(client, loop, data, key, hard=True, boxes=None):
+    detection = {"boxes": boxes or [], "hard": hard, "hardness": 0.8, "miner": "IBT"}
+    return client.post(
+        reverse("api-edge-intake", args=[loop.pk]),
+        {"image": _named(data), "detection": json.dumps(detection)},
+        headers={"Idempotency-Key": key},
+    )
+
+
+def test_an_agent_upload_with_an_idempotency_key_is_stored_once(edge_loop, device):
+    box = {"class_name": "cone", "score": 0.4, "x1": 1, "y1": 2, "x2": 30, "y2": 40}
+    first = agent_upload(device, edge_loop, scene_png(50), "img-50", boxes=[box])
+    assert first.status_code == 200, first.content
+    assert first.json()["queued"]
+    retry = agent_upload(device, edge_loop, scene_png(50), "img-50", boxes=[box])
+    assert retry.json()["sample_id"] == first.json()["sample_id"] and retry.json()["replayed"]
+    assert Sample.objects.count() == 1 and IntakeRecord.objects.count() == 1
+    sample = Sample.objects.get()
+    assert sample.prediction["boxes"][0]["class_name"] == "cone" and sample.mined_by == "IBT"
+
+
+@pytest.mark.parametrize(
+    "detection, message",
+    [
+        ("not json", "JSON"),
+        (json.dumps({"boxes": [{"class_name": "tractor"}]}), "class_name"),
+        (
+            json.dumps(
+                {
+                    "boxes": [
+                        {"class_name": "cone", "score": "NaN", "x1": 0, "y1": 0, "x2": 1, "y2": 1}
+                    ]
+                }
+            ),
+            "finite",
+        ),
+        (
+            json.dumps(
+                {
+                    "boxes": [
+                        {"class_name": "cone", "score": 0.5, "x1": 9, "y1": 0, "x2": 1, "y2": 1}
+                    ]
+                }
+            ),
+            "inverted",
+        ),
+    ],
+)
+def test_a_bad_agent_upload_stores_nothing(edge_loop, device, detection, message):
+    response = device.post(
+        reverse("api-edge-intake", args=[edge_loop.pk]),
+        {"image": _named(scene_png(51)), "detection": detection},
+    )
+    assert response.status_code == 400 and message in response.json()["detail"]
+    assert not Sample.objects.exists()
+
+
+def test_users_cannot_use_the_agent_intake(edge_loop, client_for, admin_user):
+    response = client_for(admin_user).post(
+        reverse("api-edge-intake", args=[edge_loop.pk]), {"image": _named(scene_png(1))}
+    )
+    assert response.status_code == 403
+
+
+def _named(data: bytes):
+    import io
+
+    upload = io.BytesIO(data)
+    upload.name = "frame.png"
+    return upload

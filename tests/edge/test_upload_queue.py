@@ -1,0 +1,49 @@
+"""The agent's on-disk upload queue: order, bound, restart, torn writes (no portal needed)."""
+
+from worker.edge.upload_queue import UploadQueue
+
+
+def test_oldest_first_and_it_survives_a_restart(tmp_path):
+    queue = UploadQueue(tmp_path, max_items=10)
+    keys = [queue.put(f"img{i}".encode(), f"{i}.jpg", {"hard": True}, 7) for i in range(3)]
+    reopened = UploadQueue(tmp_path, max_items=10)
+    assert len(reopened) == 3
+    item = reopened.oldest()
+    assert (item.key, item.image, item.version_id) == (keys[0], b"img0", 7)
+    reopened.done(item)
+    assert reopened.oldest().key == keys[1]
+    assert reopened.put(b"img3", "3.jpg", {}, 7) != keys[2]
+    assert [UploadQueue(tmp_path).oldest().key] == [keys[1]]
+    assert UploadQueue(tmp_path).counters["uploaded"] == 1
+
+
+def test_bounded_the_oldest_is_dropped_and_counted(tmp_path):
+    queue = UploadQueue(tmp_path, max_items=3)
+    for i in range(5):
+        queue.put(f"img{i}".encode(), f"{i}.jpg", {}, None)
+    assert len(queue) == 3
+    assert queue.oldest().image == b"img2"
+    assert queue.counters["dropped"] == 2
+
+
+def test_an_unreadable_item_is_dropped_not_retried_forever(tmp_path):
+    queue = UploadQueue(tmp_path)
+    queue.put(b"a", "a.jpg", {}, None)
+    queue.put(b"b", "b.jpg", {}, None)
+    first = sorted(tmp_path.glob("*.json.item"))[0]
+    first.write_text("{torn")
+    assert queue.oldest().image == b"b"
+    assert queue.counters["dropped"] == 1
+
+
+def test_leftovers_of_a_crash_in_the_middle_of_a_put_are_cleaned(tmp_path):
+    queue = UploadQueue(tmp_path)
+    queue.put(b"a", "a.jpg", {}, None)
+    (tmp_path / "000000000009-abc.img").write_bytes(b"orphan")  # its metadata never written
+    (tmp_path / ".000000000010-def.img.1234.tmp").write_bytes(b"half")
+    reopened = UploadQueue(tmp_path)
+    assert len(reopened) == 1
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix in (".img", ".tmp")) == [
+        next(tmp_path.glob("*.img")).name
+    ]
+    assert reopened.oldest().image == b"a"
