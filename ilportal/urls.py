@@ -16,6 +16,10 @@ urlpatterns = [
     path("admin/", admin.site.urls),
 ]
 
+handler403 = "apps.dashboard.views.permission_denied"
+handler404 = "apps.dashboard.views.page_not_found"
+handler500 = "apps.dashboard.views.server_error"
+
 if not settings.S3_BUCKET:
     from django.contrib.auth.decorators import login_required
     from django.views.static import serve

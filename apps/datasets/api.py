@@ -6,7 +6,6 @@ Views parse, check the permission named in `required_permissions`, call one serv
 import json
 
 from django.conf import settings
-from django.db.models import Count
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -182,9 +181,7 @@ class DatasetListView(APIView):
 
     @extend_schema(responses=DatasetSerializer(many=True))
     def get(self, request):
-        datasets = Dataset.objects.annotate(sample_count=Count("samples")).select_related(
-            "created_by"
-        )
+        datasets = services.datasets_with_sample_counts().select_related("created_by")
         return Response(DatasetSerializer(datasets, many=True).data)
 
     @extend_schema(request=DatasetSerializer, responses={201: DatasetSerializer})
@@ -207,9 +204,7 @@ class DatasetDetailView(APIView):
     }
 
     def _dataset(self, dataset_id):
-        return get_object_or_404(
-            Dataset.objects.annotate(sample_count=Count("samples")), pk=dataset_id
-        )
+        return get_object_or_404(services.datasets_with_sample_counts(), pk=dataset_id)
 
     @extend_schema(responses=DatasetSerializer)
     def get(self, request, dataset_id: int):

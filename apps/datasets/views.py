@@ -4,14 +4,15 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.files.storage import default_storage
-from django.db.models import Count
 from django.http import FileResponse, Http404, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 
+from apps.dashboard.confirm import confirm_first
 from apps.datasets import services
+from apps.datasets.counts import cached_dataset_counts
 from apps.datasets.exporting import EXPORTERS, write_export
 from apps.datasets.forms import EXPORT_FORMATS, DatasetForm, SampleFilterForm, UploadForm
 from apps.datasets.models import Dataset, Sample
@@ -40,7 +41,7 @@ def dataset_list(request):
             else:
                 messages.success(request, f"Dataset {dataset.name} created.")
                 return redirect("datasets:detail", dataset_id=dataset.pk)
-    datasets = Dataset.objects.annotate(sample_count=Count("samples")).order_by("name")
+    datasets = services.datasets_with_sample_counts().order_by("name")
     return render(request, "datasets/dataset_list.html", {"datasets": datasets, "form": form})
 
 
@@ -78,7 +79,7 @@ def dataset_detail(request, dataset_id: int):
         size=settings.DATASET_PAGE_SIZE,
     )
     _boxes_for_grid(page.items, dataset.class_names)
-    counts = services.dataset_counts(dataset)
+    counts = cached_dataset_counts(dataset)
     class_rows = [
         (name, n, _colour(name, dataset.class_names)) for name, n in counts.boxes_by_class.items()
     ]
@@ -137,6 +138,14 @@ def import_detail(request, job_id: int):
 @permission_required("datasets.delete_dataset", raise_exception=True)
 def delete_dataset(request, dataset_id: int):
     dataset = get_object_or_404(Dataset, pk=dataset_id)
+    asked = confirm_first(
+        request,
+        f"Delete dataset {dataset.name} with all its samples, labels and image files?",
+        f"Delete {dataset.name}",
+        danger=True,
+    )
+    if asked:
+        return asked
     try:
         services.delete_dataset(dataset.pk)
     except services.DatasetError as exc:

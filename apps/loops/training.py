@@ -21,6 +21,15 @@ def _parent(loop: Loop) -> ModelVersion | None:
     return loop.deployed_version or loop.versions.order_by("-number").first()
 
 
+def eta_text(step: int, total: int, elapsed: float) -> str:
+    """The time left, once enough steps ran for it to mean something (the first steps include
+    start-up and graph tracing; an ETA from them would be far off)."""
+    if step < max(3, total // 10) or step >= total or elapsed < 2:
+        return ""
+    left = elapsed / step * (total - step)
+    return f" · about {left:.0f} s left" if left < 120 else f" · about {left / 60:.0f} min left"
+
+
 def run_training(job: Job, progress: JobProgress) -> dict:
     loop = Loop.objects.select_related("dataset", "deployed_version").get(pk=job.params["loop_id"])
     pairs = training_snapshot(loop.dataset_id)
@@ -40,7 +49,7 @@ def run_training(job: Job, progress: JobProgress) -> dict:
     progress.update(2, f"Preparing {len(pairs)} labeled samples", force=True)
     model = ml_models.load_version(parent) if parent else ml_models.build_model(loop)
     try:
-        earlier = {tuple(pair) for pair in parent.snapshot} if parent else set()
+        earlier = set(services.trained_pairs(parent.pk)) if parent else set()
         new_pairs = [pair for pair in pairs if pair not in earlier]
         replay_pairs = [pair for pair in pairs if pair in earlier]
         if not new_pairs:  # samples were removed or relabeled back: train on what is there
@@ -56,11 +65,10 @@ def run_training(job: Job, progress: JobProgress) -> dict:
 
         def report(step: int, total: int, logs: dict) -> None:
             elapsed = time.monotonic() - started
-            eta = elapsed / step * (total - step)
             progress.update(
                 5 + 85 * step / total,
                 f"step {step}/{total} · loss {logs['loss']:.3f} · "
-                f"{logs['images_per_second']:.0f} img/s · ETA {eta:.0f} s",
+                f"{logs['images_per_second']:.0f} img/s" + eta_text(step, total, elapsed),
                 point={"step": step, "loss": round(logs["loss"], 5), "epoch": logs["epoch"]},
             )
 
