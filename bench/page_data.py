@@ -90,7 +90,9 @@ def build(
                 for i in range(start, min(samples, start + CHUNK))
             ]
         )
-    sample_ids = list(Sample.objects.filter(dataset=dataset).order_by("id").values_list("id", flat=True))
+    sample_ids = list(
+        Sample.objects.filter(dataset=dataset).order_by("id").values_list("id", flat=True)
+    )
     for start in range(0, len(sample_ids), CHUNK):
         chunk = sample_ids[start : start + CHUNK]
         Annotation.objects.bulk_create(
@@ -108,7 +110,9 @@ def build(
         )
     )
     annotations = list(
-        Annotation.objects.filter(sample__dataset=dataset).values_list("id", "sample_id", "revision")
+        Annotation.objects.filter(sample__dataset=dataset).values_list(
+            "id", "sample_id", "revision"
+        )
     )
     for start in range(0, len(annotations), CHUNK):
         Box.objects.bulk_create(
@@ -134,7 +138,7 @@ def build(
                 class_names=CLASSES,
                 snapshot_sha256=f"{n:064x}",
                 new_samples=100,
-                replay_samples=samples - 100,
+                replay_samples=max(0, samples - 100),
                 algorithm_yaml=f"basemodel:\n  name: FPN\n  learning_rate: {0.001 * (1 + n % 3)}\n",
                 hyperparameters={"learning_rate": 0.001 * (1 + n % 3), "max_iteration": 100},
                 stage="archived" if n < versions else "candidate",
@@ -185,7 +189,8 @@ def build(
     train_ids = [sid for i, sid in enumerate(sample_ids) if splits[i % 10] == "train" and i % 7]
     for offset, version in enumerate(made[-lineage_versions:]):
         newest = offset == lineage_versions - 1
-        chosen = train_ids if newest else train_ids[: len(train_ids) - 100 * (lineage_versions - offset)]
+        # each version adds the next 100 train samples to its parent's
+        chosen = train_ids[: max(0, len(train_ids) - 100 * (lineage_versions - 1 - offset))]
         lookup = current if newest else first_revision
         for start in range(0, len(chosen), CHUNK):
             TrainedSample.objects.bulk_create(
@@ -209,7 +214,11 @@ def build(
                 message="done",
                 params={"loop_id": loop.pk, "version_id": version.pk},
                 result={"version_id": version.pk, "version": version.label}
-                | ({"skipped": True, "reason": "unchanged"} if i % 13 == 0 and kind == "train" else {}),
+                | (
+                    {"skipped": True, "reason": "unchanged"}
+                    if i % 13 == 0 and kind == "train"
+                    else {}
+                ),
                 chart=[{"step": s, "loss": 1 / (s + 1)} for s in range(200)],
                 log="step\n" * 200,
                 started_by="rule",

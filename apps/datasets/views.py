@@ -72,14 +72,19 @@ def dataset_detail(request, dataset_id: int):
     dataset = get_object_or_404(Dataset, pk=dataset_id)
     filters = services.SampleFilters.from_query(request.GET)
     filter_form = SampleFilterForm(request.GET or None, class_names=dataset.class_names)
+    counts = cached_dataset_counts(dataset)
+    samples = services.filtered_samples(dataset.pk, filters)
+    if filters.class_name and not counts.boxes_by_class.get(filters.class_name):
+        # No current box of this class (the counts say so): no sample matches, and asking the
+        # database would probe every sample of the dataset for one.
+        samples = samples.none()
     page = keyset_page(
-        services.filtered_samples(dataset.pk, filters),
+        samples,
         after=request.GET.get("after"),
         before=request.GET.get("before"),
         size=settings.DATASET_PAGE_SIZE,
     )
     _boxes_for_grid(page.items, dataset.class_names)
-    counts = cached_dataset_counts(dataset)
     class_rows = [
         (name, n, _colour(name, dataset.class_names)) for name, n in counts.boxes_by_class.items()
     ]

@@ -49,7 +49,9 @@ def test_query_counts_do_not_grow_with_samples_versions_or_jobs(client, admin_us
     counts_small = query_counts(client, page_urls(small))
     big = build(samples=600, versions=70, jobs=90, seed=8)
     counts_big = query_counts(client, page_urls(big))
-    grew = {name: (counts_small[name], n) for name, n in counts_big.items() if n > counts_small[name]}
+    grew = {
+        name: (counts_small[name], n) for name, n in counts_big.items() if n > counts_small[name]
+    }
     assert not grew, grew
     assert max(counts_big.values()) <= 25, counts_big
 
@@ -90,7 +92,9 @@ def test_the_dataset_counts_are_counted_once_and_recounted_after_a_write(client,
     assert after_upload.total == first.total + 1
     assert after_upload.boxes_by_class["cone"] == first.boxes_by_class["cone"] + 1
 
-    Sample.objects.filter(pk=Sample.objects.filter(dataset=portal.dataset).latest("id").pk).get().delete()
+    Sample.objects.filter(
+        pk=Sample.objects.filter(dataset=portal.dataset).latest("id").pk
+    ).get().delete()
     assert client.get(url).context["counts"].total == first.total
 
 
@@ -100,5 +104,10 @@ def test_a_class_without_boxes_lists_nothing_without_probing_every_sample(client
     with CaptureQueriesContext(connection) as queries:
         response = client.get(f"/datasets/{portal.dataset.pk}/?class=glove")
     assert response.status_code == 200 and list(response.context["page"].items) == []
-    assert not any("EXISTS(SELECT" in q["sql"].replace(" ", "").upper() and "box" in q["sql"].lower() and "current_annotation" in q["sql"] for q in queries.captured_queries)
+    assert not any(
+        "EXISTS(SELECT" in q["sql"].replace(" ", "").upper()
+        and "box" in q["sql"].lower()
+        and "current_annotation" in q["sql"]
+        for q in queries.captured_queries
+    )
     assert len(client.get(f"/datasets/{portal.dataset.pk}/?class=vest").context["page"].items) > 0
