@@ -111,7 +111,7 @@ def test_viewers_see_the_pages_without_any_action_button(client, viewer_user, po
 
 def test_jobs_list_filters_names_kinds_and_links_loop_and_version(client, admin_user, portal):
     client.force_login(admin_user)
-    response = client.get(f"/jobs/?kind=dataset_import")
+    response = client.get("/jobs/?kind=dataset_import")
     page = response.content.decode()
     assert "Dataset import" in page and ">dataset_import<" not in page
     trains = client.get(f"/jobs/?kind=train&loop={portal.loop.pk}").context["page"]
