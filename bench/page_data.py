@@ -165,7 +165,7 @@ def build(
                     version=version,
                     evaluation_set=evaluation_set,
                     image_count=samples // 10,
-                    data_sha256=f"{evaluation_set}{index // 10:058x}",
+                    data_sha256=f"{evaluation_set[0]}{index // 10:063x}",
                     metrics=_metrics(rng, level),
                     baseline=made[index - 1] if index else None,
                     baseline_metrics=_metrics(rng, level - 0.01) if index else None,

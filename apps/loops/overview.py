@@ -9,6 +9,7 @@ import difflib
 from dataclasses import dataclass, field
 
 from django.db.models import Exists, OuterRef, Q
+from django.db.models.fields.json import KeyTransform
 
 from apps.loops.models import (
     Deployment,
@@ -120,32 +121,41 @@ def started_by(version: ModelVersion) -> str:
 
 
 def metrics_chart(loop: Loop, class_names: list[str]) -> dict:
-    """Every version's latest metrics per set, as the chart's JSON (oldest version first)."""
+    """Every version's latest metrics per set, as the chart's JSON (oldest version first).
+
+    The numbers are read out of the metrics JSON by the database (one query, a few columns per
+    row): decoding 2,000 whole metrics documents in Python would cost more than the page."""
     numbers = list(loop.versions.order_by("number").values_list("pk", "number"))
-    latest = loop_evaluations(loop.pk)
-    deployed_number = None
-    if loop.deployed_version_id:
-        deployed_number = dict(numbers).get(loop.deployed_version_id)
+    columns = {"mAP": KeyTransform("mAP", "metrics"), "f1": KeyTransform("f1", "metrics")}
+    for index, name in enumerate(class_names):
+        of_class = KeyTransform(name, KeyTransform("per_class", "metrics"))
+        columns[f"f1_{index}"] = KeyTransform("f1", of_class)
+        columns[f"gt_{index}"] = KeyTransform("ground_truth", of_class)
+    keys = list(columns)
+    rows = (
+        Evaluation.objects.filter(version__loop_id=loop.pk)
+        .order_by("created_at", "id")
+        .annotate(**{f"chart_{key}": column for key, column in columns.items()})
+        .values_list("version_id", "evaluation_set", *(f"chart_{key}" for key in keys))
+    )
+    latest: dict[tuple[int, str], dict] = {}
+    for version_id, evaluation_set, *values in rows:
+        latest[(version_id, evaluation_set)] = dict(zip(keys, values, strict=True))
+    deployed_number = dict(numbers).get(loop.deployed_version_id)
 
     def series(pick) -> dict:
-        values = {}
-        for evaluation_set in SET_NAMES:
-            values[evaluation_set] = [
+        return {
+            str(evaluation_set): [
                 _round(pick(latest.get((pk, evaluation_set)))) for pk, _ in numbers
             ]
-        return values
+            for evaluation_set in SET_NAMES
+        }
 
     def overall(name):
-        return lambda e: e.metrics.get(name) if e is not None else None
+        return lambda row: row[name] if row else None
 
-    def of_class(class_name):
-        def pick(e):
-            if e is None:
-                return None
-            entry = e.metrics.get("per_class", {}).get(class_name)
-            return entry["f1"] if entry and entry.get("ground_truth") else None
-
-        return pick
+    def of_class(index):
+        return lambda row: row[f"f1_{index}"] if row and _number(row[f"gt_{index}"]) else None
 
     views = [
         {
@@ -159,8 +169,8 @@ def metrics_chart(loop: Loop, class_names: list[str]) -> dict:
             "series": series(overall("f1")),
         },
     ] + [
-        {"title": f"F1 of {name}", "axis": f"F1 of {name} (0–1)", "series": series(of_class(name))}
-        for name in class_names
+        {"title": f"F1 of {name}", "axis": f"F1 of {name} (0–1)", "series": series(of_class(i))}
+        for i, name in enumerate(class_names)
     ]
     return {
         "versions": [f"v{number}" for _, number in numbers],
@@ -170,8 +180,19 @@ def metrics_chart(loop: Loop, class_names: list[str]) -> dict:
     }
 
 
+def _number(value) -> float | None:
+    """A JSON number read by the database (PostgreSQL may hand it over as text)."""
+    if isinstance(value, int | float):
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def _round(value):
-    return round(value, 4) if isinstance(value, int | float) else None
+    number = _number(value)
+    return round(number, 4) if number is not None else None
 
 
 # --- Compare two versions ----------------------------------------------------------------------

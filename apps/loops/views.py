@@ -92,7 +92,7 @@ def _add_initial_model(loop: Loop, data: dict, user) -> None:
         services.start_evaluation(version, user=user)
 
 
-VERSIONS_PER_PAGE = 50
+VERSIONS_PER_PAGE = 25
 
 
 def _versions(loop: Loop):
