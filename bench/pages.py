@@ -55,7 +55,9 @@ def child(args) -> None:
         "loop (1,000 versions)": f"/loops/{loop.pk}/",
         "loop, versions page 10": f"/loops/{loop.pk}/?page=10",
         "version (lineage 100k)": f"/loops/{loop.pk}/v{newest.number}/",
-        "compare two versions": f"/loops/{loop.pk}/compare/?a={newest.number - 1}&b={newest.number}",
+        "compare two versions": (
+            f"/loops/{loop.pk}/compare/?a={newest.number - 1}&b={newest.number}"
+        ),
         "jobs": "/jobs/",
         "jobs, filtered": f"/jobs/?kind=train&status=succeeded&loop={loop.pk}",
         "job (training)": f"/jobs/{portal.newest_job_id}/",

@@ -131,6 +131,7 @@
     const deployedIndex = data.versions.indexOf(data.deployed);
     const labels = data.versions.map((v) => (v === data.deployed ? `${v} (deployed)` : v));
     const canvas = canvasIn(element, "Metrics of every version on the edge and regression sets");
+    element.insertBefore(choose, element.firstChild); // the choice above the chart
     const setNames = data.set_names;
     const update = dataViews(element, "versions-metrics.csv");
     const pointRadius = (n) => data.versions.map((_, i) => (i === deployedIndex ? 7 : n > 60 ? 0 : 3));
