@@ -1,7 +1,8 @@
 """Server time and query count of every main page at 100,000 samples and 1,000 versions.
 
 ``python bench/pages.py [--samples 100000] [--versions 1000] [--jobs 3000] [--repeat 5]
-[--postgres postgres://postgres@127.0.0.1:5432/ilportal_dashboard_bench]``
+[--postgres postgres://postgres@127.0.0.1:5432/ilportal_dashboard_bench]
+[--legacy-import-result]``
 
 For each database (a fresh SQLite file, and PostgreSQL when --postgres is given; that database is
 dropped and created again) a child process migrates, builds the portal with bulk inserts
@@ -42,7 +43,12 @@ def child(args) -> None:
 
     call_command("migrate", verbosity=0)
     started = time.perf_counter()
-    portal = build(samples=args.samples, versions=args.versions, jobs=args.jobs)
+    portal = build(
+        samples=args.samples,
+        versions=args.versions,
+        jobs=args.jobs,
+        legacy_import_result=args.legacy_import_result,
+    )
     built_s = time.perf_counter() - started
     user = get_user_model().objects.create_superuser("bench", password="bench-password-1")
     client = Client(SERVER_NAME="localhost")
@@ -105,7 +111,7 @@ def run_child(args, database_url: str) -> dict:
         f"--versions={args.versions}",
         f"--jobs={args.jobs}",
         f"--repeat={args.repeat}",
-    ]
+    ] + (["--legacy-import-result"] if args.legacy_import_result else [])
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         sys.exit(f"{database_url}: failed\n{done.stderr[-4000:]}")
@@ -129,6 +135,11 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=3000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--postgres", default="")
+    parser.add_argument(
+        "--legacy-import-result",
+        action="store_true",
+        help="give the import job one result line per image (9 MB at 100k), as before",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

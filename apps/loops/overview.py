@@ -9,7 +9,7 @@ import difflib
 from dataclasses import dataclass, field
 
 from django.db.models import Exists, OuterRef, Q
-from django.db.models.fields.json import KeyTransform
+from django.db.models.fields.json import KeyTextTransform, KeyTransform
 
 from apps.loops.models import (
     Deployment,
@@ -126,11 +126,13 @@ def metrics_chart(loop: Loop, class_names: list[str]) -> dict:
     The numbers are read out of the metrics JSON by the database (one query, a few columns per
     row): decoding 2,000 whole metrics documents in Python would cost more than the page."""
     numbers = list(loop.versions.order_by("number").values_list("pk", "number"))
-    columns = {"mAP": KeyTransform("mAP", "metrics"), "f1": KeyTransform("f1", "metrics")}
+    # Text transforms: SQLite hands over plain numbers, PostgreSQL text; neither is decoded as
+    # JSON in Python (20,000 values for 1,000 versions).
+    columns = {"mAP": KeyTextTransform("mAP", "metrics"), "f1": KeyTextTransform("f1", "metrics")}
     for index, name in enumerate(class_names):
         of_class = KeyTransform(name, KeyTransform("per_class", "metrics"))
-        columns[f"f1_{index}"] = KeyTransform("f1", of_class)
-        columns[f"gt_{index}"] = KeyTransform("ground_truth", of_class)
+        columns[f"f1_{index}"] = KeyTextTransform("f1", of_class)
+        columns[f"gt_{index}"] = KeyTextTransform("ground_truth", of_class)
     keys = list(columns)
     rows = (
         Evaluation.objects.filter(version__loop_id=loop.pk)
@@ -326,35 +328,65 @@ EXAMPLES = 12
 
 
 def what_changed(version: ModelVersion) -> Changes | None:
-    """Samples added, relabeled and dropped since the parent, from the TrainedSample rows (SQL
-    counts over the (version, sample) index; no pair list in memory)."""
+    """Samples added, relabeled and dropped since the parent.
+
+    A version's lineage never changes, so the answer is computed once (by the training, or here
+    from the TrainedSample rows in SQL on the first view of an older version) and kept in
+    ``train_summary["changes"]``."""
     if version.parent_id is None:
         return None
-    rows = TrainedSample.objects.filter(version_id=version.pk)
+    stored = (version.train_summary or {}).get("changes")
+    if not stored:
+        stored = count_changes(version.pk, version.parent_id)
+        version.train_summary = {**(version.train_summary or {}), "changes": stored}
+        ModelVersion.objects.filter(pk=version.pk).update(train_summary=version.train_summary)
+    return Changes(**stored)
+
+
+def count_changes(version_id: int, parent_id: int) -> dict:
+    rows = TrainedSample.objects.filter(version_id=version_id)
     parent_same_sample = TrainedSample.objects.filter(
-        version_id=version.parent_id, sample_id=OuterRef("sample_id")
+        version_id=parent_id, sample_id=OuterRef("sample_id")
     )
     added = rows.filter(~Exists(parent_same_sample))
     relabeled = rows.filter(
         Exists(parent_same_sample.filter(~Q(annotation_id=OuterRef("annotation_id"))))
     )
-    removed = TrainedSample.objects.filter(version_id=version.parent_id).filter(
+    removed = TrainedSample.objects.filter(version_id=parent_id).filter(
         ~Exists(
-            TrainedSample.objects.filter(version_id=version.pk, sample_id=OuterRef("sample_id"))
+            TrainedSample.objects.filter(version_id=version_id, sample_id=OuterRef("sample_id"))
         )
     )
-    return Changes(
-        trained=rows.count(),
-        added=added.count(),
-        relabeled=relabeled.count(),
-        removed=removed.count(),
-        added_examples=list(
+    return {
+        "trained": rows.count(),
+        "added": added.count(),
+        "relabeled": relabeled.count(),
+        "removed": removed.count(),
+        "added_examples": list(
             added.order_by("-sample_id").values_list("sample_id", flat=True)[:EXAMPLES]
         ),
-        relabeled_examples=list(
+        "relabeled_examples": list(
             relabeled.order_by("-sample_id").values_list("sample_id", flat=True)[:EXAMPLES]
         ),
+    }
+
+
+def changes_between(pairs, parent_pairs) -> dict:
+    """The same numbers from two pair lists in memory (the training has both at hand)."""
+    parent = dict(parent_pairs)
+    current = dict(pairs)
+    added = sorted((s for s in current if s not in parent), reverse=True)
+    relabeled = sorted(
+        (s for s, a in current.items() if s in parent and parent[s] != a), reverse=True
     )
+    return {
+        "trained": len(current),
+        "added": len(added),
+        "relabeled": len(relabeled),
+        "removed": sum(1 for s in parent if s not in current),
+        "added_examples": added[:EXAMPLES],
+        "relabeled_examples": relabeled[:EXAMPLES],
+    }
 
 
 def deployments_of(version: ModelVersion):

@@ -6,7 +6,7 @@ import time
 
 from apps.jobs.models import Job, JobTrigger
 from apps.jobs.runner import JobProgress
-from apps.loops import ml_models, services
+from apps.loops import ml_models, overview, services
 from apps.loops.models import Loop, ModelVersion, VersionSource
 from apps.loops.training_data import (
     NoDataError,
@@ -49,7 +49,8 @@ def run_training(job: Job, progress: JobProgress) -> dict:
     progress.update(2, f"Preparing {len(pairs)} labeled samples", force=True)
     model = ml_models.load_version(parent) if parent else ml_models.build_model(loop)
     try:
-        earlier = set(services.trained_pairs(parent.pk)) if parent else set()
+        parent_pairs = services.trained_pairs(parent.pk) if parent else []
+        earlier = set(parent_pairs)
         new_pairs = [pair for pair in pairs if pair not in earlier]
         replay_pairs = [pair for pair in pairs if pair in earlier]
         if not new_pairs:  # samples were removed or relabeled back: train on what is there
@@ -86,7 +87,13 @@ def run_training(job: Job, progress: JobProgress) -> dict:
                 snapshot_sha256=digest,
                 new_samples=len(new_pairs),
                 replay_samples=len(replay_pairs),
-                train_summary={**model.last_train_logs, "seconds": time.monotonic() - started},
+                train_summary={
+                    **model.last_train_logs,
+                    "seconds": time.monotonic() - started,
+                    **(
+                        {"changes": overview.changes_between(pairs, parent_pairs)} if parent else {}
+                    ),
+                },
             )
     finally:
         ml_models.discard(model)

@@ -70,8 +70,10 @@ def test_lists_and_the_home_page_load_no_job_results_and_no_lineage(
         assert jobs, url
         assert all({"result", "log", "chart"} <= job.get_deferred_fields() for job in jobs), url
         assert not any("trainedsample" in q["sql"].lower() for q in queries.captured_queries), url
-    with django_assert_max_num_queries(20):
-        client.get(f"/loops/{portal.loop.pk}/v{portal.versions[-1].number}/")
+    version_url = f"/loops/{portal.loop.pk}/v{portal.versions[-1].number}/"
+    client.get(version_url)  # counts what changed once, then keeps it
+    with django_assert_max_num_queries(16):
+        client.get(version_url)
 
 
 def test_the_dataset_counts_are_counted_once_and_recounted_after_a_write(client, admin_user):

@@ -248,3 +248,16 @@ def test_the_eta_waits_until_it_means_something():
 def test_evaluations_keep_only_their_own_loop(portal):
     assert Evaluation.objects.filter(version__loop=portal.loop).count() == 6
     assert Loop.objects.count() == 1
+
+
+def test_what_changed_is_kept_after_the_first_count_and_agrees_with_the_in_memory_count(portal):
+    from apps.loops import overview, services
+
+    newest = ModelVersion.objects.get(pk=portal.versions[-1].pk)
+    counted = overview.what_changed(newest)
+    newest.refresh_from_db()
+    assert newest.train_summary["changes"]["added"] == counted.added
+    in_memory = overview.changes_between(
+        services.trained_pairs(newest.pk), services.trained_pairs(newest.parent_id)
+    )
+    assert in_memory == overview.count_changes(newest.pk, newest.parent_id)
