@@ -6,9 +6,12 @@ version's whole lineage in memory (counts are SQL), never job results.
 """
 
 import difflib
+import hashlib
+import json
 from dataclasses import dataclass, field
 
-from django.db.models import Exists, OuterRef, Q
+from django.core.cache import cache
+from django.db.models import Count, Exists, Max, OuterRef, Q
 from django.db.models.fields.json import KeyTextTransform, KeyTransform
 
 from apps.loops.models import (
@@ -121,6 +124,33 @@ def started_by(version: ModelVersion) -> str:
 
 
 def metrics_chart(loop: Loop, class_names: list[str]) -> dict:
+    """The chart's JSON, rebuilt only when an evaluation, a version or the deployed pointer
+    changed: the cache key is a fingerprint of those (one aggregate query), so no invalidation
+    is needed and a stale chart cannot be served."""
+    # Ids alone could repeat (SQLite reuses the highest id after a delete): times too.
+    evaluations = Evaluation.objects.filter(version__loop_id=loop.pk).aggregate(
+        n=Count("id"), last=Max("id"), at=Max("created_at")
+    )
+    versions = loop.versions.aggregate(n=Count("id"), last=Max("id"), at=Max("created_at"))
+    fingerprint = hashlib.sha256(
+        json.dumps(
+            [loop.pk, evaluations, versions, loop.deployed_version_id, list(class_names)],
+            sort_keys=True,
+            default=str,
+        ).encode()
+    ).hexdigest()
+    key = f"loop-metrics-chart:{loop.pk}:{fingerprint}"
+    chart = cache.get(key)
+    if chart is None:
+        chart = build_metrics_chart(loop, class_names)
+        cache.set(key, chart, CHART_CACHE_SECONDS)
+    return chart
+
+
+CHART_CACHE_SECONDS = 3600
+
+
+def build_metrics_chart(loop: Loop, class_names: list[str]) -> dict:
     """Every version's latest metrics per set, as the chart's JSON (oldest version first).
 
     The numbers are read out of the metrics JSON by the database (one query, a few columns per

@@ -20,14 +20,16 @@ from apps.loops.forms import (
     VersionImportForm,
     VersionUploadForm,
 )
-from apps.loops.job_links import attach_links, jobs_of_version, light_jobs
+from apps.loops.job_links import HEAVY_JOB_FIELDS, attach_links, jobs_of_version, light_jobs
 from apps.loops.models import DeploymentAction, Loop, ModelVersion, TrainedSample
 
 OPERATE = "loops.operate_loop"
 
 
 def _active_jobs(loop: Loop) -> dict[str, Job]:
-    active = Job.objects.filter(scope=loop.job_scope, status__in=ACTIVE_STATUSES)
+    active = Job.objects.filter(scope=loop.job_scope, status__in=ACTIVE_STATUSES).defer(
+        *HEAVY_JOB_FIELDS
+    )
     return {job.kind: job for job in active}
 
 

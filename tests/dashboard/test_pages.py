@@ -261,3 +261,23 @@ def test_what_changed_is_kept_after_the_first_count_and_agrees_with_the_in_memor
         services.trained_pairs(newest.pk), services.trained_pairs(newest.parent_id)
     )
     assert in_memory == overview.count_changes(newest.pk, newest.parent_id)
+
+
+def test_the_metrics_chart_follows_a_new_evaluation_and_a_deploy(client, admin_user, portal):
+    client.force_login(admin_user)
+    url = f"/loops/{portal.loop.pk}/"
+    chart = client.get(url).context["chart"]
+    assert chart["versions"] == ["v1", "v2", "v3"] and chart["deployed"] == "v2"
+    newest = portal.versions[-1]
+    edge = newest.evaluations.get(evaluation_set="edge")
+    Evaluation.objects.create(
+        version=newest,
+        evaluation_set="edge",
+        image_count=1,
+        data_sha256="f" * 64,
+        metrics={**edge.metrics, "mAP": 0.987654},
+    )
+    chart = client.get(url).context["chart"]
+    assert chart["views"][0]["series"]["edge"][-1] == 0.9877
+    Loop.objects.filter(pk=portal.loop.pk).update(deployed_version=newest)
+    assert client.get(url).context["chart"]["deployed"] == "v3"
