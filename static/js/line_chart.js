@@ -108,8 +108,9 @@
   // regression set together (a drop on the regression set is forgetting), the deployed version
   // drawn larger and named on the axis.
   window.drawVersionChart = function (element, data) {
-    if (!data.versions.length) {
-      element.textContent = "No evaluated versions yet.";
+    const measured = data.views.some((view) => Object.values(view.series).some((values) => values.some((v) => v !== null)));
+    if (!data.versions.length || !measured) {
+      element.textContent = "No evaluated versions yet: evaluate a version to chart its metrics.";
       return;
     }
     if (!window.Chart) {
