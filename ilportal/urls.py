@@ -24,5 +24,6 @@ urlpatterns = [
 # No /media/ route: stored files reach users only through views that check the permission
 # (ilportal/protected_files.py).
 
+handler403 = "ilportal.error_views.permission_denied"
 handler404 = "ilportal.error_views.page_not_found"
 handler500 = "ilportal.error_views.server_error"

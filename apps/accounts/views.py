@@ -6,6 +6,7 @@ from django.views.decorators.http import require_POST
 from apps.accounts import services
 from apps.accounts.forms import DeviceTokenForm, DeviceTokenScopeForm
 from apps.accounts.models import DeviceToken
+from apps.dashboard.confirm import confirm_first
 
 
 @permission_required("accounts.add_devicetoken", raise_exception=True)
@@ -45,6 +46,15 @@ def token_scope(request, token_id: int):
 @require_POST
 @permission_required("accounts.change_devicetoken", raise_exception=True)
 def revoke_token(request, token_id: int):
-    token = services.revoke_device_token(get_object_or_404(DeviceToken, pk=token_id).pk)
+    token = get_object_or_404(DeviceToken, pk=token_id)
+    asked = confirm_first(
+        request,
+        f"Revoke token {token}? Devices using it are refused from now on.",
+        "Revoke",
+        danger=True,
+    )
+    if asked:
+        return asked
+    token = services.revoke_device_token(token_id)
     messages.success(request, f"Token {token} revoked.")
     return redirect("accounts:device_tokens")

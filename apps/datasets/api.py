@@ -7,7 +7,6 @@ import json
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.db.models import Count
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
@@ -266,9 +265,7 @@ class DatasetListView(JsonRefusalsMixin, APIView):
 
     @extend_schema(responses=DatasetSerializer(many=True))
     def get(self, request):
-        datasets = Dataset.objects.annotate(sample_count=Count("samples")).select_related(
-            "created_by"
-        )
+        datasets = services.datasets_with_sample_counts().select_related("created_by")
         if is_device(request.user) and not request.user.token.all_loops:
             datasets = datasets.filter(loops__device_tokens=request.user.token).distinct()
         return Response(DatasetSerializer(datasets, many=True).data)
@@ -294,9 +291,7 @@ class DatasetDetailView(JsonRefusalsMixin, APIView):
 
     def _dataset(self, dataset_id):
         check_device_may_use_dataset(self.request.user, dataset_id)
-        return get_object_or_404(
-            Dataset.objects.annotate(sample_count=Count("samples")), pk=dataset_id
-        )
+        return get_object_or_404(services.datasets_with_sample_counts(), pk=dataset_id)
 
     @extend_schema(responses=DatasetSerializer)
     def get(self, request, dataset_id: int):

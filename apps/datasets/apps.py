@@ -4,3 +4,8 @@ from django.apps import AppConfig
 class DatasetsConfig(AppConfig):
     name = "apps.datasets"
     label = "datasets"
+
+    def ready(self):
+        from apps.datasets import counts
+
+        counts.connect()

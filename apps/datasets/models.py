@@ -166,3 +166,21 @@ class Box(models.Model):
             "x2": self.x2,
             "y2": self.y2,
         }
+
+
+class DatasetCountsCache(models.Model):
+    """The dataset page's counts, kept until a write to the dataset makes them stale.
+
+    Every sample write and every labels_changed announcement adds one to ``generation``; the
+    counts are valid while ``counts_generation`` equals it (see apps.datasets.counts).
+    """
+
+    dataset = models.OneToOneField(
+        Dataset, on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    generation = models.PositiveBigIntegerField(default=0)
+    counts_generation = models.PositiveBigIntegerField(null=True, blank=True)
+    counts = models.JSONField(default=dict, blank=True)
+
+    def __str__(self):
+        return f"counts of dataset {self.dataset_id} (generation {self.generation})"

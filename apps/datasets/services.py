@@ -9,7 +9,16 @@ from dataclasses import dataclass, field
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Exists, OuterRef, ProtectedError, QuerySet, RestrictedError
+from django.db.models import (
+    Count,
+    Exists,
+    OuterRef,
+    ProtectedError,
+    QuerySet,
+    RestrictedError,
+    Subquery,
+)
+from django.db.models.functions import Coalesce
 
 from apps.datasets.boxes import check_boxes
 from apps.datasets.events import announce_labels_changed
@@ -495,23 +504,47 @@ class DatasetCounts:
     boxes_by_class: dict[str, int]
 
 
-def dataset_counts(dataset: Dataset) -> DatasetCounts:
-    """Three grouped queries, whatever the size of the dataset."""
-    samples = Sample.objects.filter(dataset=dataset)
-    by_status = dict(samples.values_list("status").annotate(n=Count("id")).order_by())
-    by_split = dict(samples.values_list("split").annotate(n=Count("id")).order_by())
-    boxes = _boxes_by_class(dataset)
+def datasets_with_sample_counts() -> QuerySet:
+    """Datasets with ``sample_count``: one index-only count per dataset (a correlated
+    subquery), not a join of every sample grouped and sorted."""
+    count = (
+        Sample.objects.filter(dataset_id=OuterRef("pk"))
+        .order_by()
+        .values("dataset_id")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    return Dataset.objects.annotate(sample_count=Coalesce(Subquery(count), 0))
+
+
+def count_dataset(dataset_id: int) -> dict:
+    """Three grouped queries over the whole dataset, as JSON (see apps.datasets.counts)."""
+    samples = Sample.objects.filter(dataset_id=dataset_id)
+    return {
+        "by_status": dict(samples.values_list("status").annotate(n=Count("id")).order_by()),
+        "by_split": dict(samples.values_list("split").annotate(n=Count("id")).order_by()),
+        "boxes_by_class": _boxes_by_class(dataset_id),
+    }
+
+
+def compose_counts(raw: dict, class_names: list[str]) -> DatasetCounts:
+    by_status, by_split, boxes = raw["by_status"], raw["by_split"], raw["boxes_by_class"]
     return DatasetCounts(
         total=sum(by_status.values()),
         by_status={status: by_status.get(status, 0) for status in SampleStatus.values},
         by_split={split: by_split.get(split, 0) for split in Split.values},
-        boxes_by_class={name: boxes.get(name, 0) for name in dataset.class_names}
-        | {name: n for name, n in boxes.items() if name not in dataset.class_names},
+        boxes_by_class={name: boxes.get(name, 0) for name in class_names}
+        | {name: n for name, n in boxes.items() if name not in class_names},
     )
 
 
-def _boxes_by_class(dataset: Dataset) -> dict[str, int]:
-    current = Sample.objects.filter(dataset=dataset, current_annotation__isnull=False).values(
+def dataset_counts(dataset: Dataset) -> DatasetCounts:
+    """Counted now; pages use apps.datasets.counts.cached_dataset_counts."""
+    return compose_counts(count_dataset(dataset.pk), dataset.class_names)
+
+
+def _boxes_by_class(dataset_id: int) -> dict[str, int]:
+    current = Sample.objects.filter(dataset_id=dataset_id, current_annotation__isnull=False).values(
         "current_annotation_id"
     )
     rows = (

@@ -2,14 +2,15 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.files.storage import default_storage
-from django.db.models import Count
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from apps.accounts.body_gate import accepts_large_body
+from apps.dashboard.confirm import confirm_first
 from apps.datasets import exporting, services
+from apps.datasets.counts import cached_dataset_counts
 from apps.datasets.forms import EXPORT_FORMATS, DatasetForm, SampleFilterForm, UploadForm
 from apps.datasets.import_report import report_storage_name
 from apps.datasets.models import Dataset, Sample
@@ -39,7 +40,7 @@ def dataset_list(request):
             else:
                 messages.success(request, f"Dataset {dataset.name} created.")
                 return redirect("datasets:detail", dataset_id=dataset.pk)
-    datasets = Dataset.objects.annotate(sample_count=Count("samples")).order_by("name")
+    datasets = services.datasets_with_sample_counts().order_by("name")
     return render(request, "datasets/dataset_list.html", {"datasets": datasets, "form": form})
 
 
@@ -70,14 +71,19 @@ def dataset_detail(request, dataset_id: int):
     dataset = get_object_or_404(Dataset, pk=dataset_id)
     filters = services.SampleFilters.from_query(request.GET)
     filter_form = SampleFilterForm(request.GET or None, class_names=dataset.class_names)
+    counts = cached_dataset_counts(dataset)
+    samples = services.filtered_samples(dataset.pk, filters)
+    if filters.class_name and not counts.boxes_by_class.get(filters.class_name):
+        # No current box of this class (the counts say so): no sample matches, and asking the
+        # database would probe every sample of the dataset for one.
+        samples = samples.none()
     page = keyset_page(
-        services.filtered_samples(dataset.pk, filters),
+        samples,
         after=request.GET.get("after"),
         before=request.GET.get("before"),
         size=settings.DATASET_PAGE_SIZE,
     )
     _boxes_for_grid(page.items, dataset.class_names)
-    counts = services.dataset_counts(dataset)
     class_rows = [
         (name, n, _colour(name, dataset.class_names)) for name, n in counts.boxes_by_class.items()
     ]
@@ -158,6 +164,14 @@ def import_report_response(job) -> HttpResponse:
 @permission_required("datasets.delete_dataset", raise_exception=True)
 def delete_dataset(request, dataset_id: int):
     dataset = get_object_or_404(Dataset, pk=dataset_id)
+    asked = confirm_first(
+        request,
+        f"Delete dataset {dataset.name} with all its samples, labels and image files?",
+        f"Delete {dataset.name}",
+        danger=True,
+    )
+    if asked:
+        return asked
     try:
         services.delete_dataset(dataset.pk)
     except services.DatasetError as exc:

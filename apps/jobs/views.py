@@ -9,21 +9,61 @@ from django.views.decorators.http import require_POST
 from rest_framework.exceptions import AuthenticationFailed
 
 from apps.accounts.api_auth import DeviceTokenAuthentication
+from apps.dashboard.confirm import confirm_first
 from apps.jobs import events, services
 from apps.jobs.kinds import KINDS
-from apps.jobs.models import Job
+from apps.jobs.models import Job, JobStatus
+from apps.loops.job_links import attach_links, light_jobs
+from apps.loops.models import Loop
+
+PAGE_SIZE = 25
+
+
+def _filters(request) -> dict:
+    """kind, status and loop from the query string; unknown values are ignored."""
+    kind = request.GET.get("kind", "")
+    status = request.GET.get("status", "")
+    loop = request.GET.get("loop", "")
+    return {
+        "kind": kind if kind in KINDS else "",
+        "status": status if status in JobStatus.values else "",
+        "loop": loop if loop.isdigit() else "",
+    }
 
 
 @permission_required("jobs.view_job", raise_exception=True)
 def job_list(request):
-    page = Paginator(Job.objects.select_related("created_by"), 25).get_page(request.GET.get("page"))
+    chosen = _filters(request)
+    jobs = light_jobs(Job.objects.select_related("created_by"))
+    if chosen["kind"]:
+        jobs = jobs.filter(kind=chosen["kind"])
+    if chosen["status"]:
+        jobs = jobs.filter(status=chosen["status"])
+    if chosen["loop"]:
+        jobs = jobs.filter(scope=f"loop:{chosen['loop']}")
+    page = Paginator(jobs, PAGE_SIZE).get_page(request.GET.get("page"))
+    page.object_list = attach_links(list(page.object_list))
     startable = [kind for kind in KINDS.values() if kind.on_jobs_page]
-    return render(request, "jobs/job_list.html", {"page": page, "kinds": startable})
+    query = "&".join(f"{key}={value}" for key, value in chosen.items() if value)
+    return render(
+        request,
+        "jobs/job_list.html",
+        {
+            "page": page,
+            "kinds": startable,
+            "all_kinds": KINDS.values(),
+            "statuses": JobStatus.values,
+            "loops": Loop.objects.only("id", "name"),
+            "chosen": chosen,
+            "query": query,
+        },
+    )
 
 
 @permission_required("jobs.view_job", raise_exception=True)
 def job_detail(request, job_id: int):
     job = get_object_or_404(Job, pk=job_id)
+    attach_links([job])
     return render(request, "jobs/job_detail.html", {"job": job, "state": events.job_state(job)})
 
 
@@ -75,7 +115,18 @@ def start(request, kind: str):
 
 @require_POST
 def cancel(request, job_id: int):
-    get_object_or_404(Job, pk=job_id)
+    job = get_object_or_404(Job.objects.only("id", "kind", "status"), pk=job_id)
+    if not request.user.has_perm("jobs.change_job"):
+        raise PermissionDenied("You may not cancel jobs.")
+    asked = confirm_first(
+        request,
+        f"Cancel {KINDS[job.kind].label.lower() if job.kind in KINDS else job.kind} job #{job.pk}? "
+        "Its work so far is discarded.",
+        f"Cancel job #{job.pk}",
+        danger=True,
+    )
+    if asked:
+        return asked
     try:
         job = services.cancel_job(job_id, user=request.user)
     except services.JobPermissionDenied as exc:

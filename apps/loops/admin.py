@@ -12,7 +12,7 @@ class LoopAdmin(admin.ModelAdmin):
 class ModelVersionAdmin(admin.ModelAdmin):
     list_display = ("loop", "number", "source", "stage", "gate_passed", "created_at")
     list_filter = ("stage", "source")
-    readonly_fields = ("artifact", "artifact_sha256", "snapshot", "snapshot_sha256")
+    readonly_fields = ("artifact", "artifact_sha256", "snapshot_sha256")
 
 
 admin.site.register(Evaluation)

@@ -4,13 +4,44 @@ from apps.jobs.models import Job, JobTrigger
 from apps.jobs.runner import JobProgress
 from apps.loops import ml_models, services
 from apps.loops.gate import judge
-from apps.loops.models import Evaluation, EvaluationSet, ModelVersion, Stage
+from apps.loops.models import Deployment, Evaluation, EvaluationSet, ModelVersion, Stage
 from apps.loops.training_data import (
     evaluation_snapshot,
     labeled_pairs,
     load_detection_data,
     snapshot_sha256,
 )
+
+
+def comparison_baseline(version: ModelVersion) -> ModelVersion | None:
+    """What a version is judged against: the deployed version; for the deployed version itself
+    (a re-evaluation), the version it replaced, so its comparison is not lost."""
+    deployed = version.loop.deployed_version
+    if deployed is None:
+        return None
+    if deployed.pk != version.pk:
+        return deployed
+    replaced = (
+        Deployment.objects.filter(version=version, previous__isnull=False)
+        .select_related("previous")
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    return replaced.previous if replaced else None
+
+
+def stored_metrics(version: ModelVersion, evaluation_set: str, data_sha256: str) -> dict | None:
+    """The version's own metrics on exactly this data, if an earlier evaluation measured them:
+    the model is deterministic, so measuring again would give the same numbers."""
+    earlier = (
+        Evaluation.objects.filter(
+            version=version, evaluation_set=evaluation_set, data_sha256=data_sha256
+        )
+        .order_by("-created_at", "-id")
+        .values_list("metrics", flat=True)
+        .first()
+    )
+    return earlier
 
 
 def run_evaluation(job: Job, progress: JobProgress) -> dict:
@@ -20,12 +51,11 @@ def run_evaluation(job: Job, progress: JobProgress) -> dict:
     loop = version.loop
     if job.params.get("sample_ids") is not None:
         return measure_on_samples(job, progress, version, job.params["sample_ids"])
-    deployed = loop.deployed_version
-    baseline = deployed if deployed is not None and deployed.pk != version.pk else None
+    baseline = comparison_baseline(version)
     class_names = list(loop.dataset.class_names)
-    progress.update(5, f"Loading {version.label}" + (f" and {baseline.label}" if baseline else ""))
+    progress.update(5, f"Loading {version.label}")
     candidate_model = ml_models.load_version(version)
-    baseline_model = ml_models.load_version(baseline) if baseline else None
+    baseline_model = None  # loaded only when no stored metrics of the baseline fit the data
     measured: dict[str, tuple[dict, dict | None]] = {}
     try:
         sets = (EvaluationSet.EDGE, EvaluationSet.REGRESSION)
@@ -35,15 +65,28 @@ def run_evaluation(job: Job, progress: JobProgress) -> dict:
                 progress.log(f"{EvaluationSet(evaluation_set).label}: no labeled samples yet")
                 continue
             progress.update(10 + 40 * index, f"Evaluating on {len(pairs)} {evaluation_set} images")
+            data_sha256 = snapshot_sha256(pairs)
             data = load_detection_data(pairs, class_names)
             metrics = ml_models.measure(candidate_model, data)
-            baseline_metrics = ml_models.measure(baseline_model, data) if baseline_model else None
+            baseline_metrics = None
+            if baseline is not None:
+                baseline_metrics = stored_metrics(baseline, evaluation_set, data_sha256)
+                if baseline_metrics is not None:
+                    progress.log(
+                        f"{evaluation_set}: {baseline.label}'s stored metrics fit this data "
+                        f"({data_sha256[:12]}): not measured again"
+                    )
+                else:
+                    if baseline_model is None:
+                        progress.log(f"Loading {baseline.label} to measure it on this data")
+                        baseline_model = ml_models.load_version(baseline)
+                    baseline_metrics = ml_models.measure(baseline_model, data)
             Evaluation.objects.create(
                 version=version,
                 job=job,
                 evaluation_set=evaluation_set,
                 image_count=len(pairs),
-                data_sha256=snapshot_sha256(pairs),
+                data_sha256=data_sha256,
                 metrics=metrics,
                 baseline=baseline,
                 baseline_metrics=baseline_metrics,

@@ -89,8 +89,8 @@ class ModelVersion(models.Model):
     litert = models.FileField(max_length=300, blank=True)
     litert_sha256 = models.CharField(max_length=64, blank=True)
     class_names = models.JSONField(default=list)
-    # Lineage: the exact (sample id, annotation id) pairs it was trained on, and their hash.
-    snapshot = models.JSONField(default=list, blank=True)
+    # Lineage: the hash of the exact (sample id, annotation id) pairs it was trained on; the
+    # pairs themselves are its TrainedSample rows (never loaded with the version: 100k pairs).
     snapshot_sha256 = models.CharField(max_length=64, blank=True, db_index=True)
     new_samples = models.PositiveIntegerField(default=0)
     replay_samples = models.PositiveIntegerField(default=0)
@@ -123,8 +123,9 @@ class ModelVersion(models.Model):
 class TrainedSample(models.Model):
     """One (sample, annotation revision) pair of a trained version's snapshot.
 
-    ``ModelVersion.snapshot`` keeps the list (and its hash); these rows make the database refuse
-    to delete a sample or revision that a version was trained on, so lineage cannot break.
+    These rows are the snapshot (``ModelVersion.snapshot_sha256`` is its hash); they make the
+    database refuse to delete a sample or revision that a version was trained on, so lineage
+    cannot break.
     """
 
     version = models.ForeignKey(

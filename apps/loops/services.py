@@ -165,7 +165,6 @@ def register_version(
                 litert=litert.name if litert else "",
                 litert_sha256=litert.sha256 if litert else "",
                 class_names=config["class_names"],
-                snapshot=snapshot or [],
                 snapshot_sha256=snapshot_sha256,
                 new_samples=new_samples,
                 replay_samples=replay_samples,
@@ -180,6 +179,12 @@ def register_version(
     except BaseException:
         artifacts.delete_quietly(stored.name, litert.name if litert else "")
         raise
+
+
+def trained_pairs(version_id: int) -> list[tuple[int, int]]:
+    """The (sample id, annotation id) pairs a version was trained on, in sample order."""
+    rows = TrainedSample.objects.filter(version_id=version_id).order_by("sample_id")
+    return list(rows.values_list("sample_id", "annotation_id"))
 
 
 def _record_trained_samples(version: ModelVersion, snapshot: list) -> None:

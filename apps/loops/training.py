@@ -6,7 +6,7 @@ import time
 
 from apps.jobs.models import Job, JobTrigger
 from apps.jobs.runner import JobProgress
-from apps.loops import ml_models, services
+from apps.loops import ml_models, overview, services
 from apps.loops.models import Loop, ModelVersion, VersionSource
 from apps.loops.training_data import (
     NoDataError,
@@ -19,6 +19,15 @@ from apps.loops.training_data import (
 def _parent(loop: Loop) -> ModelVersion | None:
     """Training continues from the deployed version, else from the newest (the initial model)."""
     return loop.deployed_version or loop.versions.order_by("-number").first()
+
+
+def eta_text(step: int, total: int, elapsed: float) -> str:
+    """The time left, once enough steps ran for it to mean something (the first steps include
+    start-up and graph tracing; an ETA from them would be far off)."""
+    if step < max(3, total // 10) or step >= total or elapsed < 2:
+        return ""
+    left = elapsed / step * (total - step)
+    return f" · about {left:.0f} s left" if left < 120 else f" · about {left / 60:.0f} min left"
 
 
 def run_training(job: Job, progress: JobProgress) -> dict:
@@ -40,7 +49,8 @@ def run_training(job: Job, progress: JobProgress) -> dict:
     progress.update(2, f"Preparing {len(pairs)} labeled samples", force=True)
     model = ml_models.load_version(parent) if parent else ml_models.build_model(loop)
     try:
-        earlier = {tuple(pair) for pair in parent.snapshot} if parent else set()
+        parent_pairs = services.trained_pairs(parent.pk) if parent else []
+        earlier = set(parent_pairs)
         new_pairs = [pair for pair in pairs if pair not in earlier]
         replay_pairs = [pair for pair in pairs if pair in earlier]
         if not new_pairs:  # samples were removed or relabeled back: train on what is there
@@ -56,11 +66,10 @@ def run_training(job: Job, progress: JobProgress) -> dict:
 
         def report(step: int, total: int, logs: dict) -> None:
             elapsed = time.monotonic() - started
-            eta = elapsed / step * (total - step)
             progress.update(
                 5 + 85 * step / total,
                 f"step {step}/{total} · loss {logs['loss']:.3f} · "
-                f"{logs['images_per_second']:.0f} img/s · ETA {eta:.0f} s",
+                f"{logs['images_per_second']:.0f} img/s" + eta_text(step, total, elapsed),
                 point={"step": step, "loss": round(logs["loss"], 5), "epoch": logs["epoch"]},
             )
 
@@ -78,7 +87,13 @@ def run_training(job: Job, progress: JobProgress) -> dict:
                 snapshot_sha256=digest,
                 new_samples=len(new_pairs),
                 replay_samples=len(replay_pairs),
-                train_summary={**model.last_train_logs, "seconds": time.monotonic() - started},
+                train_summary={
+                    **model.last_train_logs,
+                    "seconds": time.monotonic() - started,
+                    **(
+                        {"changes": overview.changes_between(pairs, parent_pairs)} if parent else {}
+                    ),
+                },
             )
     finally:
         ml_models.discard(model)

@@ -9,6 +9,7 @@ urlpatterns = [
     path("<int:loop_id>/", views.loop_detail, name="detail"),
     path("<int:loop_id>/settings/", views.loop_settings, name="settings"),
     path("<int:loop_id>/train/", views.train, name="train"),
+    path("<int:loop_id>/compare/", views.compare, name="compare"),
     path("<int:loop_id>/versions/add/", views.add_version, name="add_version"),
     path("<int:loop_id>/v<int:number>/", views.version_detail, name="version"),
     path("<int:loop_id>/v<int:number>/evaluate/", views.evaluate, name="evaluate"),

@@ -3,15 +3,19 @@ import os
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.db import transaction
 from django.http import FileResponse, Http404, HttpResponse, HttpResponseNotModified
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from apps.accounts.body_gate import accepts_large_body
+from apps.dashboard.confirm import confirm_first
+from apps.dashboard.sections import sections_for
 from apps.jobs import services as jobs
+from apps.jobs.kinds import KINDS
 from apps.jobs.models import ACTIVE_STATUSES, Job
-from apps.loops import artifacts, services
+from apps.loops import artifacts, overview, services
 from apps.loops.forms import (
     ForceDeployForm,
     LoopForm,
@@ -19,14 +23,17 @@ from apps.loops.forms import (
     VersionImportForm,
     VersionUploadForm,
 )
-from apps.loops.models import DeploymentAction, Loop, ModelVersion
+from apps.loops.job_links import HEAVY_JOB_FIELDS, attach_links, jobs_of_version, light_jobs
+from apps.loops.models import DeploymentAction, Loop, ModelVersion, TrainedSample
 from ilportal.protected_files import stored_file_response
 
 OPERATE = "loops.operate_loop"
 
 
 def _active_jobs(loop: Loop) -> dict[str, Job]:
-    active = Job.objects.filter(scope=loop.job_scope, status__in=ACTIVE_STATUSES)
+    active = Job.objects.filter(scope=loop.job_scope, status__in=ACTIVE_STATUSES).defer(
+        *HEAVY_JOB_FIELDS
+    )
     return {job.kind: job for job in active}
 
 
@@ -92,31 +99,41 @@ def _add_initial_model(loop: Loop, data: dict, user) -> None:
         services.start_evaluation(version, user=user)
 
 
+VERSIONS_PER_PAGE = 25
+
+
+def _versions(loop: Loop):
+    """Versions without their heavy columns' neighbours: the train job's result, log and chart."""
+    return (
+        loop.versions.select_related("parent", "train_job", "created_by")
+        .defer("train_job__result", "train_job__log", "train_job__chart", "train_job__params")
+        .order_by("-number")
+    )
+
+
 @permission_required("loops.view_loop", raise_exception=True)
 def loop_detail(request, loop_id: int):
     loop = get_object_or_404(Loop.objects.select_related("dataset", "deployed_version"), pk=loop_id)
-    versions = list(loop.versions.select_related("parent").prefetch_related("evaluations"))
-    chart = [
-        {
-            "version": version.label,
-            **{
-                f"{evaluation.evaluation_set}_{metric}": round(evaluation.metrics[metric], 4)
-                for evaluation in reversed(list(version.evaluations.all()))
-                for metric in ("f1", "mAP")
-            },
-        }
-        for version in reversed(versions)
-    ]
+    page = Paginator(_versions(loop), VERSIONS_PER_PAGE).get_page(request.GET.get("page"))
+    page.object_list = overview.version_rows(list(page.object_list))
+    deployed_headline = None
+    if loop.deployed_version_id:
+        deployed_headline = overview.version_rows([loop.deployed_version])[0].headline
     return render(
         request,
         "loops/loop_detail.html",
         {
             "loop": loop,
-            "versions": versions,
+            "page": page,
+            "versions": page.object_list,
+            "deployed_headline": deployed_headline,
+            "sections": sections_for([loop.pk])[loop.pk],
             "active": _active_jobs(loop),
             "deployments": loop.deployments.select_related("version", "previous")[:20],
-            "recent_jobs": Job.objects.filter(scope=loop.job_scope)[:10],
-            "chart": chart,
+            "recent_jobs": attach_links(
+                list(light_jobs(Job.objects.filter(scope=loop.job_scope))[:10])
+            ),
+            "chart": overview.metrics_chart(loop, list(loop.dataset.class_names)),
             "upload_form": VersionUploadForm(),
             "import_form": VersionImportForm(),
         },
@@ -126,21 +143,64 @@ def loop_detail(request, loop_id: int):
 @permission_required("loops.view_modelversion", raise_exception=True)
 def version_detail(request, loop_id: int, number: int):
     version = get_object_or_404(
-        ModelVersion.objects.select_related("loop__dataset", "parent", "train_job"),
+        ModelVersion.objects.select_related(
+            "loop__dataset", "loop__deployed_version", "parent", "created_by", "train_job"
+        ).defer("train_job__result", "train_job__log", "train_job__chart"),
         loop_id=loop_id,
         number=number,
     )
+    evaluations = list(version.evaluations.select_related("baseline"))
     return render(
         request,
         "loops/version_detail.html",
         {
             "version": version,
             "loop": version.loop,
-            "evaluations": version.evaluations.select_related("baseline"),
+            "evaluations": evaluations,
+            "started_by": overview.started_by(version),
+            "changes": overview.what_changed(version),
+            "deployment_history": overview.deployments_of(version),
+            "version_jobs": attach_links(list(jobs_of_version(version)[:20])),
+            "trained_pairs": TrainedSample.objects.filter(version=version)
+            .order_by("sample_id")
+            .values_list("sample_id", "annotation_id")[:40],
+            "compare_with": version.parent or version.loop.deployed_version,
             "active": _active_jobs(version.loop),
             "force_form": ForceDeployForm(),
             "failures": services.version_failures(version),
             "skipped_follow_up": services.skipped_follow_up(version),
+        },
+    )
+
+
+@permission_required("loops.view_modelversion", raise_exception=True)
+def compare(request, loop_id: int):
+    loop = get_object_or_404(Loop.objects.select_related("dataset"), pk=loop_id)
+    numbers = list(loop.versions.order_by("-number").values_list("number", flat=True))
+
+    def pick(name: str, default):
+        value = request.GET.get(name, "")
+        return int(value) if value.isdigit() and int(value) in numbers else default
+
+    if len(numbers) < 2:
+        messages.info(request, "Comparing needs two versions.")
+        return redirect("loops:detail", loop_id=loop.pk)
+    b_number = pick("b", numbers[0])
+    a_number = pick("a", next((n for n in numbers if n != b_number), numbers[-1]))
+    versions = {
+        v.number: v
+        for v in loop.versions.filter(number__in=(a_number, b_number)).select_related("parent")
+    }
+    a, b = versions[a_number], versions[b_number]
+    return render(
+        request,
+        "loops/version_compare.html",
+        {
+            "loop": loop,
+            "a": a,
+            "b": b,
+            "numbers": numbers,
+            "comparison": overview.compare_versions(a, b, list(loop.dataset.class_names)),
         },
     )
 
@@ -191,7 +251,7 @@ def _act(request, loop: Loop, start):
     except (services.LoopError, jobs.JobError) as exc:
         messages.error(request, str(exc))
         return redirect("loops:detail", loop_id=loop.pk)
-    messages.success(request, f"Started {job.kind} job #{job.pk}.")
+    messages.success(request, f"Started {KINDS[job.kind].label.lower()} job #{job.pk}.")
     return redirect("jobs:detail", job_id=job.pk)
 
 
@@ -215,16 +275,40 @@ def evaluate(request, loop_id: int, number: int):
     )
 
 
+def _deploy_question(version: ModelVersion, verb: str) -> str:
+    deployed = version.loop.deployed_version
+    serving = f"{deployed.label} stops serving" if deployed else "nothing is deployed yet"
+    return f"{verb} {version.label} of {version.loop}? Devices get {version.label}; {serving}."
+
+
+def _version_with_deployed(loop_id: int, number: int) -> ModelVersion:
+    return get_object_or_404(
+        ModelVersion.objects.select_related("loop__deployed_version"),
+        loop_id=loop_id,
+        number=number,
+    )
+
+
 @require_POST
 def deploy(request, loop_id: int, number: int):
-    version = _version(loop_id, number)
-    return _act(request, version.loop, lambda: services.start_deploy(version, user=request.user))
+    version = _version_with_deployed(loop_id, number)
+    if not request.user.has_perm(OPERATE):
+        raise PermissionDenied("Only admins train, evaluate and deploy.")
+    asked = confirm_first(request, _deploy_question(version, "Deploy"), f"Deploy {version.label}")
+    return asked or _act(
+        request, version.loop, lambda: services.start_deploy(version, user=request.user)
+    )
 
 
 @require_POST
 def rollback(request, loop_id: int, number: int):
-    version = _version(loop_id, number)
-    return _act(
+    version = _version_with_deployed(loop_id, number)
+    if not request.user.has_perm(OPERATE):
+        raise PermissionDenied("Only admins train, evaluate and deploy.")
+    asked = confirm_first(
+        request, _deploy_question(version, "Roll back to"), f"Roll back to {version.label}"
+    )
+    return asked or _act(
         request,
         version.loop,
         lambda: services.start_deploy(version, user=request.user, action=DeploymentAction.ROLLBACK),
@@ -233,9 +317,19 @@ def rollback(request, loop_id: int, number: int):
 
 @require_POST
 def force_deploy(request, loop_id: int, number: int):
-    version = _version(loop_id, number)
+    version = _version_with_deployed(loop_id, number)
+    if not request.user.has_perm(OPERATE):
+        raise PermissionDenied("Only admins train, evaluate and deploy.")
     reason = request.POST.get("reason", "")  # checked by start_deploy
-    return _act(
+    asked = confirm_first(
+        request,
+        _deploy_question(version, "Force-deploy")
+        + f" It did not pass its gate. Your reason is recorded: “{reason.strip()}”.",
+        f"Force-deploy {version.label}",
+        danger=True,
+        keep=("reason",),
+    )
+    return asked or _act(
         request,
         version.loop,
         lambda: services.start_deploy(
@@ -248,6 +342,14 @@ def force_deploy(request, loop_id: int, number: int):
 @permission_required("loops.delete_modelversion", raise_exception=True)
 def delete_version(request, loop_id: int, number: int):
     version = _version(loop_id, number)
+    asked = confirm_first(
+        request,
+        f"Delete {version.label} of {version.loop}? Its model files and evaluations are removed.",
+        f"Delete {version.label}",
+        danger=True,
+    )
+    if asked:
+        return asked
     try:
         services.delete_version(version.pk)
     except services.LoopError as exc:

@@ -8,8 +8,9 @@
 
   function render(job) {
     const status = field("status");
-    status.textContent = job.status;
-    status.className = `status ${job.status}`;
+    const shown = job.result && job.result.skipped ? "skipped" : job.status;
+    status.textContent = shown;
+    status.className = `status ${shown}`;
     const bar = root.querySelector(".progress");
     bar.setAttribute("aria-valuenow", job.progress);
     bar.querySelector(".bar").style.width = `${job.progress}%`;

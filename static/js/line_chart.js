@@ -1,37 +1,188 @@
-// A small SVG line chart: drawLineChart(element, points, xKey, seriesKeys). No dependencies.
-window.drawLineChart = function (element, points, xKey, seriesKeys) {
-  const colours = ["#2f6fed", "#1a7f4b", "#c0392b", "#b7791f"];
-  const width = element.clientWidth || 600, height = 180, pad = 32;
-  const values = points.flatMap((p) => seriesKeys.map((k) => p[k]).filter((v) => v !== undefined));
-  if (!points.length || !values.length) { element.textContent = "No data yet."; return; }
-  const low = Math.min(0, ...values), high = Math.max(...values) || 1;
-  const x = (i) => pad + (points.length === 1 ? 0 : (i * (width - 2 * pad)) / (points.length - 1));
-  const y = (v) => height - pad - ((v - low) / (high - low || 1)) * (height - 2 * pad);
-  const svg = [`<svg viewBox="0 0 ${width} ${height}" width="100%" height="${height}" role="img">`];
-  svg.push(`<line x1="${pad}" y1="${height - pad}" x2="${width - pad}" y2="${height - pad}" stroke="#ccc"/>`);
-  svg.push(`<text x="2" y="${y(high) + 4}" font-size="10">${high.toFixed(3)}</text>`);
-  svg.push(`<text x="2" y="${y(low) + 4}" font-size="10">${low.toFixed(3)}</text>`);
-  seriesKeys.forEach((key, s) => {
-    const line = points
-      .map((p, i) => (p[key] === undefined ? null : `${x(i)},${y(p[key])}`))
-      .filter(Boolean)
-      .join(" ");
-    svg.push(`<polyline fill="none" stroke="${colours[s % 4]}" stroke-width="2" points="${line}"/>`);
-    if (points.length <= 40) {
-      points.forEach((p, i) => {
-        if (p[key] !== undefined) {
-          svg.push(`<circle cx="${x(i)}" cy="${y(p[key])}" r="3" fill="${colours[s % 4]}"><title>${key} ${p[key]}</title></circle>`);
-        }
+// Charts of the portal, drawn with the vendored Chart.js (static/vendor/chartjs, global `Chart`).
+// Every chart has axis titles, readable series names, tooltips, and the numbers behind it as a
+// table and a CSV download (added under the chart, so they work for screen readers too).
+(function () {
+  const COLOURS = ["#2f6fed", "#c0392b", "#1a7f4b", "#b7791f", "#794bc4", "#00a3a8"];
+
+  function csvCell(value) {
+    const text = value === null || value === undefined ? "" : String(value);
+    return /[",\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
+  }
+
+  // A <details> with the table of the numbers and a CSV link, kept in sync with the chart.
+  function dataViews(element, filename) {
+    let details = element.querySelector(":scope > details.chart-data");
+    if (!details) {
+      details = document.createElement("details");
+      details.className = "chart-data";
+      details.innerHTML =
+        '<summary>Numbers behind this chart</summary><p><a class="csv" href="#">Download CSV</a></p>' +
+        '<div class="table-scroll"><table class="numbers"></table></div>';
+      element.appendChild(details);
+    }
+    return function update(columns, rows) {
+      const table = details.querySelector("table");
+      const head = "<thead><tr>" + columns.map((c) => `<th scope="col">${escapeHtml(c)}</th>`).join("") + "</tr></thead>";
+      const body = rows
+        .map((row) => "<tr>" + row.map((v) => `<td>${v === null || v === undefined ? "n/a" : escapeHtml(String(v))}</td>`).join("") + "</tr>")
+        .join("");
+      table.innerHTML = head + "<tbody>" + body + "</tbody>";
+      const csv = [columns, ...rows].map((row) => row.map(csvCell).join(",")).join("\n") + "\n";
+      const link = details.querySelector("a.csv");
+      link.href = "data:text/csv;charset=utf-8," + encodeURIComponent(csv);
+      link.download = filename;
+    };
+  }
+
+  function escapeHtml(text) {
+    return text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+  }
+
+  function canvasIn(element, label) {
+    let canvas = element.querySelector(":scope > .chart-box > canvas");
+    if (!canvas) {
+      const box = document.createElement("div");
+      box.className = "chart-box";
+      canvas = document.createElement("canvas");
+      canvas.setAttribute("role", "img");
+      canvas.setAttribute("aria-label", label);
+      box.appendChild(canvas);
+      element.insertBefore(box, element.firstChild);
+    }
+    return canvas;
+  }
+
+  function axes(xTitle, yTitle, yRange) {
+    return {
+      x: { title: { display: true, text: xTitle }, grid: { color: "#eef1f5" } },
+      y: { title: { display: true, text: yTitle }, grid: { color: "#e3e7ee" }, ...(yRange || {}) },
+    };
+  }
+
+  // drawLineChart(element, points, xKey, seriesKeys[, {xTitle, yTitle, names}]): one line per key.
+  // Called again with more points (the live training loss), it updates the same chart.
+  window.drawLineChart = function (element, points, xKey, seriesKeys, options) {
+    options = options || {};
+    const xTitle = options.xTitle || element.dataset.xTitle || xKey;
+    const yTitle = options.yTitle || element.dataset.yTitle || seriesKeys.join(", ");
+    const names = options.names || JSON.parse(element.dataset.names || "{}");
+    if (!window.Chart) {
+      element.textContent = "The chart library did not load.";
+      return;
+    }
+    const labels = points.map((p) => p[xKey]);
+    const datasets = seriesKeys.map((key, i) => ({
+      label: names[key] || key,
+      data: points.map((p) => (p[key] === undefined ? null : p[key])),
+      borderColor: COLOURS[i % COLOURS.length],
+      backgroundColor: COLOURS[i % COLOURS.length],
+      pointRadius: points.length > 60 ? 0 : 2,
+      borderWidth: 2,
+      spanGaps: true,
+    }));
+    const canvas = canvasIn(element, `${yTitle} over ${xTitle}`);
+    if (element._chart) {
+      element._chart.data.labels = labels;
+      element._chart.data.datasets.forEach((d, i) => (d.data = datasets[i].data));
+      element._chart.update("none");
+    } else {
+      element._chart = new Chart(canvas, {
+        type: "line",
+        data: { labels, datasets },
+        options: {
+          animation: false,
+          maintainAspectRatio: false,
+          interaction: { mode: "index", intersect: false },
+          scales: axes(xTitle, yTitle),
+          plugins: { legend: { position: "bottom" } },
+        },
       });
     }
-    svg.push(`<text x="${pad + 90 * s}" y="12" font-size="11" fill="${colours[s % 4]}">${key}</text>`);
-  });
-  const step = Math.max(1, Math.ceil(points.length / 8));
-  points.forEach((p, i) => {
-    if (i % step === 0 || i === points.length - 1) {
-      svg.push(`<text x="${x(i) - 8}" y="${height - 12}" font-size="10">${p[xKey]}</text>`);
+    dataViews(element, options.filename || "chart.csv")(
+      [xTitle, ...seriesKeys.map((k) => names[k] || k)],
+      points.map((p) => [p[xKey], ...seriesKeys.map((k) => p[k])])
+    );
+  };
+
+  // The metrics of every version: a choice of metric (mAP, F1, F1 of one class), the edge and the
+  // regression set together (a drop on the regression set is forgetting), the deployed version
+  // drawn larger and named on the axis.
+  window.drawVersionChart = function (element, data) {
+    const measured = data.views.some((view) => Object.values(view.series).some((values) => values.some((v) => v !== null)));
+    if (!data.versions.length || !measured) {
+      element.textContent = "No evaluated versions yet: evaluate a version to chart its metrics.";
+      return;
     }
-  });
-  svg.push("</svg>");
-  element.innerHTML = svg.join("");
-};
+    if (!window.Chart) {
+      element.textContent = "The chart library did not load.";
+      return;
+    }
+    const choose = document.createElement("label");
+    choose.className = "chart-choice";
+    choose.textContent = "Metric ";
+    const select = document.createElement("select");
+    data.views.forEach((view, i) => {
+      const option = document.createElement("option");
+      option.value = String(i);
+      option.textContent = view.title;
+      select.appendChild(option);
+    });
+    choose.appendChild(select);
+    element.appendChild(choose);
+    const deployedIndex = data.versions.indexOf(data.deployed);
+    const labels = data.versions.map((v) => (v === data.deployed ? `${v} (deployed)` : v));
+    const canvas = canvasIn(element, "Metrics of every version on the edge and regression sets");
+    element.insertBefore(choose, element.firstChild); // the choice above the chart
+    const setNames = data.set_names;
+    const update = dataViews(element, "versions-metrics.csv");
+    const pointRadius = (n) => data.versions.map((_, i) => (i === deployedIndex ? 7 : n > 60 ? 0 : 3));
+
+    function datasetsFor(view) {
+      return Object.keys(setNames).map((set, i) => ({
+        label: setNames[set],
+        data: view.series[set] || [],
+        borderColor: COLOURS[i],
+        backgroundColor: COLOURS[i],
+        pointRadius: pointRadius(data.versions.length),
+        pointStyle: data.versions.map((_, j) => (j === deployedIndex ? "rectRot" : "circle")),
+        borderWidth: 2,
+        spanGaps: true,
+      }));
+    }
+
+    function show(index) {
+      const view = data.views[index];
+      const datasets = datasetsFor(view);
+      if (element._chart) {
+        element._chart.data.datasets = datasets;
+        element._chart.options.scales.y.title.text = view.axis;
+        element._chart.update("none");
+      } else {
+        element._chart = new Chart(canvas, {
+          type: "line",
+          data: { labels, datasets },
+          options: {
+            animation: false,
+            maintainAspectRatio: false,
+            interaction: { mode: "index", intersect: false },
+            scales: axes("model version (oldest → newest)", view.axis, { min: 0, max: 1 }),
+            plugins: {
+              legend: { position: "bottom" },
+              tooltip: {
+                callbacks: {
+                  label: (ctx) => `${ctx.dataset.label}: ${ctx.parsed.y === null ? "n/a" : ctx.parsed.y.toFixed(3)}`,
+                },
+              },
+            },
+          },
+        });
+      }
+      update(
+        ["version", ...Object.values(setNames).map((name) => `${view.title}: ${name}`)],
+        data.versions.map((v, i) => [v, ...Object.keys(setNames).map((set) => (view.series[set] || [])[i])])
+      );
+    }
+    select.addEventListener("change", () => show(Number(select.value)));
+    show(0);
+  };
+})();

@@ -55,5 +55,8 @@ def test_non_admins_cannot_create_or_revoke_tokens(client, role):
 def test_admin_revokes_a_token(client):
     issued = services.create_device_token(name="cam", created_by=None)
     client.force_login(UserFactory(role="admin"))
-    client.post(f"/accounts/devices/{issued.device_token.pk}/revoke/")
+    asked = client.post(f"/accounts/devices/{issued.device_token.pk}/revoke/")
+    assert asked.status_code == 200 and "Revoke token" in asked.content.decode()
+    assert DeviceToken.objects.get().revoked_at is None
+    client.post(f"/accounts/devices/{issued.device_token.pk}/revoke/", {"confirmed": "yes"})
     assert DeviceToken.objects.get().revoked_at is not None

@@ -17,7 +17,7 @@ def test_admin_clicks_train_now_watches_progress_and_sees_the_new_version(
         "aria-valuenow", "100", timeout=120_000
     )
     expect(page.locator("[data-field=status]")).to_have_text("succeeded")
-    expect(page.locator("[data-field=chart] svg polyline")).to_have_count(1)
+    expect(page.locator("[data-field=chart] canvas")).to_have_count(1)
     assert page.evaluate("window.__noReload") is True
 
     page.goto(f"{live_portal.url}/loops/{tiny_loop.pk}/")

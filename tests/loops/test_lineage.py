@@ -27,7 +27,7 @@ def trained_v1(tiny_loop, admin_user):
 
 
 def test_a_sample_a_version_was_trained_on_cannot_be_deleted(trained_v1, client_for, admin_user):
-    pairs = [tuple(pair) for pair in trained_v1.snapshot]
+    pairs = services.trained_pairs(trained_v1.pk)
     assert set(TrainedSample.objects.values_list("sample_id", "annotation_id")) == set(pairs)
     trained_on = Sample.objects.get(pk=pairs[0][0])
     client = client_for(admin_user)
@@ -52,7 +52,7 @@ def test_a_sample_a_version_was_trained_on_cannot_be_deleted(trained_v1, client_
 
 def test_a_version_whose_snapshot_lost_a_sample_is_not_registered(trained_v1, tiny_loop, tmp_path):
     """A sample deleted while training ran: the new version would lack its lineage."""
-    snapshot = [list(pair) for pair in trained_v1.snapshot]
+    snapshot = [list(pair) for pair in services.trained_pairs(trained_v1.pk)]
     archive = tmp_path / "model.zip"
     archive.write_bytes(trained_v1.artifact.read())
     services.delete_version(trained_v1.pk)

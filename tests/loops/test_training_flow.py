@@ -34,7 +34,7 @@ def test_train_registers_a_candidate_with_its_lineage_and_artifacts(tiny_loop, a
     assert version.train_job_id == job.pk and version.parent is None
     labeled_train = labeled_snapshot(tiny_loop.dataset_id, split="train")
     assert len(labeled_train) == 16 and version.new_samples == 16
-    assert [tuple(pair) for pair in version.snapshot] == labeled_train
+    assert services.trained_pairs(version.pk) == labeled_train
     assert version.artifact.name.endswith("-model.zip") and len(version.artifact_sha256) == 64
     assert version.litert.name.endswith(".tflite")
     assert job.chart and job.chart[-1]["step"] == 6

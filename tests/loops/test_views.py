@@ -94,7 +94,7 @@ def test_only_admins_train_evaluate_and_deploy(client, tiny_loop, role):
 def test_deploying_a_version_that_failed_its_gate_says_why(client, tiny_loop):
     version = _fake_version(tiny_loop, gate_passed=False)
     client.force_login(UserFactory(role="admin"))
-    response = client.post(f"/loops/{tiny_loop.pk}/v1/deploy/", follow=True)
+    response = client.post(f"/loops/{tiny_loop.pk}/v1/deploy/", {"confirmed": "yes"}, follow=True)
     text = response.content.decode()
     assert "has not passed its gate: Δf1 +0.004 &lt; +0.010" in text
     assert not Job.objects.filter(kind="deploy").exists()
@@ -106,9 +106,15 @@ def test_deploying_a_version_that_failed_its_gate_says_why(client, tiny_loop):
 def test_a_forced_deploy_needs_a_reason(client, tiny_loop):
     _fake_version(tiny_loop, gate_passed=False)
     client.force_login(UserFactory(role="admin"))
-    response = client.post(f"/loops/{tiny_loop.pk}/v1/force/", {"reason": "  "}, follow=True)
+    response = client.post(
+        f"/loops/{tiny_loop.pk}/v1/force/", {"reason": "  ", "confirmed": "yes"}, follow=True
+    )
     assert "needs a written reason" in response.content.decode()
-    client.post(f"/loops/{tiny_loop.pk}/v1/force/", {"reason": "line stopped"})
+    asked = client.post(f"/loops/{tiny_loop.pk}/v1/force/", {"reason": "line stopped"})
+    assert "Force-deploy v1 of line-3?" in asked.content.decode()
+    assert 'name="reason" value="line stopped"' in asked.content.decode()
+    assert not Job.objects.filter(kind="deploy").exists()
+    client.post(f"/loops/{tiny_loop.pk}/v1/force/", {"reason": "line stopped", "confirmed": "yes"})
     job = Job.objects.get(kind="deploy")
     assert job.params["action"] == "force" and job.params["reason"] == "line stopped"
 
