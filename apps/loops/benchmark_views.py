@@ -117,6 +117,11 @@ def benchmark_detail(request, loop_id: int, job_id: int):
         }
         for round_index in sorted({e["round"] for e in table})
     ]
+    initial = job.result.get("initial") or []
+    if table and initial and chart[0]["round"] != 0:
+        # Round 0: every strategy starts from the same initial model.
+        start = round(sum(r["edge_f1"] for r in initial) / len(initial), 4)
+        chart.insert(0, {"round": 0, **{name: start for name in strategies}})
     return render(
         request,
         "loops/benchmark_detail.html",
