@@ -34,24 +34,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from worker.ml.data import DetectionData  # noqa: E402
-from worker.ml.fpn import FPNModel  # noqa: E402
-from worker.ml.metrics import samples_transfer_ratio  # noqa: E402
-from worker.ml.miners import rank_by_hardness  # noqa: E402
-from worker.ml.registry import ClassFactory, ClassType  # noqa: E402
-from worker.ml.synthetic import DEFAULT_EDGE_SHIFT, generate_samples  # noqa: E402
-
-# Strategy name -> (miner alias, miner hyperparameters). Sedna's defaults for Sedna's miners.
-STRATEGIES = {
-    "IBT": ("IBT", {}),
-    "Threshold": ("Threshold", {}),
-    "CrossEntropy": ("CrossEntropy", {}),
-    "MissedObject": ("MissedObject", {}),
-    "MissedObject+Novelty": ("MissedObject", {"use_novelty": True}),
-    "Novelty": ("Novelty", {}),
-    "Random": ("Random", {"random_ratio": 1.0}),  # ranks by a random draw: a uniform sample
-    "All": ("CloudOnly", {}),  # labels everything: the upper bound, at a larger budget
-}
+from worker.ml import rounds  # noqa: E402
+from worker.ml.rounds import STRATEGIES, RoundSettings, f1_gains_by_seed  # noqa: E402
+from worker.ml.synthetic import DEFAULT_EDGE_SHIFT  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -128,122 +113,9 @@ def parse_args(argv=None):
     return args
 
 
-def make_data(args, seed):
-    size = args.input_size
-
-    def edge(n_images, data_seed, start=0):
-        return generate_samples(
-            n_images,
-            "edge",
-            data_seed,
-            size,
-            shift=args.shift,
-            start=start,
-            empty_share=args.empty_share,
-            night_share=args.night_share,
-        )
-
-    return {
-        "initial_train": generate_samples(args.initial_images, "initial", 1000 + seed, size),
-        "stream": [
-            edge(args.stream_per_round, 2000 + seed, start=r * args.stream_per_round)
-            for r in range(args.rounds)
-        ],
-        "edge_gate": edge(args.gate_images, 3000 + seed),
-        "edge_test": edge(args.test_images, 4000 + seed),
-        "regression_gate": generate_samples(args.gate_images, "initial", 5000 + seed, size),
-        "regression_test": generate_samples(args.test_images, "initial", 6000 + seed, size),
-    }
-
-
-def measure(model, data) -> dict:
-    edge = model.evaluate(data["edge_test"])
-    regression = model.evaluate(data["regression_test"])
-    return {
-        "edge_mAP": edge["mAP"],
-        "edge_AP50": edge["AP50"],
-        "edge_f1": edge["f1"],
-        "initial_mAP": regression["mAP"],
-    }
-
-
-def run_strategy(name, args, seed, data, initial_path, initial_scores, log):
-    alias, params = STRATEGIES[name]
-    miner_cls = ClassFactory.get_cls(ClassType.HEM, alias)
-    miner = miner_cls(**params, **({"seed": seed} if alias == "Random" else {}))
-    current = FPNModel()
-    current.load(initial_path)
-    current_gate = {
-        "edge": initial_scores["gate_edge_mAP"],
-        "regression": initial_scores["gate_regression_mAP"],
-    }
-    labeled: list[DetectionData] = []
-    rows = []
-    inferred_total = labeled_total = 0
-    for round_index, stream in enumerate(data["stream"], start=1):
-        started = time.perf_counter()
-        inferences = current.infer(stream, flip=(alias == "MissedObject"))
-        results = [miner.mine(inference) for inference in inferences]
-        budget = len(stream) if name == "All" else int(args.budget_ratio * len(stream))
-        chosen = rank_by_hardness(results)[:budget]
-        flagged = sum(result.is_hard for result in results)
-        labeled.append(stream.subset(chosen))  # the simulated annotator copies ground truth
-        inferred_total += len(stream)
-        labeled_total += len(chosen)
-
-        candidate = FPNModel()
-        candidate.load(current.checkpoint_path)
-        candidate.train(
-            DetectionData.concatenate(labeled),
-            replay_data=data["initial_train"],
-            replay_ratio=args.replay_ratio,
-            max_iteration=args.finetune_steps,
-            learning_rate=args.finetune_lr,
-            warmup_steps=10,
-            seed=seed * 100 + round_index,
-        )
-        gate_edge = candidate.evaluate(data["edge_gate"], metric="mAP")["mAP"]
-        gate_regression = candidate.evaluate(data["regression_gate"], metric="mAP")["mAP"]
-        passed = (
-            gate_edge > current_gate["edge"]
-            and gate_regression >= initial_scores["gate_regression_mAP"] - args.max_forgetting
-        )
-        if passed:
-            current = candidate
-            current_gate = {"edge": gate_edge, "regression": gate_regression}
-        scores = measure(current, data)
-        row = {
-            "seed": seed,
-            "strategy": name,
-            "round": round_index,
-            "labels": labeled_total,
-            "flagged_by_miner": flagged,
-            "replaced": passed,
-            "candidate_gate_edge_mAP": gate_edge,
-            "candidate_gate_regression_mAP": gate_regression,
-            "samples_transfer_ratio": samples_transfer_ratio(labeled_total, inferred_total),
-            "forgetting": initial_scores["initial_mAP"] - scores["initial_mAP"],
-            "wall_s": time.perf_counter() - started,
-            **scores,
-        }
-        rows.append(row)
-        log(row)
-    return rows
-
-
-def initial_model(args, seed, data):
-    """Train the initial model, or reuse one from ``--initial-cache`` with equal settings."""
-    name = (
-        f"initial-s{seed}-px{args.input_size}-n{args.initial_images}-steps{args.initial_steps}.zip"
-    )
-    cached = Path(args.initial_cache) / name if args.initial_cache else None
-    model = FPNModel(input_size=args.input_size, seed=seed, max_iteration=args.initial_steps)
-    if cached is not None and cached.is_file():
-        model.load(cached)
-        return model, str(cached)
-    model.train(data["initial_train"])
-    path = model.save(cached if cached is not None else Path(model.work_dir) / name)
-    return model, path
+def settings_from(args) -> RoundSettings:
+    fields = RoundSettings.__dataclass_fields__
+    return RoundSettings(**{k: v for k, v in vars(args).items() if k in fields})
 
 
 def mean_std(values, digits=3):
@@ -303,31 +175,20 @@ def main(argv=None):
 
     all_rows, initial_rows = [], []
     started = time.perf_counter()
+    settings = settings_from(args)
     for seed in args.seeds:
-        data = make_data(args, seed)
+        data = rounds.make_data(settings, seed)
         initial_started = time.perf_counter()
-        initial, initial_path = initial_model(args, seed, data)
-        scores = measure(initial, data)
-        scores["gate_edge_mAP"] = initial.evaluate(data["edge_gate"], metric="mAP")["mAP"]
-        scores["gate_regression_mAP"] = initial.evaluate(data["regression_gate"], metric="mAP")[
-            "mAP"
-        ]
-        initial_row = {
-            "seed": seed,
-            "strategy": "initial",
-            "round": 0,
-            "labels": 0,
-            "flagged_by_miner": 0,
-            "replaced": True,
-            "samples_transfer_ratio": 0.0,
-            "forgetting": 0.0,
-            "wall_s": time.perf_counter() - initial_started,
-            **scores,
-        }
+        initial, initial_path = rounds.initial_model(settings, seed, data, args.initial_cache)
+        initial_row = rounds.initial_scores(
+            initial, data, seed, wall_s=time.perf_counter() - initial_started
+        )
         initial_rows.append(initial_row)
         log(initial_row)
         for name in args.strategies:
-            all_rows += run_strategy(name, args, seed, data, initial_path, scores, log)
+            all_rows += rounds.run_strategy(
+                name, settings, seed, data, initial_path, initial_row, log
+            )
 
     print(f"\ntotal wall time {time.perf_counter() - started:.0f} s")
     summarise(vars(args), initial_rows, all_rows)
@@ -339,14 +200,7 @@ def main(argv=None):
 
 def f1_gain_over_random(rows: list, all_rows: list) -> str:
     """Edge F1 minus Random's in the same seed and round, in points: mean ± std over seeds."""
-    random_f1 = {
-        (r["seed"], r["round"]): r["edge_f1"] for r in all_rows if r["strategy"] == "Random"
-    }
-    gains = [
-        100 * (r["edge_f1"] - random_f1[r["seed"], r["round"]])
-        for r in rows
-        if (r["seed"], r["round"]) in random_f1
-    ]
+    gains = list(f1_gains_by_seed(rows, all_rows).values())
     return mean_std(gains, 1) if gains else "–"
 
 
@@ -396,6 +250,19 @@ def summarise(settings: dict, initial_rows: list, all_rows: list) -> None:
     table_row("initial model", initial_rows)
     for name in settings["strategies"]:
         table_row(name, [row for row in last_round if row["strategy"] == name])
+
+    # "In every seed" is read here: the paired gain of each seed, and the worst of them.
+    print(f"\n## F1 gain over Random after round {rounds}, per seed (points)\n")
+    print("| strategy | " + " | ".join(f"seed {s}" for s in seeds) + " | worst seed |")
+    print("|---|" + "---|" * (len(seeds) + 1))
+    for name in settings["strategies"]:
+        if name == "Random":
+            continue
+        gains = f1_gains_by_seed([r for r in last_round if r["strategy"] == name], all_rows)
+        if not gains:
+            continue
+        cells = [f"{gains[s]:+.1f}" if s in gains else "–" for s in seeds]
+        print(f"| {name} | " + " | ".join(cells) + f" | {min(gains.values()):+.1f} |")
 
 
 if __name__ == "__main__":

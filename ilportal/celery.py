@@ -12,6 +12,7 @@ app.conf.imports = (
     "worker.tasks.datasets",
     "worker.tasks.loops",
     "worker.tasks.triggers",
+    "worker.tasks.benchmarks",
 )
 
 

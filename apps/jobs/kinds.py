@@ -63,9 +63,19 @@ DEPLOY = JobKind(
     start_permission="loops.operate_loop",
 )
 
+# Labeling strategies compared on a loop's algorithm (apps/loops/benchmarks.py): trains models,
+# so it runs on the train queue.
+BENCHMARK = JobKind(
+    name="benchmark",
+    label="Benchmark strategies",
+    task_name="ilportal.benchmark_strategies",
+    queue="train",
+    start_permission="loops.operate_loop",
+)
+
 KINDS: dict[str, JobKind] = {
     kind.name: kind
-    for kind in (SYSTEM_CHECK, DATASET_IMPORT, DATASET_EXPORT, TRAIN, EVALUATE, DEPLOY)
+    for kind in (SYSTEM_CHECK, DATASET_IMPORT, DATASET_EXPORT, TRAIN, EVALUATE, DEPLOY, BENCHMARK)
 }
 
 

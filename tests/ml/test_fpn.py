@@ -187,6 +187,24 @@ def test_too_few_images_keep_no_feature_stats(tiny_data):
     assert model.fit_feature_stats(tiny_data.x[:8])["images"] == 8
 
 
+def test_infer_returns_pooled_features_only_when_asked(loaded, tiny_data):
+    plain = loaded.infer(tiny_data.x[:2])
+    assert all(inference.features is None for inference in plain)
+    with_features = loaded.infer(tiny_data.x[:2], with_features=True)
+    dims = {inference.features.shape for inference in with_features}
+    assert len(dims) == 1 and next(iter(dims))[0] == len(loaded.feature_stats["mean"])
+    # The shift is computed from exactly these features.
+    assert np.allclose(
+        loaded.feature_shift(np.stack([i.features for i in with_features])),
+        [i.feature_shift for i in with_features],
+    )
+    # Without statistics (a fresh model) features still come back, the shift does not.
+    fresh = FPNModel(**TINY_FPN)
+    fresh.build()
+    bare = fresh.infer(tiny_data.x[:1], with_features=True)[0]
+    assert bare.features is not None and bare.feature_shift is None
+
+
 def test_archive_without_or_with_broken_feature_stats(tiny_archive, tmp_path):
     config = json.loads(zipfile.ZipFile(tiny_archive).read("config.json"))
     for stats, expected in (

@@ -170,6 +170,8 @@ class ImageInference:
     feature_shift: how unlike the model's training data the image looks: the mean squared z-score
     of its pooled backbone features against the training data's (about 1 for a familiar image);
     None when the model kept no training statistics.
+    features: (D,) the image's pooled backbone features (what ``feature_shift`` is computed from),
+    for batch selectors that spread a labeling budget over the feature space; None when not asked.
     """
 
     boxes: np.ndarray
@@ -178,6 +180,7 @@ class ImageInference:
     flipped_boxes: np.ndarray | None = None
     image_size: tuple[int, int] | None = None  # (height, width)
     feature_shift: float | None = None
+    features: np.ndarray | None = None
 
     @classmethod
     def from_boxes(cls, boxes, **kwargs) -> ImageInference:

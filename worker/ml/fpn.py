@@ -472,15 +472,19 @@ class FPNModel:
         flip: bool = False,
         score_threshold: float | None = None,
         with_feature_shift: bool = True,
+        with_features: bool = False,
     ):
         """Per image an ``ImageInference`` (boxes, class probabilities, candidates, feature
-        shift[, flipped]). ``with_feature_shift=False`` skips the shift (plain prediction)."""
+        shift[, flipped]). ``with_feature_shift=False`` skips the shift (plain prediction).
+        ``with_features=True`` also returns each image's pooled backbone features (for batch
+        selectors such as ``Coverage``), whether or not the model kept feature statistics."""
         images = _as_images(data)
         threshold = self.params["score_threshold"] if score_threshold is None else score_threshold
         prepared = self._prepare(images)
-        if self.feature_stats and with_feature_shift:
+        features = None
+        if (self.feature_stats and with_feature_shift) or with_features:
             raw, features = self._raw_and_appearance(prepared)
-            shifts = self.feature_shift(features)
+            shifts = self.feature_shift(features) if with_feature_shift else None
         else:
             raw, shifts = self.raw_outputs(prepared), None
         decoded = self._decode_all(raw, images)
@@ -505,6 +509,7 @@ class FPNModel:
                     flipped_boxes=None if flipped is None else flipped[index],
                     image_size=image.shape[:2],
                     feature_shift=None if shifts is None else float(shifts[index]),
+                    features=features[index] if with_features else None,
                 )
             )
         return results

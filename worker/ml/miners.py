@@ -67,6 +67,20 @@ class BaseMiner:
         """Sedna's call convention: returns only whether the image is hard."""
         return self.mine(inference).is_hard
 
+    # A per-image miner needs no features; batch selectors (worker/ml/selectors.py) do.
+    needs_features = False
+
+    def select(self, inferences: list, k: int, seed: int = 0) -> list[int]:
+        """Batch interface: indices of at most ``k`` images of the pool to label, best first.
+
+        A per-image miner ranks by its own verdict and hardness (``rank_by_hardness``); batch
+        selectors override this to look at the pool as a whole. ``seed`` makes a selector that
+        draws anything reproducible; a score ranking ignores it.
+        """
+        if k < 0:
+            raise MLInputError(f"k must be >= 0, got {k}")
+        return rank_by_hardness([self.mine(inference) for inference in inferences])[:k]
+
 
 def _unit(name: str, default: float, help_text: str) -> Param:
     return Param(name, float, default, minimum=0.0, maximum=1.0, help=help_text)

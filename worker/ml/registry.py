@@ -23,7 +23,7 @@ from worker.ml.errors import RegistryError
 T = TypeVar("T")
 
 # Modules whose classes register themselves on import. Kept light: fpn imports TF lazily.
-BUILTIN_PLUGIN_MODULES = ("worker.ml.miners", "worker.ml.fpn")
+BUILTIN_PLUGIN_MODULES = ("worker.ml.miners", "worker.ml.selectors", "worker.ml.fpn")
 
 
 class ClassType:

@@ -1,0 +1,293 @@
+"""Incremental-learning rounds on the synthetic edge stream: the benchmark of labeling strategies.
+
+Shared by ``bench/il_rounds.py`` (the command line) and the portal's "Benchmark strategies" job
+(apps/loops/benchmarks.py). Per seed: train an initial FPN on the *initial* domain, then stream the
+*edge* domain in rounds; per round and strategy, the strategy's selector picks ``budget`` images of
+the round's stream, the simulated annotator copies their ground truth, the current model is
+fine-tuned on every label so far (with replay), and the candidate replaces it only if it passes a
+gate on held-out sets. The deployed model is measured on separate test sets.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from worker.ml.data import DetectionData
+from worker.ml.errors import ConfigError
+from worker.ml.metrics import samples_transfer_ratio
+from worker.ml.registry import ClassFactory, ClassType
+from worker.ml.synthetic import DEFAULT_EDGE_SHIFT, generate_samples
+
+# Strategy name -> (miner alias, miner hyperparameters). Sedna's defaults for Sedna's miners.
+STRATEGIES = {
+    "IBT": ("IBT", {}),
+    "Threshold": ("Threshold", {}),
+    "CrossEntropy": ("CrossEntropy", {}),
+    "MissedObject": ("MissedObject", {}),
+    "MissedObject+Novelty": ("MissedObject", {"use_novelty": True}),
+    "Novelty": ("Novelty", {}),
+    "Coverage": ("Coverage", {}),  # novel non-empty frames by diversity + Threshold's ranking
+    "Random": ("Random", {"random_ratio": 1.0}),  # ranks by a random draw: a uniform sample
+    "All": ("CloudOnly", {}),  # labels everything: the upper bound, at a larger budget
+}
+
+
+@dataclass
+class RoundSettings:
+    """Everything one benchmark run depends on (defaults: the command's small setting)."""
+
+    rounds: int = 3
+    stream_per_round: int = 40
+    input_size: int = 128
+    initial_images: int = 240
+    initial_steps: int = 300
+    finetune_steps: int = 120
+    finetune_lr: float = 0.001
+    replay_ratio: float = 0.5
+    budget_ratio: float = 0.1
+    shift: float = DEFAULT_EDGE_SHIFT
+    empty_share: float = 0.6
+    night_share: float = 0.3
+    gate_images: int = 40
+    test_images: int = 80
+    max_forgetting: float = 0.02
+    # Extra FPN hyperparameters (the portal passes the loop's algorithm, minus what is set above).
+    model_params: dict = field(default_factory=dict)
+
+    def check(self) -> None:
+        for name in (
+            "rounds",
+            "stream_per_round",
+            "initial_images",
+            "initial_steps",
+            "finetune_steps",
+            "gate_images",
+            "test_images",
+        ):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"must be >= 1, got {getattr(self, name)}", name)
+        if self.input_size < 32 or self.input_size % 32:
+            raise ConfigError(f"must be a multiple of 32, got {self.input_size}", "input_size")
+        for name in ("budget_ratio", "replay_ratio", "shift", "empty_share", "night_share"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"must lie in [0, 1], got {getattr(self, name)}", name)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def check_strategies(names) -> list[str]:
+    names = list(names)
+    unknown = [name for name in names if name not in STRATEGIES]
+    if unknown or not names:
+        raise ConfigError(f"unknown strategies {unknown}; choose from {list(STRATEGIES)}")
+    return names
+
+
+def make_data(settings: RoundSettings, seed: int) -> dict:
+    size = settings.input_size
+
+    def edge(n_images, data_seed, start=0):
+        return generate_samples(
+            n_images,
+            "edge",
+            data_seed,
+            size,
+            shift=settings.shift,
+            start=start,
+            empty_share=settings.empty_share,
+            night_share=settings.night_share,
+        )
+
+    per_round = settings.stream_per_round
+    return {
+        "initial_train": generate_samples(settings.initial_images, "initial", 1000 + seed, size),
+        "stream": [
+            edge(per_round, 2000 + seed, start=r * per_round) for r in range(settings.rounds)
+        ],
+        "edge_gate": edge(settings.gate_images, 3000 + seed),
+        "edge_test": edge(settings.test_images, 4000 + seed),
+        "regression_gate": generate_samples(settings.gate_images, "initial", 5000 + seed, size),
+        "regression_test": generate_samples(settings.test_images, "initial", 6000 + seed, size),
+    }
+
+
+def measure(model, data) -> dict:
+    edge = model.evaluate(data["edge_test"])
+    regression = model.evaluate(data["regression_test"])
+    return {
+        "edge_mAP": edge["mAP"],
+        "edge_AP50": edge["AP50"],
+        "edge_f1": edge["f1"],
+        "initial_mAP": regression["mAP"],
+    }
+
+
+def _fpn(settings: RoundSettings, **params):
+    from worker.ml.fpn import FPNModel  # TensorFlow only when a model is built
+
+    return FPNModel(**{**settings.model_params, **params})
+
+
+def initial_model(settings: RoundSettings, seed: int, data: dict, cache_dir=None):
+    """Train the initial model, or reuse one from ``cache_dir`` with equal settings."""
+    name = (
+        f"initial-s{seed}-px{settings.input_size}-n{settings.initial_images}"
+        f"-steps{settings.initial_steps}.zip"
+    )
+    cached = Path(cache_dir) / name if cache_dir else None
+    model = _fpn(
+        settings, input_size=settings.input_size, seed=seed, max_iteration=settings.initial_steps
+    )
+    if cached is not None and cached.is_file():
+        model.load(cached)
+        return model, str(cached)
+    model.train(data["initial_train"])
+    path = model.save(cached if cached is not None else Path(model.work_dir) / name)
+    return model, path
+
+
+def initial_scores(model, data, seed: int, wall_s: float = 0.0) -> dict:
+    """The initial model's row (round 0), with the gate scores every strategy starts from."""
+    scores = measure(model, data)
+    scores["gate_edge_mAP"] = model.evaluate(data["edge_gate"], metric="mAP")["mAP"]
+    scores["gate_regression_mAP"] = model.evaluate(data["regression_gate"], metric="mAP")["mAP"]
+    return {
+        "seed": seed,
+        "strategy": "initial",
+        "round": 0,
+        "labels": 0,
+        "flagged_by_miner": 0,
+        "replaced": True,
+        "samples_transfer_ratio": 0.0,
+        "forgetting": 0.0,
+        "wall_s": wall_s,
+        **scores,
+    }
+
+
+def build_strategy(name: str, seed: int):
+    alias, params = STRATEGIES[name]
+    miner_cls = ClassFactory.get_cls(ClassType.HEM, alias)
+    return miner_cls(**params, **({"seed": seed} if alias in ("Random", "Coverage") else {}))
+
+
+def run_strategy(
+    name: str,
+    settings: RoundSettings,
+    seed: int,
+    data: dict,
+    initial_path: str,
+    initial: dict,
+    log: Callable[[dict], None] = lambda row: None,
+) -> list[dict]:
+    """Every round of one strategy in one seed; ``log`` gets each round's row as it finishes."""
+    alias, _ = STRATEGIES[name]
+    miner = build_strategy(name, seed)
+    current = _fpn(settings)
+    current.load(initial_path)
+    current_gate = {"edge": initial["gate_edge_mAP"], "regression": initial["gate_regression_mAP"]}
+    labeled: list[DetectionData] = []
+    rows = []
+    inferred_total = labeled_total = 0
+    for round_index, stream in enumerate(data["stream"], start=1):
+        started = time.perf_counter()
+        inferences = current.infer(
+            stream, flip=(alias == "MissedObject"), with_features=miner.needs_features
+        )
+        results = [miner.mine(inference) for inference in inferences]
+        budget = len(stream) if name == "All" else int(settings.budget_ratio * len(stream))
+        chosen = miner.select(inferences, budget, seed=seed * 100 + round_index)
+        flagged = sum(result.is_hard for result in results)
+        labeled.append(stream.subset(chosen))  # the simulated annotator copies ground truth
+        inferred_total += len(stream)
+        labeled_total += len(chosen)
+
+        candidate = _fpn(settings)
+        candidate.load(current.checkpoint_path)
+        candidate.train(
+            DetectionData.concatenate(labeled),
+            replay_data=data["initial_train"],
+            replay_ratio=settings.replay_ratio,
+            max_iteration=settings.finetune_steps,
+            learning_rate=settings.finetune_lr,
+            warmup_steps=min(10, settings.finetune_steps),
+            seed=seed * 100 + round_index,
+        )
+        gate_edge = candidate.evaluate(data["edge_gate"], metric="mAP")["mAP"]
+        gate_regression = candidate.evaluate(data["regression_gate"], metric="mAP")["mAP"]
+        passed = (
+            gate_edge > current_gate["edge"]
+            and gate_regression >= initial["gate_regression_mAP"] - settings.max_forgetting
+        )
+        if passed:
+            current = candidate
+            current_gate = {"edge": gate_edge, "regression": gate_regression}
+        scores = measure(current, data)
+        row = {
+            "seed": seed,
+            "strategy": name,
+            "round": round_index,
+            "labels": labeled_total,
+            "flagged_by_miner": flagged,
+            "replaced": passed,
+            "candidate_gate_edge_mAP": gate_edge,
+            "candidate_gate_regression_mAP": gate_regression,
+            "samples_transfer_ratio": samples_transfer_ratio(labeled_total, inferred_total),
+            "forgetting": initial["initial_mAP"] - scores["initial_mAP"],
+            "wall_s": time.perf_counter() - started,
+            **scores,
+        }
+        rows.append(row)
+        log(row)
+    return rows
+
+
+def f1_gains_by_seed(rows: list[dict], all_rows: list[dict]) -> dict[int, float]:
+    """Per seed, edge F1 minus Random's in the same seed and round, in points (rows of one round
+    and one strategy). Seeds without a Random row are left out."""
+    random_f1 = {
+        (r["seed"], r["round"]): r["edge_f1"] for r in all_rows if r["strategy"] == "Random"
+    }
+    return {
+        r["seed"]: 100 * (r["edge_f1"] - random_f1[r["seed"], r["round"]])
+        for r in rows
+        if (r["seed"], r["round"]) in random_f1
+    }
+
+
+def leaderboard(rows: list[dict]) -> list[dict]:
+    """One entry per strategy after its last round, averaged over seeds, ranked as Ianvs ranks:
+    edge F1 descending, then samples_transfer_ratio ascending (then the name, for a stable order).
+    """
+    last_round = max((r["round"] for r in rows if r["strategy"] != "initial"), default=0)
+    final = [r for r in rows if r["round"] == last_round and r["strategy"] != "initial"]
+    entries = []
+    for name in dict.fromkeys(r["strategy"] for r in final):
+        mine = [r for r in final if r["strategy"] == name]
+        gains = f1_gains_by_seed(mine, rows)
+
+        def mean(key, mine=mine):
+            return sum(r[key] for r in mine) / len(mine)
+
+        entries.append(
+            {
+                "strategy": name,
+                "round": last_round,
+                "seeds": [r["seed"] for r in mine],
+                "labels": mine[0]["labels"],
+                "f1": mean("edge_f1"),
+                "mAP": mean("edge_mAP"),
+                "AP50": mean("edge_AP50"),
+                "STR": mean("samples_transfer_ratio"),
+                "forgetting": mean("forgetting"),
+                "f1_gain_by_seed": {str(seed): gain for seed, gain in gains.items()},
+            }
+        )
+    entries.sort(key=lambda e: (-e["f1"], e["STR"], e["strategy"]))
+    for rank, entry in enumerate(entries, start=1):
+        entry["rank"] = rank
+    return entries
