@@ -254,6 +254,9 @@ SPECTACULAR_SETTINGS = {
         "SampleStatusEnum": "apps.datasets.models.SampleStatus",
         "SampleSourceEnum": "apps.datasets.models.SampleSource",
         "AnnotationSourceEnum": "apps.datasets.models.AnnotationSource",
+        # Deployments and trigger rules both have an `action`.
+        "DeploymentActionEnum": "apps.loops.models.DeploymentAction",
+        "RuleActionEnum": "apps.triggers.models.RuleAction",
     },
     # Request bodies get their own components, so that an uploaded file is `format: binary`
     # (not the `uri` a response would hold) and read-only fields are not asked for.

@@ -14,7 +14,7 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import permissions, serializers, status
 from rest_framework.exceptions import PermissionDenied
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import BaseParser, FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -94,6 +94,17 @@ class EdgeView(APIView):
 
 
 # --- Reading images from a request -----------------------------------------------------------
+
+
+class RawBodyParser(BaseParser):
+    """Lets a raw image body through untouched (`_read_images` reads it with a limit). Without
+    it, the CSRF check of a signed-in user, which looks for a form token, made DRF parse the body
+    and answer 415 to `image/png`."""
+
+    media_type = "*/*"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        return {}
 
 
 def _read_images(request) -> list[tuple[str, bytes]]:
@@ -204,7 +215,7 @@ class PredictView(EdgeView):
     user_permissions = {"POST": "loops.view_loop"}
     # Devices hold datasets.add_sample, people loops.view_loop: either may send images.
     large_body = LargeBody(("loops.view_loop", "datasets.add_sample"), _predict_body_limit)
-    parser_classes = [MultiPartParser, FormParser]
+    parser_classes = [MultiPartParser, FormParser, RawBodyParser]
 
     @extend_schema(
         request={

@@ -73,14 +73,25 @@ def page_size(request) -> int:
         raise InvalidRequest("limit must be an integer.") from None
 
 
+# Ids, cursors and counts in query strings: never negative, and within the database's bigint.
+WHOLE_NUMBER = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
+
+
+def whole_number_parameter(name: str, description: str) -> OpenApiParameter:
+    return OpenApiParameter(name, WHOLE_NUMBER, description=description)
+
+
 def int_param(request, name: str) -> int | None:
     raw = request.query_params.get(name)
     if raw in (None, ""):
         return None
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise InvalidRequest(f"{name} must be an integer, not {raw!r}.") from None
+    if not WHOLE_NUMBER["minimum"] <= value <= WHOLE_NUMBER["maximum"]:
+        raise InvalidRequest(f"{name} must be a whole number from 0 to 2**63-1, not {raw!r}.")
+    return value
 
 
 def choice_param(request, name: str, choices) -> str | None:
@@ -93,7 +104,7 @@ def choice_param(request, name: str, choices) -> str | None:
 
 
 PAGE_PARAMETERS = [
-    OpenApiParameter("after", int, description="Keyset cursor: `next_after` of the last page"),
+    whole_number_parameter("after", "Keyset cursor: `next_after` of the last page"),
     OpenApiParameter("limit", int, description=f"Page size, at most {MAX_API_PAGE}"),
 ]
 
@@ -250,7 +261,7 @@ class JobListView(DeviceReadableApiView):
         parameters=[
             OpenApiParameter("kind", enum=sorted(KINDS)),
             OpenApiParameter("status", enum=JobStatus.values),
-            OpenApiParameter("loop", int, description="Jobs of this loop"),
+            whole_number_parameter("loop", "Jobs of this loop"),
             *PAGE_PARAMETERS,
         ],
         responses={
@@ -284,11 +295,9 @@ class JobDetailView(DeviceReadableApiView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter(
+            whole_number_parameter(
                 "log_lines",
-                int,
-                description=f"Lines of the log's tail (default {DEFAULT_LOG_LINES}, "
-                f"at most {MAX_LOG_LINES})",
+                f"Lines of the log's tail (default {DEFAULT_LOG_LINES}, at most {MAX_LOG_LINES})",
             )
         ],
         responses={200: JobDetailSerializer, **error_responses(400, 401, 403, 404)},

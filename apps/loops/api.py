@@ -33,6 +33,7 @@ from apps.jobs.api import (
     page_serializer,
     page_size,
     validated,
+    whole_number_parameter,
 )
 from apps.jobs.models import ACTIVE_STATUSES, Job, JobTrigger
 from apps.loops import services
@@ -669,7 +670,7 @@ class EvaluationListView(DeviceReadableApiView):
     @extend_schema(
         operation_id="loops_evaluations_list",
         parameters=[
-            OpenApiParameter("version", int, description="Evaluations of this version number"),
+            whole_number_parameter("version", "Evaluations of this version number"),
             OpenApiParameter("set", enum=EvaluationSet.values),
             *PAGE_PARAMETERS,
         ],

@@ -1,5 +1,6 @@
 import os
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied
@@ -25,6 +26,7 @@ from apps.loops.forms import (
 )
 from apps.loops.job_links import HEAVY_JOB_FIELDS, attach_links, jobs_of_version, light_jobs
 from apps.loops.models import DeploymentAction, Loop, ModelVersion, TrainedSample
+from ilportal import protected_files
 from ilportal.protected_files import stored_file_response
 
 OPERATE = "loops.operate_loop"
@@ -219,8 +221,13 @@ def version_download(request, loop_id: int, number: int, what: str):
     if sha256 and request.headers.get("If-None-Match", "").strip('"') == sha256:
         return HttpResponseNotModified(headers={"ETag": f'"{sha256}"'})
     filename = f"{version.loop.name}-{version.label}" + (".zip" if what == "archive" else ".tflite")
-    if not sha256:  # recorded before checksums were kept
-        return stored_file_response(field.name, as_attachment=True, filename=filename)
+    if not sha256 or settings.FILE_SERVING != protected_files.DJANGO:
+        # Recorded before checksums were kept, or the bytes are sent by nginx / S3, which the web
+        # process never reads: the ETag still lets a client check what it got.
+        response = stored_file_response(field.name, as_attachment=True, filename=filename)
+        if sha256:
+            response["ETag"] = f'"{sha256}"'
+        return response
     try:
         path = artifacts.fetch(field.name, sha256)
     except artifacts.ArtifactError as exc:
@@ -234,6 +241,7 @@ def version_download(request, loop_id: int, number: int, what: str):
     os.remove(path)  # the open handle keeps the bytes until the response is sent
     response = FileResponse(handle, as_attachment=True, filename=filename)
     response["ETag"] = f'"{sha256}"'
+    response["Cache-Control"] = "private, no-cache"
     return response
 
 

@@ -85,7 +85,7 @@ def test_an_import_of_an_image_and_its_labels(api_schema, admin_session, dataset
 
 
 def test_a_device_token_uploads_a_sample_but_may_not_import_new_classes(api_schema, dataset):  # noqa: F811
-    raw = accounts.create_device_token(name="cam", created_by=None).raw_token
+    raw = accounts.create_device_token(name="cam", created_by=None, all_loops=True).raw_token
     device = {"headers": {"Authorization": f"Bearer {raw}"}}
     sample = _send(api_schema, SAMPLES, dataset, {"image": image_bytes(9)}, device)
     assert sample.status_code == 201

@@ -226,7 +226,7 @@ def test_re_encoding_keeps_the_other_exif_and_the_capture_time(dataset):
 
 @pytest.mark.parametrize("orientation", [3, 6, 8])
 def test_a_device_uploads_a_turned_jpeg_through_the_api(admin_user, dataset, orientation):
-    issued = create_device_token(name="phone", created_by=admin_user)
+    issued = create_device_token(name="phone", created_by=admin_user, all_loops=True)
     client = Client(headers={"Authorization": f"Bearer {issued.raw_token}"})
     upload = io.BytesIO(camera_jpeg(orientation))
     upload.name = "IMG_0001.JPG"

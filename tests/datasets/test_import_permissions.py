@@ -48,7 +48,7 @@ def test_a_non_admin_import_may_not_add_classes(client, role):
 
 def test_a_device_token_import_may_not_add_classes(client):
     dataset = DatasetFactory()
-    raw = accounts.create_device_token(name="cam", created_by=None).raw_token
+    raw = accounts.create_device_token(name="cam", created_by=None, all_loops=True).raw_token
     response = _api_import(client, dataset, "add", HTTP_AUTHORIZATION=f"Bearer {raw}")
     assert response.status_code == 403
     assert "Only admins may add classes" in response.json()["detail"]

@@ -10,7 +10,7 @@ from apps.datasets.models import Sample
 from apps.edge import services
 from apps.edge.models import IntakeOutcome, IntakeRecord
 from apps.loops.models import Loop
-from tests.edge.conftest import loop_yaml, scene_png
+from tests.edge.conftest import device_client, loop_yaml, scene_png
 
 pytestmark = pytest.mark.django_db
 
@@ -202,3 +202,21 @@ def _named(data: bytes):
     upload = io.BytesIO(data)
     upload.name = "frame.png"
     return upload
+
+
+def test_the_labeling_queue_finds_a_devices_hard_examples(edge_loop, device):
+    """The intake's records are what the labeling queue's device filter reads."""
+    from apps.labeling import services as labeling
+
+    other = device_client(edge_loop, name="cam-2")
+    mine = predict(device, edge_loop, scene_png(41))["sample_id"]
+    theirs = predict(other, edge_loop, scene_png(42))["sample_id"]
+
+    def waiting(device_name: str) -> list[int]:
+        filters = labeling.QueueFilters.from_query({"device": device_name})
+        return [s.pk for s in labeling.waiting_samples(edge_loop.dataset_id, filters)]
+
+    assert labeling.device_filter_available()
+    assert waiting("cam-1") == [mine]
+    assert waiting("cam-2") == [theirs]
+    assert waiting("cam-3") == []

@@ -3,6 +3,7 @@
 import io
 
 import pytest
+from django.test import Client
 from django.urls import reverse
 from PIL import Image
 
@@ -74,7 +75,7 @@ def test_device_bookkeeping(edge_loop, device):
         ("truncated", 400, "corrupt"),
         ("too_many_pixels", 413, "pixels"),
         ("too_large", 413, "limit"),
-        ("gif", 400, "GIF"),
+        ("tiff", 400, "TIFF images are not supported"),
     ],
 )
 def test_bad_images_are_refused_with_the_reason_and_nothing_is_stored(
@@ -88,9 +89,9 @@ def test_bad_images_are_refused_with_the_reason_and_nothing_is_stored(
         payload = _png_blank(300, 300)
     elif payload == "too_large":
         payload = b"\x89PNG" + b"\0" * 200_001
-    elif payload == "gif":
+    elif payload == "tiff":
         buffer = io.BytesIO()
-        Image.new("RGB", (32, 32)).save(buffer, format="GIF")
+        Image.new("RGB", (32, 32)).save(buffer, format="TIFF")
         payload = buffer.getvalue()
     response = device.post(predict_url(edge_loop), payload, content_type="application/octet-stream")
     assert response.status_code == code, response.content
@@ -160,6 +161,21 @@ def test_a_signed_in_viewer_may_predict(edge_loop, client_for, viewer_user):
         predict_url(edge_loop), scene_png(1), content_type="image/png"
     )
     assert response.status_code == 200
+
+
+def test_a_signed_in_user_sends_a_raw_body_with_a_csrf_token(edge_loop, viewer_user):
+    """The CSRF check runs for real here: it must not make the API parse the image."""
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(viewer_user)
+    token = "t" * 32
+    browser.cookies["csrftoken"] = token
+    for content_type in ("image/png", "application/octet-stream"):
+        response = browser.post(
+            predict_url(edge_loop), scene_png(1), content_type=content_type, HTTP_X_CSRFTOKEN=token
+        )
+        assert response.status_code == 200, response.content
+    refused = browser.post(predict_url(edge_loop), scene_png(1), content_type="image/png")
+    assert refused.status_code == 403  # no token: refused as before
 
 
 def _file(data: bytes, name: str):

@@ -91,6 +91,9 @@ def test_filters_by_kind_status_and_loop(client, viewer_user, some_jobs):
         ({"kind": "party"}, "kind must be one of"),
         ({"status": "done"}, "status must be one of"),
         ({"loop": "one"}, "loop must be an integer"),
+        ({"after": "-19"}, "after must be a whole number"),
+        ({"after": str(2**64)}, "after must be a whole number"),
+        ({"loop": "-1"}, "loop must be a whole number"),
     ):
         response = client.get(url, bad)
         assert response.status_code == 400 and message in response.json()["detail"]

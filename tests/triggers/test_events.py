@@ -24,7 +24,7 @@ def sent(monkeypatch):
 
     queued = []
     monkeypatch.setattr(
-        app, "send_task", lambda name, args, queue: queued.append((name, *args, queue))
+        app, "send_task", lambda name, args, queue, **options: queued.append((name, *args, queue))
     )
     return queued
 

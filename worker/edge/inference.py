@@ -47,12 +47,12 @@ def decode_image(
             raise ImageTooLarge(f"too many pixels: {exc}") from exc
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
             raise ImageUnusable(
-                "not an image in a supported format (JPEG, PNG, WebP, BMP)"
+                f"not an image in a supported format ({', '.join(_names(formats))})"
             ) from exc
         with image:
             if formats and image.format not in formats:
                 raise ImageUnusable(
-                    f"{image.format} images are not supported (JPEG, PNG, WebP, BMP)"
+                    f"{image.format} images are not supported ({', '.join(_names(formats))})"
                 )
             width, height = image.size
             if width * height > max_pixels:
@@ -68,6 +68,11 @@ def decode_image(
             except (OSError, ValueError, SyntaxError, Image.DecompressionBombWarning) as exc:
                 raise ImageUnusable(f"corrupt or truncated image ({exc})") from exc
     return array
+
+
+def _names(formats) -> list[str]:
+    """Format names as people know them: MPO is a JPEG to them."""
+    return list(dict.fromkeys("JPEG" if name == "MPO" else name for name in formats or ()))
 
 
 def perceptual_hash(image: np.ndarray) -> int:
