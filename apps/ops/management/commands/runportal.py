@@ -150,6 +150,7 @@ class Command(BaseCommand):
         """A new user sees the loop work at once: demo data, and a demo loop that trains."""
         from apps.datasets.demo import GeneratorMissing, seed_demo
         from apps.loops.demo import create_demo_loop
+        from apps.triggers.demo import DEMO_RULE_NAME, add_demo_rule
 
         try:
             dataset = seed_demo().dataset
@@ -158,9 +159,10 @@ class Command(BaseCommand):
             return
         loop = create_demo_loop(dataset)
         if loop is not None:
+            add_demo_rule(loop)
             self.stdout.write(
                 f"Demo: dataset {dataset.name!r} and loop {loop.name!r}; its first model is "
-                "training now (Loops → demo)."
+                f"training now (Loops → demo). Its rule {DEMO_RULE_NAME!r} trains again by itself."
             )
 
 
