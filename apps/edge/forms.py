@@ -1,19 +1,13 @@
 from django import forms
 
 from apps.edge.models import IntakePolicy
+from apps.edge.services import POLICY_FIELDS
 
 
 class IntakePolicyForm(forms.ModelForm):
     class Meta:
         model = IntakePolicy
-        fields = [
-            "mode",
-            "sample_percent",
-            "hard_per_hour",
-            "hard_per_day",
-            "duplicate_window",
-            "duplicate_distance",
-        ]
+        fields = list(POLICY_FIELDS)
         widgets = {"mode": forms.RadioSelect}
 
     def clean_sample_percent(self):

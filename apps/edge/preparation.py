@@ -10,17 +10,15 @@ import json
 import logging
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import zipfile
 
-from django.conf import settings
 from django.db import IntegrityError
 
 from apps.edge.models import EdgeModel
 from apps.loops import artifacts
 from apps.loops.models import ModelVersion
+from apps.loops.smoke_process import run_smoke_process
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +31,6 @@ DECODER_KEYS = (
     "nms_iou",
     "max_detections",
 )
-SMOKE_TEST_TIMEOUT_S = 120
 
 
 class EdgePreparationError(Exception):
@@ -104,19 +101,8 @@ def smoke_test_litert(version: ModelVersion, decoder_config: dict) -> dict:
         config_path = os.path.join(directory, "decoder.json")
         with open(config_path, "w") as handle:
             json.dump(decoder_config, handle)
-        completed = subprocess.run(
-            [sys.executable, "-m", "worker.edge.smoke", tflite, config_path],
-            capture_output=True,
-            text=True,
-            timeout=SMOKE_TEST_TIMEOUT_S,
-            cwd=settings.BASE_DIR,
-        )
-    lines = completed.stdout.strip().splitlines()
-    try:
-        report = json.loads(lines[-1])
-    except (IndexError, ValueError):
-        report = {"passed": False, "problems": [completed.stderr.strip()[-500:] or "no output"]}
-    if completed.returncode != 0 or not report.get("passed"):
+        report = run_smoke_process("worker.edge.smoke", tflite, config_path)
+    if not report.get("passed"):
         raise EdgePreparationError(
             "LiteRT smoke test failed: " + "; ".join(report.get("problems", []))
         )

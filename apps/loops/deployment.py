@@ -1,19 +1,13 @@
 """The deploy job (deploy, rollback, forced): a smoke test in a fresh process, then the pointer."""
 
-import json
 import os
-import subprocess
-import sys
-
-from django.conf import settings
 
 from apps.edge.preparation import prepare_for_edge
 from apps.jobs.models import Job
 from apps.jobs.runner import JobProgress
 from apps.loops import artifacts, services
 from apps.loops.models import ModelVersion
-
-SMOKE_TEST_TIMEOUT_S = 300
+from apps.loops.smoke_process import run_smoke_process
 
 
 class SmokeTestFailed(Exception):
@@ -21,20 +15,9 @@ class SmokeTestFailed(Exception):
 
 
 def smoke_test(archive_path: str, sha256: str) -> dict:
-    """Loads and runs the archive in a new process: a broken model cannot take this one down."""
-    completed = subprocess.run(
-        [sys.executable, "-m", "worker.ml.smoke", archive_path, "--sha256", sha256],
-        capture_output=True,
-        text=True,
-        timeout=SMOKE_TEST_TIMEOUT_S,
-        cwd=settings.BASE_DIR,
-    )
-    lines = completed.stdout.strip().splitlines()
-    try:
-        report = json.loads(lines[-1])
-    except (IndexError, ValueError):
-        report = {"passed": False, "problems": [completed.stderr.strip()[-500:] or "no output"]}
-    if completed.returncode != 0 or not report.get("passed"):
+    """Loads and runs the archive in a new process."""
+    report = run_smoke_process("worker.ml.smoke", archive_path, "--sha256", sha256)
+    if not report.get("passed"):
         raise SmokeTestFailed("Smoke test failed: " + "; ".join(report.get("problems", [])))
     return report
 

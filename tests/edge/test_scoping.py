@@ -97,7 +97,7 @@ def test_admins_create_scope_and_revoke_tokens_on_the_devices_page(
     token.refresh_from_db()
     assert list(token.loops.all()) == [loop_b]
     assert token.may_use_loop(loop_b.pk) and not token.may_use_loop(loop_a.pk)
-    client.post(reverse("accounts:revoke_token", args=[token.pk]))
+    client.post(reverse("accounts:revoke_token", args=[token.pk]), {"confirmed": "yes"})
     token.refresh_from_db()
     assert token.revoked_at is not None
 
