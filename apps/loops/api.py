@@ -368,7 +368,7 @@ def version_queryset(loop_id: int):
     )
     return (
         ModelVersion.objects.filter(loop_id=loop_id)
-        .defer("snapshot", "algorithm_yaml")
+        .defer("algorithm_yaml")
         .annotate(
             parent_number=F("parent__number"),
             created_by_name=F("created_by__username"),
