@@ -1,15 +1,25 @@
-"""How far a rule is from firing, in words: "37 of 50 labels", "next at 02:00"."""
+"""How far a rule is from firing, in words ("37 of 50 labels", "next at 02:00") and as a
+progress of labels; and the trigger overview of many loops at once (home page, loop page) in a
+fixed number of queries."""
 
+from dataclasses import dataclass, field
 from datetime import datetime
 
+from django.db.models import Count, OuterRef, Subquery
 from django.utils import timezone
 
+from apps.datasets.models import Sample
 from apps.triggers import conditions, schedule
 from apps.triggers.evaluator import next_slot
-from apps.triggers.models import RuleKind, TriggerRule
+from apps.triggers.models import Decision, RuleKind, TriggerRule
+
+LOOP_PAGE_DECISIONS = 10
 
 
-def distance_to_firing(rule: TriggerRule, now: datetime | None = None) -> str:
+def distance_to_firing(
+    rule: TriggerRule, now: datetime | None = None, *, unseen: int | None = None
+) -> str:
+    """`unseen`: the rule's count of unseen labels when already counted (unseen_label_counts)."""
     now = now or timezone.now()
     if not rule.enabled:
         return "disabled"
@@ -25,7 +35,112 @@ def distance_to_firing(rule: TriggerRule, now: datetime | None = None) -> str:
             text += f"{opening.astimezone(schedule.zone(rule.time_zone)):%H:%M})"
         return text
     if rule.kind == RuleKind.SAMPLE_COUNT:
-        count = conditions.unseen_labeled_samples(rule.loop, rule.class_name).count()
+        if unseen is None:
+            unseen = conditions.unseen_labeled_samples(rule.loop, rule.class_name).count()
         of_class = f" of class {rule.class_name}" if rule.class_name else ""
-        return f"{count} of {rule.min_samples} labels{of_class}"
+        return f"{unseen} of {rule.min_samples} labels{of_class}"
     return rule.last_message or "not evaluated yet"
+
+
+def unseen_label_counts(rules) -> dict[int, int]:
+    """Each sample-count rule's unseen labels (what the evaluator counts), by rule id: two
+    queries whatever the number of rules and loops."""
+    counted = [rule for rule in rules if rule.kind == RuleKind.SAMPLE_COUNT]
+    if not counted:
+        return {}
+    latest = conditions.latest_trained_version_ids({rule.loop_id for rule in counted})
+    dataset_of = {rule.loop_id: rule.loop.dataset_id for rule in counted}
+    counts = Sample.objects.filter(dataset_id__in=set(dataset_of.values())).aggregate(
+        **{
+            f"rule_{rule.pk}": Count(
+                "pk",
+                filter=conditions.unseen_labeled(
+                    dataset_of[rule.loop_id], latest.get(rule.loop_id), rule.class_name
+                ),
+            )
+            for rule in counted
+        }
+    )
+    return {rule.pk: counts[f"rule_{rule.pk}"] for rule in counted}
+
+
+@dataclass
+class LabelProgress:
+    """Labels since the last training against a sample-count rule's N."""
+
+    rule: TriggerRule
+    count: int
+
+    @property
+    def needed(self) -> int:
+        return self.rule.min_samples or 0
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.needed - self.count)
+
+    @property
+    def percent(self) -> int:
+        return 100 if not self.needed else min(100, round(100 * self.count / self.needed))
+
+
+def nearest_sample_count_rule(rules, counts: dict[int, int]) -> LabelProgress | None:
+    """The enabled sample-count rule with the fewest labels still missing (ties: the fuller)."""
+    candidates = [
+        LabelProgress(rule, counts[rule.pk])
+        for rule in rules
+        if rule.enabled and rule.kind == RuleKind.SAMPLE_COUNT and rule.pk in counts
+    ]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda p: (p.remaining, -p.percent, p.rule.pk))
+
+
+@dataclass
+class LoopTriggers:
+    rules: list[tuple[TriggerRule, str]] = field(default_factory=list)  # with its distance
+    nearest: LabelProgress | None = None
+    last_decision: Decision | None = None
+    decisions: list[Decision] = field(default_factory=list)  # the loop page's last ten
+
+
+def triggers_by_loop(loop_ids, now: datetime | None = None) -> dict[int, LoopTriggers]:
+    """Every loop's rules with their distance to firing, the nearest sample-count rule and the
+    last decision, in at most five queries whatever the number of loops, rules and decisions."""
+    now = now or timezone.now()
+    newest_decision = Decision.objects.filter(rule_id=OuterRef("pk")).order_by("-at", "-id")
+    rules = list(
+        TriggerRule.objects.filter(loop_id__in=list(loop_ids))
+        .select_related("loop")
+        .annotate(newest_decision=Subquery(newest_decision.values("pk")[:1]))
+    )
+    counts = unseen_label_counts(rules)
+    decisions = Decision.objects.filter(
+        pk__in=[rule.newest_decision for rule in rules if rule.newest_decision]
+    )
+    rule_by_id = {rule.pk: rule for rule in rules}
+    overview = {loop_id: LoopTriggers() for loop_id in loop_ids}
+    for rule in rules:
+        distance = distance_to_firing(rule, now, unseen=counts.get(rule.pk))
+        overview[rule.loop_id].rules.append((rule, distance))
+    for loop_triggers in overview.values():
+        loop_rules = [rule for rule, _ in loop_triggers.rules]
+        loop_triggers.nearest = nearest_sample_count_rule(loop_rules, counts)
+    for decision in decisions:
+        decision.rule = rule_by_id[decision.rule_id]
+        shown = overview[decision.rule.loop_id]
+        if shown.last_decision is None or (decision.at, decision.pk) > (
+            shown.last_decision.at,
+            shown.last_decision.pk,
+        ):
+            shown.last_decision = decision
+    return overview
+
+
+def loop_page_triggers(loop_id: int) -> LoopTriggers:
+    """One loop's overview plus its last decisions (with their rule; the job by id)."""
+    shown = triggers_by_loop([loop_id])[loop_id]
+    shown.decisions = list(
+        Decision.objects.filter(rule__loop_id=loop_id).select_related("rule")[:LOOP_PAGE_DECISIONS]
+    )
+    return shown
