@@ -1,0 +1,70 @@
+"""The labeling queue of each loop at a glance: hard examples waiting, and labels saved per day
+(the loop page's throughput chart). Counted in SQL, a fixed number of queries."""
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+
+from django.db.models import Count
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from apps.dashboard.charts import chart, last_days, per_day
+from apps.datasets.models import Annotation, AnnotationSource, Sample, SampleStatus
+from apps.loops.models import Loop
+
+CHART_DAYS = 30
+
+
+@dataclass
+class LoopQueue:
+    dataset_id: int
+    waiting: int
+    labels_chart: dict = field(default_factory=dict)  # the loop page only
+
+
+def waiting_by_loop(loop_ids) -> dict[int, LoopQueue]:
+    """Queued samples of each loop's dataset (loops may share a dataset): two queries."""
+    dataset_of = dict(Loop.objects.filter(pk__in=list(loop_ids)).values_list("pk", "dataset_id"))
+    waiting = dict(
+        Sample.objects.filter(dataset_id__in=set(dataset_of.values()), status=SampleStatus.QUEUED)
+        .values_list("dataset_id")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    return {
+        loop_id: LoopQueue(dataset_id, waiting.get(dataset_id, 0))
+        for loop_id, dataset_id in dataset_of.items()
+    }
+
+
+def labels_saved_per_day(dataset_id: int, days: list[date]) -> dict[date, dict[str, int]]:
+    """Samples given a label by hand (a manual revision) each day, in the portal's time zone;
+    a sample labeled twice in a day counts once, its relabel on another day counts again."""
+    start = timezone.make_aware(datetime.combine(days[0], time.min))
+    rows = (
+        Annotation.objects.filter(
+            sample__dataset_id=dataset_id,
+            source=AnnotationSource.MANUAL,
+            created_at__gte=start,
+        )
+        .annotate(day=TruncDate("created_at"))
+        .values_list("day")
+        .annotate(labels=Count("sample_id", distinct=True))
+        .order_by()
+    )
+    return {day: {"labels": labels} for day, labels in rows}
+
+
+def loop_page_queue(loop_id: int, today: date | None = None) -> LoopQueue:
+    queue = waiting_by_loop([loop_id])[loop_id]
+    days = last_days(CHART_DAYS, today or timezone.localdate())
+    queue.labels_chart = chart(
+        per_day(labels_saved_per_day(queue.dataset_id, days), ["labels"], days),
+        x="day",
+        series={"labels": "samples labeled"},
+        x_title="day",
+        y_title="samples labeled per day",
+        filename=f"labels-per-day-loop-{loop_id}.csv",
+        kind="bar",
+    )
+    return queue
