@@ -4,12 +4,12 @@
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from apps.dashboard.charts import chart, last_days, per_day
-from apps.datasets.models import Annotation, AnnotationSource, Sample, SampleStatus
+from apps.datasets.models import Annotation, AnnotationSource, SampleStatus
 from apps.loops.models import Loop
 
 CHART_DAYS = 30
@@ -23,18 +23,18 @@ class LoopQueue:
 
 
 def waiting_by_loop(loop_ids) -> dict[int, LoopQueue]:
-    """Queued samples of each loop's dataset (loops may share a dataset): two queries."""
-    dataset_of = dict(Loop.objects.filter(pk__in=list(loop_ids)).values_list("pk", "dataset_id"))
-    waiting = dict(
-        Sample.objects.filter(dataset_id__in=set(dataset_of.values()), status=SampleStatus.QUEUED)
-        .values_list("dataset_id")
-        .annotate(n=Count("pk"))
-        .order_by()
+    """Queued samples of each loop's dataset (loops may share a dataset): one query, counted on
+    the queue's (dataset, status) index."""
+    rows = (
+        Loop.objects.filter(pk__in=list(loop_ids))
+        .annotate(
+            waiting=Count(
+                "dataset__samples", filter=Q(dataset__samples__status=SampleStatus.QUEUED)
+            )
+        )
+        .values_list("pk", "dataset_id", "waiting")
     )
-    return {
-        loop_id: LoopQueue(dataset_id, waiting.get(dataset_id, 0))
-        for loop_id, dataset_id in dataset_of.items()
-    }
+    return {loop_id: LoopQueue(dataset_id, waiting) for loop_id, dataset_id, waiting in rows}
 
 
 def labels_saved_per_day(dataset_id: int, days: list[date]) -> dict[date, dict[str, int]]:

@@ -27,16 +27,21 @@ def latest_trained_version(loop: Loop) -> ModelVersion | None:
     return loop.versions.filter(source=VersionSource.TRAINED).order_by("-number").first()
 
 
-def latest_trained_version_ids(loop_ids) -> dict[int, int]:
-    """The latest trained version of each loop (loops without one are left out), one query."""
-    latest = (
-        ModelVersion.objects.filter(loop_id=OuterRef("pk"), source=VersionSource.TRAINED)
+def latest_trained_version_id(loop_id) -> Subquery:
+    """The id of the loop's latest trained version, to annotate rows with (`loop_id` may be an
+    OuterRef)."""
+    return Subquery(
+        ModelVersion.objects.filter(loop_id=loop_id, source=VersionSource.TRAINED)
         .order_by("-number")
         .values("pk")[:1]
     )
+
+
+def latest_trained_version_ids(loop_ids) -> dict[int, int]:
+    """The latest trained version of each loop (loops without one are left out), one query."""
     rows = (
         Loop.objects.filter(pk__in=list(loop_ids))
-        .annotate(latest_trained=Subquery(latest))
+        .annotate(latest_trained=latest_trained_version_id(OuterRef("pk")))
         .values_list("pk", "latest_trained")
     )
     return {loop_id: version_id for loop_id, version_id in rows if version_id is not None}

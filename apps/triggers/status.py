@@ -42,13 +42,15 @@ def distance_to_firing(
     return rule.last_message or "not evaluated yet"
 
 
-def unseen_label_counts(rules) -> dict[int, int]:
+def unseen_label_counts(rules, latest: dict[int, int] | None = None) -> dict[int, int]:
     """Each sample-count rule's unseen labels (what the evaluator counts), by rule id: two
-    queries whatever the number of rules and loops."""
+    queries whatever the number of rules and loops, one when `latest` (loop id → its latest
+    trained version's id) is known."""
     counted = [rule for rule in rules if rule.kind == RuleKind.SAMPLE_COUNT]
     if not counted:
         return {}
-    latest = conditions.latest_trained_version_ids({rule.loop_id for rule in counted})
+    if latest is None:
+        latest = conditions.latest_trained_version_ids({rule.loop_id for rule in counted})
     dataset_of = {rule.loop_id: rule.loop.dataset_id for rule in counted}
     counts = Sample.objects.filter(dataset_id__in=set(dataset_of.values())).aggregate(
         **{
@@ -104,21 +106,26 @@ class LoopTriggers:
     decisions: list[Decision] = field(default_factory=list)  # the loop page's last ten
 
 
-def triggers_by_loop(loop_ids, now: datetime | None = None) -> dict[int, LoopTriggers]:
+def triggers_by_loop(
+    loop_ids, now: datetime | None = None, *, last_decision: bool = True
+) -> dict[int, LoopTriggers]:
     """Every loop's rules with their distance to firing, the nearest sample-count rule and the
-    last decision, in at most five queries whatever the number of loops, rules and decisions."""
+    last decision, in at most three queries whatever the number of loops, rules and decisions."""
     now = now or timezone.now()
-    newest_decision = Decision.objects.filter(rule_id=OuterRef("pk")).order_by("-at", "-id")
+    rules = TriggerRule.objects.filter(loop_id__in=list(loop_ids)).select_related("loop")
     rules = list(
-        TriggerRule.objects.filter(loop_id__in=list(loop_ids))
-        .select_related("loop")
-        .annotate(newest_decision=Subquery(newest_decision.values("pk")[:1]))
+        rules.annotate(
+            latest_trained=conditions.latest_trained_version_id(OuterRef("loop_id")),
+            newest_decision=Subquery(
+                Decision.objects.filter(rule_id=OuterRef("pk"))
+                .order_by("-at", "-id")
+                .values("pk")[:1]
+            ),
+        )
     )
-    counts = unseen_label_counts(rules)
-    decisions = Decision.objects.filter(
-        pk__in=[rule.newest_decision for rule in rules if rule.newest_decision]
+    counts = unseen_label_counts(
+        rules, latest={rule.loop_id: rule.latest_trained for rule in rules if rule.latest_trained}
     )
-    rule_by_id = {rule.pk: rule for rule in rules}
     overview = {loop_id: LoopTriggers() for loop_id in loop_ids}
     for rule in rules:
         distance = distance_to_firing(rule, now, unseen=counts.get(rule.pk))
@@ -126,7 +133,16 @@ def triggers_by_loop(loop_ids, now: datetime | None = None) -> dict[int, LoopTri
     for loop_triggers in overview.values():
         loop_rules = [rule for rule, _ in loop_triggers.rules]
         loop_triggers.nearest = nearest_sample_count_rule(loop_rules, counts)
-    for decision in decisions:
+    if last_decision:
+        _attach_last_decisions(overview, rules)
+    return overview
+
+
+def _attach_last_decisions(overview: dict[int, LoopTriggers], rules: list[TriggerRule]) -> None:
+    """The newest of the loop's rules' newest decisions (each found on the (rule, at) index)."""
+    rule_by_id = {rule.pk: rule for rule in rules}
+    newest = [rule.newest_decision for rule in rules if rule.newest_decision]
+    for decision in Decision.objects.filter(pk__in=newest) if newest else []:
         decision.rule = rule_by_id[decision.rule_id]
         shown = overview[decision.rule.loop_id]
         if shown.last_decision is None or (decision.at, decision.pk) > (
@@ -134,13 +150,13 @@ def triggers_by_loop(loop_ids, now: datetime | None = None) -> dict[int, LoopTri
             shown.last_decision.pk,
         ):
             shown.last_decision = decision
-    return overview
 
 
 def loop_page_triggers(loop_id: int) -> LoopTriggers:
     """One loop's overview plus its last decisions (with their rule; the job by id)."""
-    shown = triggers_by_loop([loop_id])[loop_id]
+    shown = triggers_by_loop([loop_id], last_decision=False)[loop_id]
     shown.decisions = list(
         Decision.objects.filter(rule__loop_id=loop_id).select_related("rule")[:LOOP_PAGE_DECISIONS]
     )
+    shown.last_decision = shown.decisions[0] if shown.decisions else None
     return shown
