@@ -62,17 +62,18 @@ def sections_for(loop_ids: list[int]) -> dict[int, list[FilledSection]]:
 
 
 def sections_for_loop_page(loop_id: int) -> list[FilledSection]:
-    """One loop's sections for its page: the fuller data where a section offers it."""
+    """One loop's sections for its page: the fuller data where a section offers it (alerts are
+    the home page's)."""
 
     def data(section: LoopSection) -> dict:
         if section.data_for_loop_page is not None:
             return {loop_id: section.data_for_loop_page(loop_id)}
         return section.data_for_loops([loop_id]) or {}
 
-    return _filled([loop_id], data)[loop_id]
+    return _filled([loop_id], data, with_alerts=False)[loop_id]
 
 
-def _filled(loop_ids: list[int], data_of) -> dict[int, list[FilledSection]]:
+def _filled(loop_ids: list[int], data_of, *, with_alerts=True) -> dict[int, list[FilledSection]]:
     filled: dict[int, list[FilledSection]] = {loop_id: [] for loop_id in loop_ids}
     for section in registered_sections():
         by_loop = data_of(section)
@@ -84,7 +85,7 @@ def _filled(loop_ids: list[int], data_of) -> dict[int, list[FilledSection]]:
                         section.name,
                         section.template,
                         data,
-                        section.alert(data) if section.alert else None,
+                        section.alert(data) if section.alert and with_alerts else None,
                         section.wide,
                     )
                 )
