@@ -13,5 +13,6 @@ def register() -> None:
             template="labeling/_loop_section.html",
             data_for_loops=waiting_by_loop,
             data_for_loop_page=loop_page_queue,
+            wide=True,
         )
     )
