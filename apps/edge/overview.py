@@ -2,15 +2,13 @@
 an alert, what each device sent (a chart), and the hard examples taken in per day."""
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import date
 
 from django.conf import settings
-from django.db.models import Count
-from django.db.models.functions import TruncDate
 from django.utils import timezone
 from django.utils.timesince import timesince
 
-from apps.dashboard.charts import chart, last_days, per_day
+from apps.dashboard.charts import chart, counts_per_day, last_days, per_day
 from apps.edge.models import EdgeDevice, IntakeOutcome, IntakeRecord
 from apps.edge.services import devices_by_loop
 
@@ -69,18 +67,11 @@ def devices_overview(loop_ids) -> dict[int, LoopDevices]:
 
 def intake_per_day(loop_id: int, days: list[date]) -> dict[date, dict[str, int]]:
     """The intake's outcomes per day in the portal's time zone (edge.IntakeRecord)."""
-    start = timezone.make_aware(datetime.combine(days[0], time.min))
-    rows = (
-        IntakeRecord.objects.filter(loop_id=loop_id, created_at__gte=start)
-        .annotate(day=TruncDate("created_at"))
-        .values_list("day", "outcome")
-        .annotate(n=Count("pk"))
-        .order_by()
+    return counts_per_day(
+        IntakeRecord.objects.filter(loop_id=loop_id),
+        days,
+        by="outcome",
     )
-    counts: dict[date, dict[str, int]] = {}
-    for day, outcome, n in rows:
-        counts.setdefault(day, {})[outcome] = n
-    return counts
 
 
 def loop_page_devices(loop_id: int, today: date | None = None) -> LoopDevices:

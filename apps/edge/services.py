@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import Count, F
 from django.utils import timezone
 
 from apps.datasets import services as datasets
@@ -240,11 +240,11 @@ def intake_counts(loop: Loop, since) -> dict[str, int]:
     rows = (
         IntakeRecord.objects.filter(loop=loop, created_at__gte=since)
         .values_list("outcome")
+        .annotate(n=Count("pk"))
         .order_by()
     )
     counts = {outcome: 0 for outcome in IntakeOutcome.values}
-    for (outcome,) in rows:
-        counts[outcome] += 1
+    counts.update(dict(rows))  # counted in SQL: a busy day has thousands of records
     return counts
 
 

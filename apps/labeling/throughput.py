@@ -2,13 +2,12 @@
 (the loop page's throughput chart). Counted in SQL, a fixed number of queries."""
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import date
 
 from django.db.models import Count, Q
-from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from apps.dashboard.charts import chart, last_days, per_day
+from apps.dashboard.charts import chart, counts_per_day, last_days, per_day
 from apps.datasets.models import Annotation, AnnotationSource, SampleStatus
 from apps.loops.models import Loop
 
@@ -40,19 +39,12 @@ def waiting_by_loop(loop_ids) -> dict[int, LoopQueue]:
 def labels_saved_per_day(dataset_id: int, days: list[date]) -> dict[date, dict[str, int]]:
     """Samples given a label by hand (a manual revision) each day, in the portal's time zone;
     a sample labeled twice in a day counts once, its relabel on another day counts again."""
-    start = timezone.make_aware(datetime.combine(days[0], time.min))
-    rows = (
-        Annotation.objects.filter(
-            sample__dataset_id=dataset_id,
-            source=AnnotationSource.MANUAL,
-            created_at__gte=start,
-        )
-        .annotate(day=TruncDate("created_at"))
-        .values_list("day")
-        .annotate(labels=Count("sample_id", distinct=True))
-        .order_by()
+    return counts_per_day(
+        Annotation.objects.filter(sample__dataset_id=dataset_id, source=AnnotationSource.MANUAL),
+        days,
+        key="labels",
+        distinct="sample_id",
     )
-    return {day: {"labels": labels} for day, labels in rows}
 
 
 def loop_page_queue(loop_id: int, today: date | None = None) -> LoopQueue:
