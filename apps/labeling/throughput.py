@@ -4,11 +4,12 @@
 from dataclasses import dataclass, field
 from datetime import date
 
-from django.db.models import Count, Q
+from django.db.models import Count, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from apps.dashboard.charts import chart, counts_per_day, last_days, per_day
-from apps.datasets.models import Annotation, AnnotationSource, SampleStatus
+from apps.datasets.models import Annotation, AnnotationSource, Sample, SampleStatus
 from apps.loops.models import Loop
 
 CHART_DAYS = 30
@@ -22,15 +23,18 @@ class LoopQueue:
 
 
 def waiting_by_loop(loop_ids) -> dict[int, LoopQueue]:
-    """Queued samples of each loop's dataset (loops may share a dataset): one query, counted on
-    the queue's (dataset, status) index."""
+    """Queued samples of each loop's dataset (loops may share a dataset): one query, each count
+    a range of the queue's (dataset, status) index."""
+    waiting = (
+        Sample.objects.filter(dataset_id=OuterRef("dataset_id"), status=SampleStatus.QUEUED)
+        .order_by()
+        .values("dataset_id")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
     rows = (
         Loop.objects.filter(pk__in=list(loop_ids))
-        .annotate(
-            waiting=Count(
-                "dataset__samples", filter=Q(dataset__samples__status=SampleStatus.QUEUED)
-            )
-        )
+        .annotate(waiting=Coalesce(Subquery(waiting), 0))
         .values_list("pk", "dataset_id", "waiting")
     )
     return {loop_id: LoopQueue(dataset_id, waiting) for loop_id, dataset_id, waiting in rows}

@@ -5,15 +5,18 @@ fixed number of queries."""
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from django.core.cache import cache
 from django.db.models import Count, OuterRef, Subquery
 from django.utils import timezone
 
+from apps.datasets.counts import write_stamps
 from apps.datasets.models import Sample
 from apps.triggers import conditions, schedule
 from apps.triggers.evaluator import next_slot
 from apps.triggers.models import Decision, RuleKind, TriggerRule
 
 LOOP_PAGE_DECISIONS = 10
+UNSEEN_CACHE_SECONDS = 60
 
 
 def distance_to_firing(
@@ -43,27 +46,46 @@ def distance_to_firing(
 
 
 def unseen_label_counts(rules, latest: dict[int, int] | None = None) -> dict[int, int]:
-    """Each sample-count rule's unseen labels (what the evaluator counts), by rule id: two
-    queries whatever the number of rules and loops, one when `latest` (loop id → its latest
-    trained version's id) is known."""
+    """Each sample-count rule's unseen labels (what the evaluator counts), by rule id, in a
+    fixed number of queries whatever the number of rules and loops: the datasets' write stamps,
+    then (unless kept) one query of one filtered count per rule. `latest`: loop id → its latest
+    trained version's id, when known.
+
+    At 100,000 samples the count takes 0.1–0.2 s on SQLite, so a count is kept (cache) under
+    the dataset's write stamp (apps.datasets.counts: any sample write or label changes it) and
+    the latest trained version; at most UNSEEN_CACHE_SECONDS for a write that bypassed both."""
     counted = [rule for rule in rules if rule.kind == RuleKind.SAMPLE_COUNT]
     if not counted:
         return {}
     if latest is None:
         latest = conditions.latest_trained_version_ids({rule.loop_id for rule in counted})
     dataset_of = {rule.loop_id: rule.loop.dataset_id for rule in counted}
-    counts = Sample.objects.filter(dataset_id__in=set(dataset_of.values())).aggregate(
-        **{
-            f"rule_{rule.pk}": Count(
-                "pk",
-                filter=conditions.unseen_labeled(
-                    dataset_of[rule.loop_id], latest.get(rule.loop_id), rule.class_name
-                ),
-            )
-            for rule in counted
-        }
-    )
-    return {rule.pk: counts[f"rule_{rule.pk}"] for rule in counted}
+    stamps = write_stamps(dataset_of.values())
+    keys = {}
+    for rule in counted:
+        dataset_id = dataset_of[rule.loop_id]
+        version_id = latest.get(rule.loop_id)
+        keys[rule.pk] = f"unseen-labels:{dataset_id}:{stamps[dataset_id]}:{version_id}"
+        keys[rule.pk] += f":{rule.class_name}"
+    kept = cache.get_many(list(keys.values()))
+    missing = [rule for rule in counted if keys[rule.pk] not in kept]
+    if missing:
+        fresh = Sample.objects.filter(dataset_id__in={dataset_of[r.loop_id] for r in missing})
+        fresh = fresh.aggregate(
+            **{
+                f"rule_{rule.pk}": Count(
+                    "pk",
+                    filter=conditions.unseen_labeled(
+                        dataset_of[rule.loop_id], latest.get(rule.loop_id), rule.class_name
+                    ),
+                )
+                for rule in missing
+            }
+        )
+        now_counted = {keys[rule.pk]: fresh[f"rule_{rule.pk}"] for rule in missing}
+        cache.set_many(now_counted, UNSEEN_CACHE_SECONDS)
+        kept.update(now_counted)
+    return {rule.pk: kept[keys[rule.pk]] for rule in counted}
 
 
 @dataclass

@@ -83,3 +83,19 @@ def test_the_last_decision_is_the_newest_of_all_the_loops_rules(loop):
 def test_a_loop_without_rules_has_an_empty_overview(loop):
     overview = triggers_by_loop([loop.pk])[loop.pk]
     assert overview.rules == [] and overview.nearest is None and overview.last_decision is None
+
+
+def test_a_kept_count_is_counted_again_after_any_write_to_the_dataset_or_a_new_training(loop):
+    from apps.labeling.services import queue_sample
+
+    rule = make_rule(loop, kind="sample_count", min_samples=10)
+    samples = label(loop, 3)
+    assert unseen_label_counts([rule]) == {rule.pk: 3}
+    label(loop, 1)  # a sample saved
+    assert unseen_label_counts([rule]) == {rule.pk: 4}
+    queue_sample(samples[0].pk)  # labeled → queued by an update(), without post_save
+    assert unseen_label_counts([rule]) == {rule.pk: 3}
+    trained_version(loop)  # saw every labeled train sample
+    assert unseen_label_counts([rule]) == {rule.pk: 0}
+    submit_annotation(samples[1].pk, [LabeledBox("vest", 2, 2, 30, 30)])  # labels changed
+    assert unseen_label_counts([rule]) == {rule.pk: 1}
