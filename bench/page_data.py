@@ -260,3 +260,105 @@ def build(
         newest_job_id=newest_job.pk if newest_job else big.pk,
         import_job_id=big.pk,
     )
+
+
+def add_loop_activity(
+    portal: BigPortal,
+    *,
+    loops: int = 1,
+    rules: int = 3,
+    decisions: int = 10,
+    devices: int = 2,
+    intake: int = 20,
+    seed: int = 7,
+) -> list:
+    """What the loop sections show, on the portal's loop and on `loops - 1` more loops of its
+    dataset: trigger rules of every kind (sample-count ones with and without a class), their
+    decisions, devices (one of them silent for two hours) and intake records over the last
+    days. Returns the loops."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.accounts.models import DeviceToken
+    from apps.edge.models import EdgeDevice, IntakeRecord
+    from apps.loops.models import Loop
+    from apps.triggers.models import Decision, TriggerRule
+
+    rng = random.Random(seed)
+    now = timezone.now()
+    all_loops = [portal.loop] + [
+        Loop.objects.create(
+            name=f"{portal.loop.name}-{n}", dataset=portal.dataset, algorithm_yaml="x: 1\n"
+        )
+        for n in range(1, loops)
+    ]
+    for loop in all_loops:
+        made_rules = []
+        for n in range(rules):
+            kind = ("sample_count", "time", "precision")[n % 3]
+            made_rules.append(
+                TriggerRule.objects.create(
+                    loop=loop,
+                    name=f"rule-{n}",
+                    kind=kind,
+                    anchor_at=now - timedelta(hours=1),
+                    min_samples=50 * (n + 1) if kind == "sample_count" else None,
+                    class_name="vest" if kind == "sample_count" and n % 2 else "",
+                    every=30 if kind == "time" else None,
+                    metric="f1" if kind == "precision" else "",
+                    comparison="below" if kind == "precision" else "",
+                    threshold=0.7 if kind == "precision" else None,
+                    min_fresh_samples=20 if kind == "precision" else None,
+                    last_message="f1 0.712 on 40 fresh samples ≥ 0.7"
+                    if kind == "precision"
+                    else "",
+                )
+            )
+        Decision.objects.bulk_create(
+            Decision(
+                rule=made_rules[n % len(made_rules)],
+                at=now - timedelta(minutes=decisions - n),
+                cause="beat",
+                verdict=("waiting", "suppressed", "fired")[n % 3],
+                reason=("below_count", "cooldown", "condition_met")[n % 3],
+                message=f"decision {n}",
+            )
+            for n in range(decisions)
+        )
+        made_devices = []
+        for n in range(devices):
+            token = DeviceToken.objects.create(
+                name=f"cam-{loop.pk}-{n}",
+                prefix=f"p{loop.pk}x{n}",
+                token_sha256=f"{loop.pk:032x}{n:032x}",
+            )
+            made_devices.append(
+                EdgeDevice.objects.create(
+                    token=token,
+                    loop=loop,
+                    last_seen_at=now - timedelta(hours=2 if n == 0 else 0),
+                    images_sent=rng.randint(50, 500),
+                    hard_sent=rng.randint(5, 50),
+                )
+            )
+        IntakeRecord.objects.bulk_create(
+            IntakeRecord(
+                loop=loop,
+                device=made_devices[n % len(made_devices)] if made_devices else None,
+                outcome=("queued", "queued", "duplicate", "over_budget", "stored")[n % 5],
+                image_hash=rng.getrandbits(63),
+                hard=n % 5 != 4,
+                hardness=rng.random(),
+            )
+            for n in range(intake)
+        )
+        # created_at is auto_now_add: spread the records over the last week afterwards.
+        ids = list(
+            IntakeRecord.objects.filter(loop=loop).order_by("id").values_list("id", flat=True)
+        )
+        for back in range(1, 7):
+            IntakeRecord.objects.filter(pk__in=ids[back::7]).update(
+                created_at=now - timedelta(days=back)
+            )
+    return all_loops

@@ -40,7 +40,7 @@ def child(args) -> None:
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
-    from bench.page_data import build
+    from bench.page_data import add_loop_activity, build
 
     call_command("migrate", verbosity=0)
     started = time.perf_counter()
@@ -50,6 +50,8 @@ def child(args) -> None:
         jobs=args.jobs,
         legacy_import_result=args.legacy_import_result,
     )
+    # What the loop sections show: 3 rules, 1,000 decisions, 20 devices, 20,000 intake records.
+    add_loop_activity(portal, rules=3, decisions=1000, devices=20, intake=20_000)
     built_s = time.perf_counter() - started
     if connection.vendor == "postgresql":
         # What autovacuum does soon after bulk inserts; without statistics the planner takes
@@ -79,6 +81,7 @@ def child(args) -> None:
         "dataset, class vest": f"/datasets/{dataset.pk}/?class=vest",
         "dataset, class without boxes": f"/datasets/{dataset.pk}/?class=glove",
         "API datasets": "/api/v1/datasets/",
+        "fleet": "/edge/",
     }
     rows = []
     for name, url in pages.items():

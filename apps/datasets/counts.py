@@ -28,6 +28,24 @@ def cached_dataset_counts(dataset: Dataset) -> DatasetCounts:
     return compose_counts(raw, dataset.class_names)
 
 
+def write_stamps(dataset_ids) -> dict[int, str]:
+    """A stamp per dataset that changes with every write to it (the generation above, with the
+    dataset's creation time: ids are reused after a delete), to key counts kept elsewhere: one
+    query (two the first time a dataset is stamped)."""
+    dataset_ids = set(dataset_ids)
+    rows = DatasetCountsCache.objects.filter(dataset_id__in=dataset_ids).values_list(
+        "dataset_id", "generation", "dataset__created_at"
+    )
+    stamps = {pk: f"{generation}@{created.timestamp()}" for pk, generation, created in rows}
+    if dataset_ids - set(stamps):
+        DatasetCountsCache.objects.bulk_create(
+            [DatasetCountsCache(dataset_id=pk) for pk in dataset_ids - set(stamps)],
+            ignore_conflicts=True,
+        )
+        return write_stamps(dataset_ids)
+    return stamps
+
+
 def invalidate(dataset_id: int) -> None:
     DatasetCountsCache.objects.filter(dataset_id=dataset_id).update(generation=F("generation") + 1)
 

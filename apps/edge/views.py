@@ -8,7 +8,7 @@ from django.contrib.auth.decorators import permission_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 
-from apps.edge import services
+from apps.edge import overview, services
 from apps.edge.forms import IntakePolicyForm
 from apps.loops.models import Loop
 
@@ -18,7 +18,12 @@ def fleet(request):
     loops = list(Loop.objects.select_related("deployed_version"))
     day_ago = timezone.now() - timedelta(days=1)
     rows = [
-        (loop, devices, services.intake_counts(loop, day_ago))
+        (
+            loop,
+            devices,
+            services.intake_counts(loop, day_ago),
+            overview.volumes_chart(loop.pk, devices),
+        )
         for loop, devices in services.fleet(loops)
     ]
     return render(

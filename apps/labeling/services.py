@@ -16,6 +16,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
+from apps.datasets import counts as dataset_counts
 from apps.datasets import services as datasets
 from apps.datasets.formats.base import LabeledBox
 from apps.datasets.models import Annotation, AnnotationSource, Sample, SampleStatus
@@ -465,12 +466,15 @@ def skip_sample(sample_id: int, *, user, reason: str, note: str = "") -> Skip:
         skip = Skip.objects.create(sample_id=sample_id, user=user, reason=reason, note=note[:500])
         Sample.objects.filter(pk=sample_id).update(status=SampleStatus.SKIPPED)
         Claim.objects.filter(sample_id=sample_id).delete()
+        dataset_counts.invalidate(sample.dataset_id)  # an update() sends no post_save
     return skip
 
 
 def queue_sample(sample_id: int) -> None:
     """Puts a sample (back) in the queue for labeling."""
     Sample.objects.filter(pk=sample_id).update(status=SampleStatus.QUEUED)
+    for (dataset_id,) in Sample.objects.filter(pk=sample_id).values_list("dataset_id"):
+        dataset_counts.invalidate(dataset_id)  # an update() sends no post_save
 
 
 # --- Review --------------------------------------------------------------------------------
@@ -520,6 +524,7 @@ def reject_review(review_id: int, *, reviewer, comment: str) -> LabelReview:
         review.save()
         Sample.objects.filter(pk=review.sample_id).update(status=SampleStatus.QUEUED)
         Claim.objects.filter(sample_id=review.sample_id).delete()
+        dataset_counts.invalidate(review.dataset_id)  # an update() sends no post_save
         if review.labeler_id is not None:
             try:
                 with transaction.atomic():

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 
 from apps.accounts.body_gate import accepts_large_body
 from apps.dashboard.confirm import confirm_first
-from apps.dashboard.sections import sections_for
+from apps.dashboard.sections import sections_for_loop_page
 from apps.jobs import services as jobs
 from apps.jobs.kinds import KINDS
 from apps.jobs.models import ACTIVE_STATUSES, Job
@@ -129,7 +129,7 @@ def loop_detail(request, loop_id: int):
             "page": page,
             "versions": page.object_list,
             "deployed_headline": deployed_headline,
-            "sections": sections_for([loop.pk])[loop.pk],
+            "sections": sections_for_loop_page(loop.pk),
             "active": _active_jobs(loop),
             "deployments": loop.deployments.select_related("version", "previous")[:20],
             "recent_jobs": attach_links(

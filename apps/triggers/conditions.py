@@ -6,7 +6,7 @@ Reads only; the evaluator decides and writes.
 import hashlib
 import json
 
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q, Subquery
 
 from apps.datasets.models import Box, Sample, SampleSource, SampleStatus, Split
 from apps.loops.models import (
@@ -27,30 +27,56 @@ def latest_trained_version(loop: Loop) -> ModelVersion | None:
     return loop.versions.filter(source=VersionSource.TRAINED).order_by("-number").first()
 
 
+def latest_trained_version_id(loop_id) -> Subquery:
+    """The id of the loop's latest trained version, to annotate rows with (`loop_id` may be an
+    OuterRef)."""
+    return Subquery(
+        ModelVersion.objects.filter(loop_id=loop_id, source=VersionSource.TRAINED)
+        .order_by("-number")
+        .values("pk")[:1]
+    )
+
+
+def latest_trained_version_ids(loop_ids) -> dict[int, int]:
+    """The latest trained version of each loop (loops without one are left out), one query."""
+    rows = (
+        Loop.objects.filter(pk__in=list(loop_ids))
+        .annotate(latest_trained=latest_trained_version_id(OuterRef("pk")))
+        .values_list("pk", "latest_trained")
+    )
+    return {loop_id: version_id for loop_id, version_id in rows if version_id is not None}
+
+
 def unseen_labeled_samples(loop: Loop, class_name: str = ""):
     """Labeled train-split samples whose current revision the latest trained version did not
     see: new labels and relabels. With a class, only samples whose current labels hold it."""
-    samples = Sample.objects.filter(
-        dataset_id=loop.dataset_id,
+    version = latest_trained_version(loop)
+    return Sample.objects.filter(
+        unseen_labeled(loop.dataset_id, version.pk if version else None, class_name)
+    )
+
+
+def unseen_labeled(dataset_id: int, version_id: int | None, class_name: str = "") -> Q:
+    """The condition of `unseen_labeled_samples` on Sample rows, given the latest trained
+    version: a filter, or the filter of one count among several in one query."""
+    condition = Q(
+        dataset_id=dataset_id,
         status=SampleStatus.LABELED,
         split=Split.TRAIN,
         current_annotation__isnull=False,
     )
-    version = latest_trained_version(loop)
-    if version is not None:
+    if version_id is not None:
         seen = TrainedSample.objects.filter(
-            version=version, sample_id=OuterRef("pk"), annotation_id=OuterRef("current_annotation")
+            version_id=version_id,
+            sample_id=OuterRef("pk"),
+            annotation_id=OuterRef("current_annotation"),
         )
-        samples = samples.exclude(Exists(seen))
+        condition &= ~Exists(seen)
     if class_name:
-        samples = samples.filter(
-            Exists(
-                Box.objects.filter(
-                    annotation_id=OuterRef("current_annotation"), class_name=class_name
-                )
-            )
+        condition &= Exists(
+            Box.objects.filter(annotation_id=OuterRef("current_annotation"), class_name=class_name)
         )
-    return samples
+    return condition
 
 
 def deployed_since(loop: Loop):

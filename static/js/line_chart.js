@@ -59,8 +59,9 @@
     };
   }
 
-  // drawLineChart(element, points, xKey, seriesKeys[, {xTitle, yTitle, names}]): one line per key.
-  // Called again with more points (the live training loss), it updates the same chart.
+  // drawLineChart(element, points, xKey, seriesKeys[, {xTitle, yTitle, names, kind}]): one line
+  // (or, with kind "bar", one set of bars) per key. Called again with more points (the live
+  // training loss), it updates the same chart.
   window.drawLineChart = function (element, points, xKey, seriesKeys, options) {
     options = options || {};
     const xTitle = options.xTitle || element.dataset.xTitle || xKey;
@@ -86,14 +87,15 @@
       element._chart.data.datasets.forEach((d, i) => (d.data = datasets[i].data));
       element._chart.update("none");
     } else {
+      const bars = options.kind === "bar";
       element._chart = new Chart(canvas, {
-        type: "line",
+        type: bars ? "bar" : "line",
         data: { labels, datasets },
         options: {
           animation: false,
           maintainAspectRatio: false,
           interaction: { mode: "index", intersect: false },
-          scales: axes(xTitle, yTitle),
+          scales: axes(xTitle, yTitle, bars ? { beginAtZero: true, ticks: { precision: 0 } } : null),
           plugins: { legend: { position: "bottom" } },
         },
       });
@@ -103,6 +105,26 @@
       points.map((p) => [p[xKey], ...seriesKeys.map((k) => p[k])])
     );
   };
+
+  // A chart described by the page (apps/dashboard/charts.py): {kind, points, x, series, names,
+  // xTitle, yTitle, filename}.
+  window.drawChart = function (element, spec) {
+    if (!spec.points.length || !spec.series.length) {
+      element.textContent = "Nothing to chart yet.";
+      return;
+    }
+    window.drawLineChart(element, spec.points, spec.x, spec.series, spec);
+  };
+
+  // Every element with data-chart="<id of a json_script>" on the page.
+  function drawDescribedCharts() {
+    document.querySelectorAll("[data-chart]").forEach((element) => {
+      const source = document.getElementById(element.dataset.chart);
+      if (source) window.drawChart(element, JSON.parse(source.textContent));
+    });
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", drawDescribedCharts);
+  else drawDescribedCharts();
 
   // The metrics of every version: a choice of metric (mAP, F1, F1 of one class), the edge and the
   // regression set together (a drop on the regression set is forgetting), the deployed version
