@@ -22,8 +22,9 @@ def test_leaderboard_chart_and_use_this_miner(
     expect(rows).to_have_count(4)
     expect(rows.nth(0)).to_have_attribute("data-strategy", "All")
     expect(rows.nth(1)).to_have_attribute("data-strategy", "Coverage")
-    # One line per strategy in the F1-per-round chart.
-    expect(page.locator("#benchmark-chart svg polyline")).to_have_count(4)
+    # The F1-per-round chart is drawn, with one column per strategy in its numbers table.
+    expect(page.locator("#benchmark-chart canvas")).to_have_count(1)
+    expect(page.locator("#benchmark-chart table.numbers thead th")).to_have_count(5)
     expect(page.locator("[data-testid=benchmark-csv]")).to_be_visible()
     page.screenshot(path=str(tmp_path / "leaderboard.png"), full_page=True)
     page.click("[data-testid=use-Coverage]")

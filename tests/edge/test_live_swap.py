@@ -111,7 +111,7 @@ def test_deploy_and_rollback_during_a_stream_of_predictions(
     ]
     slack = 0.5  # the pointer is visible at commit, a moment after the row's timestamp
     for started, finished, _, body in answers:
-        live = {version for at, version in timeline if at <= started - slack}
+        live = {version for at, version in timeline if at <= started}
         current = max((t for t in timeline if t[0] <= started - slack), default=timeline[0])
         allowed = {current[1]} | {v for at, v in timeline if started - slack < at <= finished}
         assert body["version"]["id"] in allowed, (started, finished, body["version"], timeline)
