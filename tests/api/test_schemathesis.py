@@ -1,5 +1,6 @@
-"""Every operation of the live OpenAPI schema, fuzzed by Schemathesis as an admin: no 5xx, and
-every response (status, content type, body) is one the schema documents.
+"""Every operation of the live OpenAPI schema, fuzzed by Schemathesis as an admin: no 5xx,
+every response (status, content type, body) is one the schema documents, and input the schema
+calls invalid is refused.
 
 Operations are read from the schema, so endpoints added later are covered without a change here.
 Each gets a bounded number of valid and of invalid examples, derandomized: a run is repeatable."""
@@ -15,6 +16,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    negative_data_rejection,
     response_schema_conformance,
     status_code_conformance,
 )
@@ -30,6 +32,7 @@ CHECKS = [
     status_code_conformance,
     content_type_conformance,
     response_schema_conformance,
+    negative_data_rejection,
 ]
 
 
