@@ -1,6 +1,8 @@
+import logging
 import os
 
 from celery import Celery
+from celery.signals import after_setup_logger
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ilportal.settings")
 
@@ -37,3 +39,26 @@ app.conf.beat_schedule = {
     "retry-skipped-evaluations": {"task": "ilportal.retry_skipped_evaluations", "schedule": 30.0},
     "sweep-orphans": {"task": "ilportal.sweep_orphans", "schedule": 3600.0},
 }
+
+# Housekeeping that beat sends every few seconds: its routine "sent / received / succeeded" lines
+# would drown the console of `./ilp run`. Its warnings, errors and its own log lines still show.
+QUIET_TASKS = (
+    "ilportal.check_trigger_rules",
+    "ilportal.reconcile_queued_jobs",
+    "ilportal.fail_stale_jobs",
+    "ilportal.retry_skipped_evaluations",
+)
+
+
+class RoutineHousekeepingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.INFO or not record.name.startswith("celery"):
+            return True
+        message = record.getMessage()
+        return not any(name in message for name in QUIET_TASKS)
+
+
+@after_setup_logger.connect
+def _quiet_routine_housekeeping(logger, **kwargs):
+    for handler in logger.handlers:
+        handler.addFilter(RoutineHousekeepingFilter())
