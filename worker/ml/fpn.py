@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from worker.ml.anchors import AnchorSpec, assign_targets, generate_anchors
+from worker.ml.augment import night_look
 from worker.ml.boxes import postprocess
 from worker.ml.data import DetectionData, ImageInference, check_image
 from worker.ml.errors import (
@@ -128,6 +129,14 @@ class FPNModel:
             help="share of each batch drawn from replay data when given",
         ),
         Param("augment", bool, True, help="random horizontal flips during training"),
+        Param(
+            "night_augment",
+            float,
+            0.0,
+            minimum=0.0,
+            maximum=1.0,
+            help="share of training images given a night-mode look (grayscale, dim, noisy)",
+        ),
         Param(
             "freeze_batchnorm",
             bool,
@@ -343,6 +352,8 @@ class FPNModel:
                 batch_labels += [replay_labels[i] for i in replay_index]
             if params["augment"]:
                 batch_images, batch_labels = self._flip_some(batch_images, batch_labels, rng)
+            if params["night_augment"] > 0:
+                batch_images = night_look(batch_images, params["night_augment"], rng)
             return batch_images, batch_labels, state["epoch"]
 
         return next_batch

@@ -54,6 +54,9 @@ class RoundSettings:
     gate_images: int = 40
     test_images: int = 80
     max_forgetting: float = 0.02
+    # Share of fine-tuning images given a night-mode look (FPN ``night_augment``); None: the
+    # model's own setting. Fine-tuning only, so cached initial models stay valid.
+    night_augment: float | None = None
     # Extra FPN hyperparameters (the portal passes the loop's algorithm, minus what is set above).
     model_params: dict = field(default_factory=dict)
 
@@ -74,6 +77,8 @@ class RoundSettings:
         for name in ("budget_ratio", "replay_ratio", "shift", "empty_share", "night_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"must lie in [0, 1], got {getattr(self, name)}", name)
+        if self.night_augment is not None and not 0.0 <= self.night_augment <= 1.0:
+            raise ConfigError(f"must lie in [0, 1], got {self.night_augment}", "night_augment")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -216,6 +221,11 @@ def run_strategy(
             learning_rate=settings.finetune_lr,
             warmup_steps=min(10, settings.finetune_steps),
             seed=seed * 100 + round_index,
+            **(
+                {"night_augment": settings.night_augment}
+                if settings.night_augment is not None
+                else {}
+            ),
         )
         gate_edge = candidate.evaluate(data["edge_gate"], metric="mAP")["mAP"]
         gate_regression = candidate.evaluate(data["regression_gate"], metric="mAP")["mAP"]
