@@ -166,6 +166,7 @@ def initial_scores(model, data, seed: int, wall_s: float = 0.0) -> dict:
         "round": 0,
         "labels": 0,
         "flagged_by_miner": 0,
+        "labels_with_objects": 0,
         "replaced": True,
         "samples_transfer_ratio": 0.0,
         "forgetting": 0.0,
@@ -197,7 +198,7 @@ def run_strategy(
     current_gate = {"edge": initial["gate_edge_mAP"], "regression": initial["gate_regression_mAP"]}
     labeled: list[DetectionData] = []
     rows = []
-    inferred_total = labeled_total = 0
+    inferred_total = labeled_total = with_objects_total = 0
     for round_index, stream in enumerate(data["stream"], start=1):
         started = time.perf_counter()
         inferences = current.infer(
@@ -210,6 +211,8 @@ def run_strategy(
         labeled.append(stream.subset(chosen))  # the simulated annotator copies ground truth
         inferred_total += len(stream)
         labeled_total += len(chosen)
+        # Labeled frames that show an object: an empty frame's label teaches only "background".
+        with_objects_total += sum(len(stream.y[index]) > 0 for index in chosen)
 
         candidate = _fpn(settings)
         candidate.load(current.checkpoint_path)
@@ -243,6 +246,7 @@ def run_strategy(
             "round": round_index,
             "labels": labeled_total,
             "flagged_by_miner": flagged,
+            "labels_with_objects": with_objects_total,
             "replaced": passed,
             "candidate_gate_edge_mAP": gate_edge,
             "candidate_gate_regression_mAP": gate_regression,
