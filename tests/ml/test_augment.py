@@ -37,11 +37,24 @@ def test_about_the_share_of_images_change_and_the_seed_fixes_which():
     assert np.array_equal(night, night_look(images, 0.3, np.random.default_rng(3)))
 
 
+def is_grayscale(image):
+    return np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(
+        image[..., 1], image[..., 2]
+    )
+
+
 def test_fpn_batches_get_the_night_look_only_when_asked(tiny_data):
     model = FPNModel(**TINY_FPN)
     for share, grayscale_expected in ((0.0, False), (1.0, True)):
         params = {**model.params, "augment": False, "night_augment": share}
         next_batch = model._batch_sampler(tiny_data, None, params, np.random.default_rng(0))
         images, _, _ = next_batch()
-        grayscale = all(np.array_equal(im[..., 0], im[..., 2]) for im in images)
-        assert grayscale == grayscale_expected
+        assert all(is_grayscale(image) == grayscale_expected for image in images)
+
+
+def test_replayed_images_keep_their_colour(tiny_data):
+    model = FPNModel(**TINY_FPN)  # batch 8: 4 new images, then 4 replayed ones
+    params = {**model.params, "night_augment": 1.0, "replay_ratio": 0.5}
+    next_batch = model._batch_sampler(tiny_data, tiny_data, params, np.random.default_rng(0))
+    images, _, _ = next_batch()
+    assert [is_grayscale(image) for image in images] == [True] * 4 + [False] * 4

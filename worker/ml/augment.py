@@ -2,8 +2,9 @@
 
 A fixed camera's night frames are grayscale, dim and noisy; a model fine-tuned on a handful of
 labels sees few of them, because the score miners rarely pick them. ``night_look`` turns a share
-of each training batch (edge labels and replayed images alike) into that look, so every label
-also teaches the night sub-domain. Its ranges are deliberately broad rather than copied from the
+of the new images of each training batch into that look, so a day label also teaches the night
+sub-domain. Replayed images are left as they were: greying them too made the model forget the
+earlier domain (docs/benchmarks.md). Its ranges are deliberately broad rather than copied from the
 synthetic generator: it should describe night cameras in general, not the benchmark.
 """
 
