@@ -73,6 +73,11 @@ def parse_args(argv=None):
     parser.add_argument("--finetune-steps", type=int)
     parser.add_argument("--finetune-lr", type=float, default=0.001)
     parser.add_argument("--replay-ratio", type=float, default=0.5)
+    parser.add_argument(
+        "--night-augment",
+        type=float,
+        help="share of fine-tuning images given a night-mode look (default: the model's, 0)",
+    )
     parser.add_argument("--gate-images", type=int)
     parser.add_argument("--test-images", type=int)
     parser.add_argument(
@@ -136,6 +141,7 @@ def main(argv=None):
         "strategy",
         "round",
         "labels",
+        "with objects",
         "flagged",
         "STR",
         "replaced",
@@ -157,6 +163,7 @@ def main(argv=None):
                     row["strategy"],
                     str(row["round"]),
                     str(row["labels"]),
+                    str(row.get("labels_with_objects", "–")),
                     str(row["flagged_by_miner"]),
                     f"{row['samples_transfer_ratio']:.3f}",
                     "yes" if row["replaced"] else "no",

@@ -54,6 +54,9 @@ class RoundSettings:
     gate_images: int = 40
     test_images: int = 80
     max_forgetting: float = 0.02
+    # Share of fine-tuning images given a night-mode look (FPN ``night_augment``); None: the
+    # model's own setting. Fine-tuning only, so cached initial models stay valid.
+    night_augment: float | None = None
     # Extra FPN hyperparameters (the portal passes the loop's algorithm, minus what is set above).
     model_params: dict = field(default_factory=dict)
 
@@ -74,6 +77,8 @@ class RoundSettings:
         for name in ("budget_ratio", "replay_ratio", "shift", "empty_share", "night_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"must lie in [0, 1], got {getattr(self, name)}", name)
+        if self.night_augment is not None and not 0.0 <= self.night_augment <= 1.0:
+            raise ConfigError(f"must lie in [0, 1], got {self.night_augment}", "night_augment")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -161,6 +166,7 @@ def initial_scores(model, data, seed: int, wall_s: float = 0.0) -> dict:
         "round": 0,
         "labels": 0,
         "flagged_by_miner": 0,
+        "labels_with_objects": 0,
         "replaced": True,
         "samples_transfer_ratio": 0.0,
         "forgetting": 0.0,
@@ -192,7 +198,7 @@ def run_strategy(
     current_gate = {"edge": initial["gate_edge_mAP"], "regression": initial["gate_regression_mAP"]}
     labeled: list[DetectionData] = []
     rows = []
-    inferred_total = labeled_total = 0
+    inferred_total = labeled_total = with_objects_total = 0
     for round_index, stream in enumerate(data["stream"], start=1):
         started = time.perf_counter()
         inferences = current.infer(
@@ -205,6 +211,8 @@ def run_strategy(
         labeled.append(stream.subset(chosen))  # the simulated annotator copies ground truth
         inferred_total += len(stream)
         labeled_total += len(chosen)
+        # Labeled frames that show an object: an empty frame's label teaches only "background".
+        with_objects_total += sum(len(stream.y[index]) > 0 for index in chosen)
 
         candidate = _fpn(settings)
         candidate.load(current.checkpoint_path)
@@ -216,6 +224,11 @@ def run_strategy(
             learning_rate=settings.finetune_lr,
             warmup_steps=min(10, settings.finetune_steps),
             seed=seed * 100 + round_index,
+            **(
+                {"night_augment": settings.night_augment}
+                if settings.night_augment is not None
+                else {}
+            ),
         )
         gate_edge = candidate.evaluate(data["edge_gate"], metric="mAP")["mAP"]
         gate_regression = candidate.evaluate(data["regression_gate"], metric="mAP")["mAP"]
@@ -233,6 +246,7 @@ def run_strategy(
             "round": round_index,
             "labels": labeled_total,
             "flagged_by_miner": flagged,
+            "labels_with_objects": with_objects_total,
             "replaced": passed,
             "candidate_gate_edge_mAP": gate_edge,
             "candidate_gate_regression_mAP": gate_regression,

@@ -1,0 +1,61 @@
+"""One benchmark round on tiny settings: what a row records, and the fine-tuning settings."""
+
+import pytest
+
+from worker.ml import rounds
+from worker.ml.errors import ConfigError
+
+TINY = rounds.RoundSettings(
+    rounds=1,
+    stream_per_round=6,
+    budget_ratio=0.5,
+    input_size=64,
+    initial_images=16,
+    initial_steps=3,
+    finetune_steps=2,
+    gate_images=4,
+    test_images=4,
+    empty_share=0.5,
+    model_params={"backbone_width": 4, "fpn_channels": 16, "batch_size": 4},
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    data = rounds.make_data(TINY, seed=0)
+    # A cache directory keeps the archive beyond the model object's scratch directory.
+    model, path = rounds.initial_model(TINY, 0, data, tmp_path_factory.mktemp("initial"))
+    return data, path, rounds.initial_scores(model, data, 0)
+
+
+def test_all_labels_every_frame_and_counts_the_frames_with_objects(tiny_run):
+    data, path, initial = tiny_run
+    (row,) = rounds.run_strategy("All", TINY, 0, data, path, initial)
+    stream = data["stream"][0]
+    assert row["labels"] == len(stream.y)
+    assert 0 < row["labels_with_objects"] < row["labels"]  # empty_share 0.5: some of each
+    assert row["labels_with_objects"] == sum(len(boxes) > 0 for boxes in stream.y)
+
+
+def test_night_augment_reaches_fine_tuning(tiny_run, monkeypatch):
+    from worker.ml.fpn import FPNModel
+
+    data, path, initial = tiny_run
+    seen = []
+    original = FPNModel.train
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs.get("night_augment"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(FPNModel, "train", spy)
+    settings = rounds.RoundSettings(**{**TINY.as_dict(), "night_augment": 0.4})
+    rounds.run_strategy("Random", settings, 0, data, path, initial)
+    rounds.run_strategy("Random", TINY, 0, data, path, initial)
+    assert seen == [0.4, None]
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5])
+def test_night_augment_outside_unit_interval_is_rejected(value):
+    with pytest.raises(ConfigError):
+        rounds.RoundSettings(night_augment=value).check()
