@@ -4,6 +4,7 @@
 field values or raises RuleInvalid with a message per field, so a rule is never saved half-valid.
 """
 
+import itertools
 from datetime import time, timedelta
 
 from django.db import transaction
@@ -131,25 +132,32 @@ def check_rule(loop: Loop, data: dict) -> dict:
     return {field: values[field] for field in EDITABLE_FIELDS}
 
 
-def _check_slots_reach_window(values, errors, slots_to_try: int = 1000):
-    """A schedule whose slots all fall outside the window would never fire: say so now."""
+def _check_slots_reach_window(values, errors, slots_to_try: int = 1000, days: int = 8):
+    """A schedule whose slots all fall outside the window would never fire: say so now.
+
+    The slots are checked for at least `days` days (a daily window, a weekly cron, daylight
+    saving) and at least `slots_to_try` slots: 1,000 slots of a one-minute interval cover only
+    16 hours, and from 02:00 they would not reach a window that opens at 22:00."""
     now = timezone.now()
+    horizon = now + timedelta(days=days)
     if values["cron"]:
         moments = schedule.croniter(
             values["cron"], now.astimezone(schedule.zone(values["time_zone"]))
         )
-        upcoming = (moments.get_next(schedule.datetime) for _ in range(slots_to_try))
+        upcoming = (moments.get_next(schedule.datetime) for _ in itertools.count())
     else:
         minutes = values["every"] * (60 if values["every_unit"] == IntervalUnit.HOURS else 1)
-        upcoming = (now + timedelta(minutes=minutes * k) for k in range(1, slots_to_try + 1))
-    for slot in upcoming:
+        upcoming = (now + timedelta(minutes=minutes * k) for k in itertools.count(1))
+    for checked, slot in enumerate(upcoming, start=1):
         if schedule.in_window(
             slot, values["window_start"], values["window_end"], values["time_zone"]
         ):
             return
+        if checked >= slots_to_try and slot > horizon:
+            break
     errors["window_start"] = (
-        "No slot of this schedule falls inside the window (checked the next "
-        f"{slots_to_try}): the rule would never fire. Widen the window or change the schedule."
+        f"No slot of this schedule falls inside the window (checked {checked} slots, at least "
+        f"{days} days ahead): the rule would never fire. Widen the window or change the schedule."
     )
 
 

@@ -125,3 +125,22 @@ def test_per_class_precision_and_wrapping_window_are_valid(loop):
         },
     )
     assert (rule.class_name, rule.comparison, rule.time_zone) == ("vest", "drop", "Europe/Berlin")
+
+
+@pytest.mark.parametrize("clock", ["00:00", "02:30", "05:00", "21:59", "23:00"])
+def test_a_minute_interval_with_an_evening_window_is_valid_at_any_time_of_day(
+    loop, monkeypatch, clock
+):
+    """1,000 one-minute slots cover 16 hours: from 02:30 they never reached a window opening at
+    22:00, and the rule was refused as one that "would never fire"."""
+    from datetime import UTC, datetime
+
+    hour, minute = map(int, clock.split(":"))
+    monkeypatch.setattr(
+        services.timezone, "now", lambda: datetime(2026, 6, 1, hour, minute, tzinfo=UTC)
+    )
+    rule = services.create_rule(
+        loop,
+        {"name": "t", "kind": "time", "every": 1, "window_start": time(22), "window_end": time(2)},
+    )
+    assert (rule.every, rule.window_start) == (1, time(22))
