@@ -20,6 +20,14 @@ async def _close_the_database_thread_connection():
     await database_sync_to_async(connections.close_all)()
 
 
+@pytest.fixture
+def in_memory_layer(settings):
+    """For the refusals, which never reach the channel layer: with the embedded Redis, a refused
+    consumer's pending layer read was once seen to hang the event loop's shutdown for the whole
+    test timeout (only deep in a full SQLite run; see the session note)."""
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+
 def communicator_for(user, job_id):
     communicator = WebsocketCommunicator(JobProgressConsumer.as_asgi(), f"/ws/jobs/{job_id}/")
     communicator.scope["user"] = user
@@ -51,7 +59,7 @@ async def test_a_viewer_gets_the_current_state_then_live_updates():
 
 
 @pytest.mark.parametrize("who", ["anonymous", "no role"])
-async def test_users_who_may_not_see_jobs_are_refused(who):
+async def test_users_who_may_not_see_jobs_are_refused(who, in_memory_layer):
     from channels.db import database_sync_to_async
 
     job = await database_sync_to_async(JobFactory)()
@@ -61,7 +69,7 @@ async def test_users_who_may_not_see_jobs_are_refused(who):
     assert not connected and code == CLOSE_FORBIDDEN
 
 
-async def test_a_missing_job_is_refused():
+async def test_a_missing_job_is_refused(in_memory_layer):
     from channels.db import database_sync_to_async
 
     user = await database_sync_to_async(UserFactory)(role="admin")
