@@ -26,23 +26,5 @@
   const job = JSON.parse(initial.textContent);
   render(job);
   if (!job.is_active) return;
-  let retryDelay = 1000;
-  const connect = () => {
-    const scheme = location.protocol === "https:" ? "wss" : "ws";
-    const socket = new WebSocket(`${scheme}://${location.host}/ws/jobs/${job.id}/`);
-    let finished = false;
-    socket.onmessage = (event) => {
-      const data = JSON.parse(event.data);
-      if (data.event !== "state") return;
-      render(data.job);
-      finished = !data.job.is_active;
-      if (finished) socket.close();
-    };
-    socket.onclose = (event) => {
-      if (finished || event.code === 4403) return;
-      setTimeout(connect, retryDelay);
-      retryDelay = Math.min(retryDelay * 2, 15000);
-    };
-  };
-  connect();
+  window.followJobState(job.id, render);
 })();
