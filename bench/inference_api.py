@@ -1,15 +1,19 @@
 """The predict API vs the same LiteRT runner called in-process, on the same images.
 
     .venv/bin/python bench/inference_api.py [--images 32] [--requests 96] [--size 640x480]
+                                            [--input-size 192]
 
-Sets up a temporary portal (SQLite, embedded Redis, a temporary var/), registers and deploys a
-default-size FPN (192 px input; two training steps: weights do not change the speed), starts the
+Sets up a temporary portal (SQLite, embedded Redis, a temporary var/), registers and deploys an
+FPN (192 px input by default; two training steps: weights do not change the speed), starts the
 ASGI server (daphne) as a separate process and sends the same JPEG images through
 `POST /api/v1/loops/<id>/predict/` at 1, 4 and 16 concurrent clients (keep-alive connections),
-with the intake policy storing nothing. The in-process side calls the very same `EdgeRunner` on
-the decoded images from the same number of threads (one runner, as the server has one). Also the
-edge agent end to end (`agent.infer`: local inference + mining) vs the bare runner.
-Prints one table; docs/benchmarks.md records it.
+with the intake policy storing nothing. The in-process side calls the very same `EdgeRunner`
+from the same number of threads (one runner, as the server has one model; it runs one inference
+at a time), in two ways: on the same JPEG bytes (decoded with the same function the API uses:
+what an application that embeds the runner does with these images; the targets are read against
+this) and on arrays decoded beforehand (the bare runner, for reference). Also the edge agent
+end to end (`agent.infer`: local inference + mining) vs the bare runner. Prints one table;
+docs/benchmarks.md records it.
 """
 
 import argparse
@@ -43,6 +47,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=32)
     parser.add_argument("--requests", type=int, default=96, help="per concurrency level")
     parser.add_argument("--size", default="640x480")
+    parser.add_argument("--input-size", type=int, default=192, help="the model's input, px")
+    parser.add_argument("--web-processes", type=int, default=1, help="daphne processes")
     args = parser.parse_args()
 
     import django
@@ -57,13 +63,7 @@ def main() -> None:
         redis.terminate()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def setup_portal():
+def setup_portal(input_size: int = 192):
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
@@ -76,8 +76,8 @@ def setup_portal():
 
     dataset = create_dataset(name="bench", class_names=list(CLASS_NAMES))
     loop = services.create_loop(name="bench", dataset=dataset)
-    model = FPNModel(max_iteration=2, batch_size=4, seed=0)
-    model.train(generate_samples(8, "initial", seed=0, image_size=192))
+    model = FPNModel(max_iteration=2, batch_size=4, seed=0, input_size=input_size)
+    model.train(generate_samples(8, "initial", seed=0, image_size=input_size))
     with tempfile.TemporaryDirectory() as directory:
         archive = model.save(os.path.join(directory, "model.zip"), include_litert=True)
         version = services.register_version(loop, archive, source="uploaded")
@@ -145,20 +145,39 @@ def run(args) -> None:
     from worker.edge.inference import decode_image
     from worker.ml.litert import EdgeRunner
 
-    loop, version, token = setup_portal()
+    loop, version, token = setup_portal(args.input_size)
     images = make_images(args.images, args.size)
     arrays = [decode_image(d, max_bytes=10**9, max_pixels=10**9) for d in images]
     decoder = ensure_edge_model(version).decoder_config
-    runner = EdgeRunner(serving._local_copy(version), decoder, num_threads=2)  # noqa: SLF001
-    runner_lock = threading.Lock()
+    threads = int(os.environ.get("EDGE_INFERENCE_THREADS", "2"))  # as the server's runner
+    runner = EdgeRunner(serving._local_copy(version), decoder, num_threads=threads)  # noqa: SLF001
 
-    port = free_port()
+    # One listening socket shared by --web-processes daphne processes (the kernel spreads the
+    # connections), as `runportal --web-processes` serves.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
+    listener.set_inheritable(True)
+    port = listener.getsockname()[1]
     log = open(Path(os.environ["VAR_DIR"]) / "daphne.log", "w")  # noqa: SIM115
-    server = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-         "ilportal.asgi:application"],
-        cwd=REPO, env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    servers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "--fd",
+                str(listener.fileno()),
+                "ilportal.asgi:application",
+            ],
+            cwd=REPO,
+            env=os.environ.copy(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            pass_fds=(listener.fileno(),),
+        )  # fmt: skip
+        for _ in range(args.web_processes)
+    ]
     try:
         wait_for_port(port)
         connections: dict[int, http.client.HTTPConnection] = {}
@@ -179,18 +198,22 @@ def run(args) -> None:
             assert json.loads(body)["version"]["id"] == version.pk
 
         def in_process(client: int, index: int) -> None:
-            with runner_lock:
-                runner.predict([arrays[index % len(arrays)]])
+            runner.predict([arrays[index % len(arrays)]])
 
-        for _ in range(4):  # warm-up: the server loads the model on its first request
-            through_api(0, 0)
+        def in_process_from_jpeg(client: int, index: int) -> None:
+            array = decode_image(images[index % len(images)], max_bytes=10**9, max_pixels=10**9)
+            runner.predict([array])
+
+        for client in range(4 * args.web_processes):  # warm-up: each server loads the model
+            through_api(client, 0)
             in_process(0, 0)
         rows = []
         for clients in CONCURRENCY:
             connections.clear()
             api = summary(*measure(through_api, clients, args.requests))
+            from_jpeg = summary(*measure(in_process_from_jpeg, clients, args.requests))
             local = summary(*measure(in_process, clients, args.requests))
-            rows.append((clients, api, local))
+            rows.append((clients, api, from_jpeg, local))
 
         home = tempfile.mkdtemp(prefix="bench-agent-")
         agent = EdgeAgent(f"http://127.0.0.1:{port}", token, loop.pk, home).start(background=False)
@@ -200,21 +223,28 @@ def run(args) -> None:
         bare = summary(*measure(in_process, 1, args.requests))
         agent.stop()
     finally:
-        server.terminate()
-        server.wait(timeout=20)
+        for server in servers:
+            server.terminate()
+        for server in servers:
+            server.wait(timeout=20)
+        listener.close()
 
     print(
         f"images={args.images} ({args.size} JPEG) requests/level={args.requests} "
-        f"model input=192 px, cpus={os.cpu_count()}"
+        f"model input={args.input_size} px, web processes={args.web_processes}, "
+        f"inference threads={os.environ.get('EDGE_INFERENCE_THREADS', '2')}, cpus={os.cpu_count()}"
     )
     print(
         f"{'clients':>7} | {'API p50 ms':>10} {'p99':>7} {'img/s':>7} | "
-        f"{'in-proc p50':>11} {'p99':>7} {'img/s':>7} | {'p50 ratio':>9} {'img/s ratio':>11}"
+        f"{'JPEG+runner p50':>15} {'p99':>7} {'img/s':>7} | {'p50 ratio':>9} {'img/s ratio':>11} | "
+        f"{'runner p50':>10} {'img/s':>7} | {'p50 ratio':>9} {'img/s ratio':>11}"
     )
-    for clients, (ap50, ap99, arate), (lp50, lp99, lrate) in rows:
+    for clients, (ap50, ap99, arate), (jp50, jp99, jrate), (lp50, _, lrate) in rows:
         print(
             f"{clients:>7} | {ap50:>10.1f} {ap99:>7.1f} {arate:>7.1f} | "
-            f"{lp50:>11.1f} {lp99:>7.1f} {lrate:>7.1f} | {ap50 / lp50:>9.2f} {arate / lrate:>11.2f}"
+            f"{jp50:>15.1f} {jp99:>7.1f} {jrate:>7.1f} | "
+            f"{ap50 / jp50:>9.2f} {arate / jrate:>11.2f} | "
+            f"{lp50:>10.1f} {lrate:>7.1f} | {ap50 / lp50:>9.2f} {arate / lrate:>11.2f}"
         )
     print(
         f"agent.infer (local inference + mining) p50 {agent_side[0]:.1f} ms, "

@@ -38,6 +38,8 @@ app.conf.beat_schedule = {
     },
     "retry-skipped-evaluations": {"task": "ilportal.retry_skipped_evaluations", "schedule": 30.0},
     "sweep-orphans": {"task": "ilportal.sweep_orphans", "schedule": 3600.0},
+    # Predict requests count in Redis; the database (and so the admin) catches up here.
+    "flush-device-books": {"task": "ilportal.flush_device_books", "schedule": 10.0},
 }
 
 # Housekeeping that beat sends every few seconds: its routine "sent / received / succeeded" lines
@@ -47,6 +49,7 @@ QUIET_TASKS = (
     "ilportal.reconcile_queued_jobs",
     "ilportal.fail_stale_jobs",
     "ilportal.retry_skipped_evaluations",
+    "ilportal.flush_device_books",
 )
 
 

@@ -31,9 +31,25 @@ class DeviceToken(models.Model):
     def is_active(self) -> bool:
         return self.revoked_at is None
 
+    def load_scope(self) -> None:
+        """Reads the scope once, so that the checks below ask the database nothing (the token
+        is then cached for the predict path; see accounts.services.authenticate_device_token)."""
+        rows = list(self.loops.values_list("pk", "dataset_id"))
+        self._scope = (frozenset(row[0] for row in rows), frozenset(row[1] for row in rows))
+
     def may_use_loop(self, loop_id: int) -> bool:
-        return self.all_loops or self.loops.filter(pk=loop_id).exists()
+        if self.all_loops:
+            return True
+        scope = getattr(self, "_scope", None)
+        if scope is not None:
+            return loop_id in scope[0]
+        return self.loops.filter(pk=loop_id).exists()
 
     def may_use_dataset(self, dataset_id: int) -> bool:
         """A device reaches a dataset through a loop it is scoped to."""
-        return self.all_loops or self.loops.filter(dataset_id=dataset_id).exists()
+        if self.all_loops:
+            return True
+        scope = getattr(self, "_scope", None)
+        if scope is not None:
+            return dataset_id in scope[1]
+        return self.loops.filter(dataset_id=dataset_id).exists()

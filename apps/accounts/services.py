@@ -1,3 +1,4 @@
+import copy
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from django.utils import timezone
 
 from apps.accounts.models import DeviceToken
 from apps.accounts.roles import ADMIN, sync_roles
+from apps.ops.generation import GenerationCache, new_generation
 
 TOKEN_PREFIX = "ilp_"
 LAST_USED_RESOLUTION = timedelta(seconds=60)
@@ -65,21 +67,40 @@ def revoke_device_token(token_id: int) -> DeviceToken:
     return token
 
 
+# Active tokens with their scope, by sha256: a device's requests ask the database nothing about
+# its token until a token or a loop changes (then `tokens_changed` starts a new generation).
+DEVICE_TOKENS_GENERATION = "device-tokens"
+_active_tokens: GenerationCache[DeviceToken] = GenerationCache(DEVICE_TOKENS_GENERATION)
+
+
+def tokens_changed(*args, **kwargs) -> None:
+    """Signal receiver: a token, its scope or a loop changed; cached tokens are stale."""
+    new_generation(DEVICE_TOKENS_GENERATION)
+
+
+def _load_active_token(token_sha256: str) -> DeviceToken | None:
+    token = DeviceToken.objects.filter(token_sha256=token_sha256, revoked_at__isnull=True).first()
+    if token is not None:
+        token.load_scope()
+    return token
+
+
 def authenticate_device_token(raw_token: str) -> DeviceToken | None:
-    """The active token matching `raw_token`, or None. Records when it was last used."""
+    """The active token matching `raw_token` (its scope loaded), or None. Records when it was
+    last used."""
     if not raw_token or not raw_token.startswith(TOKEN_PREFIX):
         return None
-    token = DeviceToken.objects.filter(
-        token_sha256=_sha256(raw_token), revoked_at__isnull=True
-    ).first()
+    token_sha256 = _sha256(raw_token)
+    cached = _active_tokens.get(token_sha256, lambda: _load_active_token(token_sha256))
+    if cached is None:
+        return None
     now = timezone.now()
     # At most one write a minute per token: a device predicting many times a second must not
     # queue on the database's write lock for a timestamp.
-    if token is not None and (
-        token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION
-    ):
-        DeviceToken.objects.filter(pk=token.pk).update(last_used_at=now)
-    return token
+    if cached.last_used_at is None or now - cached.last_used_at > LAST_USED_RESOLUTION:
+        DeviceToken.objects.filter(pk=cached.pk).update(last_used_at=now)
+        cached.last_used_at = now
+    return copy.copy(cached)  # each request its own instance: the cached one is shared
 
 
 @dataclass(frozen=True)

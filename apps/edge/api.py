@@ -9,7 +9,7 @@ import json
 import math
 
 from django.conf import settings
-from django.http import FileResponse, HttpResponse
+from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import permissions, serializers, status
@@ -57,10 +57,18 @@ class EdgeView(APIView):
     user_permissions: dict = {}
     rate_limited = True
 
-    def loop_for(self, request, loop_id: int) -> Loop:
-        loop = get_object_or_404(
-            Loop.objects.select_related("dataset", "intake_policy"), pk=loop_id
-        )
+    def loop_for(self, request, loop_id: int, *, cached: bool = False) -> Loop:
+        """The loop, 404 if none, 403 for a device outside its scope. ``cached``: read through
+        the serving cache (predict: no database query per request); only for views that do not
+        change the loop or its policy."""
+        if cached:
+            loop = serving.serving_loop(loop_id)
+            if loop is None:
+                raise Http404("No Loop matches the given query.")
+        else:
+            loop = get_object_or_404(
+                Loop.objects.select_related("dataset", "intake_policy"), pk=loop_id
+            )
         if is_device(request.user):
             token = request.user.token
             if not token.may_use_loop(loop.pk):
@@ -247,7 +255,7 @@ class PredictView(EdgeView):
         "Retry-After over the per-device rate. Nothing is stored for a rejected request.",
     )
     def post(self, request, loop_id: int):
-        loop = self.loop_for(request, loop_id)
+        loop = self.loop_for(request, loop_id, cached=True)
         device = self.device(request, loop)
         try:
             self.check_rate(request)
@@ -267,13 +275,11 @@ class PredictView(EdgeView):
         return Response(self._answer(request, loop, device, model, images, arrays, detections))
 
     def _answer(self, request, loop, device, model, images, arrays, detections) -> dict:
-        from worker.edge.inference import perceptual_hash
-
         items = [
             services.IntakeItem(
                 data=data,
                 original_name=name,
-                image_hash=perceptual_hash(array),
+                image=array,
                 detection=detection.as_dict(),
                 version_id=model.version_id,
                 version_label=model.label,
@@ -359,13 +365,11 @@ class IntakeUploadView(EdgeView):
             version_id = _parse_version(request.data.get("version"), loop)
         except RequestRejected as exc:
             return self.rejected(exc, device)
-        from worker.edge.inference import perceptual_hash
-
         label = ModelVersion.objects.filter(pk=version_id).values_list("number", flat=True).first()
         item = services.IntakeItem(
             data=images[0][1],
             original_name=images[0][0],
-            image_hash=perceptual_hash(array),
+            image=array,
             detection=detection,
             version_id=version_id,
             version_label=f"v{label}" if label else "",

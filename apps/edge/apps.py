@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_delete, post_save
 
 
 class EdgeConfig(AppConfig):
@@ -11,4 +12,7 @@ class EdgeConfig(AppConfig):
         from apps.loops.events import deployed_pointer_moved
 
         deployed_pointer_moved.connect(serving.forget_loop, dispatch_uid="edge-serving-swap")
+        for sender in ("loops.Loop", "edge.IntakePolicy"):
+            post_save.connect(serving.loops_changed, sender=sender, dispatch_uid=f"el.s.{sender}")
+            post_delete.connect(serving.loops_changed, sender=sender, dispatch_uid=f"el.d.{sender}")
         loop_section.register()

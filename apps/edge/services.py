@@ -1,12 +1,16 @@
 """Verbs of the edge: keep (or not) what devices send, by the loop's intake policy; keep the
 fleet's books; set the policy. The API views call these and nothing else."""
 
+import logging
 import random
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
 
+import redis
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F
+from django.db.models import Count, DateTimeField, F, Value
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from apps.datasets import services as datasets
@@ -19,7 +23,10 @@ from apps.edge.models import (
     IntakeRecord,
     UploadReceipt,
 )
-from apps.loops.models import Loop
+from apps.loops.models import Loop, ModelVersion
+from apps.ops.redis_client import get_redis, key
+
+logger = logging.getLogger(__name__)
 
 
 class EdgeError(Exception):
@@ -82,11 +89,18 @@ class IntakeItem:
 
     data: bytes
     original_name: str
-    image_hash: int  # unsigned 64-bit perceptual hash
+    image: object  # the decoded RGB array (numpy)
     detection: dict  # boxes, hard, hardness, miner
     version_id: int | None
     version_label: str
     captured_at: object = None
+
+    @cached_property
+    def image_hash(self) -> int:
+        """Unsigned 64-bit perceptual hash; computed only for an image the policy may keep."""
+        from worker.edge.inference import perceptual_hash
+
+        return perceptual_hash(self.image)
 
 
 @dataclass
@@ -286,19 +300,109 @@ def device_for(token, loop: Loop) -> EdgeDevice:
     return device
 
 
+BOOKS_DIRTY = "edge-books-dirty"
+
+
+def _books_key(member: str) -> str:
+    return key("edge-books", member)
+
+
 def record_activity(
     device: EdgeDevice, *, version_id=None, images: int = 0, hard: int = 0, health=None
 ) -> None:
+    """Counts what a device sent and the version it uses, in Redis: no database write per
+    predict request (`flush_device_books` moves the books into the database). An agent's
+    ``health`` and any call while Redis is away go to the database directly."""
+    now = timezone.now()
+    if health is not None:
+        EdgeDevice.objects.filter(pk=device.pk).update(health=health)
+    # The token's hash in the member name: if a device row id is ever reused, books kept for the
+    # old device do not land on the new one.
+    member = f"{device.pk}:{device.token.token_sha256[:16]}"
+    fields = {"seen": now.timestamp()}
+    if version_id is not None:
+        fields["version"] = version_id
+    try:
+        pipe = get_redis().pipeline()
+        pipe.hincrby(_books_key(member), "images", images)
+        pipe.hincrby(_books_key(member), "hard", hard)
+        pipe.hset(_books_key(member), mapping=fields)
+        pipe.sadd(key(BOOKS_DIRTY), member)
+        pipe.execute()
+        return
+    except redis.RedisError:
+        logger.warning("device books written to the database: Redis is unreachable")
     changes = {
-        "last_seen_at": timezone.now(),
+        "last_seen_at": now,
         "images_sent": F("images_sent") + images,
         "hard_sent": F("hard_sent") + hard,
     }
     if version_id is not None:
         changes["version_id"] = version_id
-    if health is not None:
-        changes["health"] = health
     EdgeDevice.objects.filter(pk=device.pk).update(**changes)
+
+
+def flush_device_books() -> int:
+    """Moves the books that predict requests kept in Redis into the database; how many devices.
+
+    Called before the books are shown and by beat every few seconds. Each device's books are taken
+    and cleared in one Redis transaction, so a request counted meanwhile waits for the next flush;
+    if the database write fails they are put back."""
+    try:
+        client = get_redis()
+        members = client.smembers(key(BOOKS_DIRTY))
+    except redis.RedisError:
+        logger.warning("device books not flushed: Redis is unreachable")
+        return 0
+    flushed = 0
+    for raw in members:
+        member = raw.decode()
+        pipe = client.pipeline()
+        pipe.srem(key(BOOKS_DIRTY), member)
+        pipe.hgetall(_books_key(member))
+        pipe.delete(_books_key(member))
+        books = {name.decode(): value.decode() for name, value in pipe.execute()[1].items()}
+        if not books:
+            continue
+        try:
+            _apply_books(member, books)
+        except Exception:
+            _restore_books(client, member, books)
+            raise
+        flushed += 1
+    return flushed
+
+
+def _apply_books(member: str, books: dict[str, str]) -> None:
+    device_id, token_prefix = member.split(":", 1)
+    seen = datetime.fromtimestamp(float(books["seen"]), tz=UTC)
+    seen_value = Value(seen, output_field=DateTimeField())
+    changes = {
+        "images_sent": F("images_sent") + int(books.get("images", 0)),
+        "hard_sent": F("hard_sent") + int(books.get("hard", 0)),
+        # An error may have been recorded (directly) after these requests: keep the later time.
+        "last_seen_at": Greatest(Coalesce("last_seen_at", seen_value), seen_value),
+    }
+    version_id = int(books["version"]) if "version" in books else None
+    if version_id is not None and ModelVersion.objects.filter(pk=version_id).exists():
+        changes["version_id"] = version_id  # the last one a request or a heartbeat named
+    EdgeDevice.objects.filter(
+        pk=int(device_id), token__token_sha256__startswith=token_prefix
+    ).update(**changes)
+
+
+def _restore_books(client, member: str, books: dict[str, str]) -> None:
+    try:
+        pipe = client.pipeline()
+        pipe.hincrby(_books_key(member), "images", int(books.get("images", 0)))
+        pipe.hincrby(_books_key(member), "hard", int(books.get("hard", 0)))
+        pipe.hsetnx(_books_key(member), "seen", books["seen"])
+        if "version" in books:
+            pipe.hsetnx(_books_key(member), "version", books["version"])
+        pipe.sadd(key(BOOKS_DIRTY), member)
+        pipe.execute()
+    except redis.RedisError:
+        logger.error("device books of %s lost: %s", member, books)
 
 
 def record_error(device: EdgeDevice, message: str) -> None:
@@ -318,6 +422,7 @@ def silent_before(now=None):
 def devices_by_loop(loop_ids, now=None) -> dict[int, list[EdgeDevice]]:
     """Each loop's devices (with token and version), silent ones flagged (``device.silent``):
     one query whatever the number of loops and devices."""
+    flush_device_books()
     before = silent_before(now)
     devices = EdgeDevice.objects.filter(loop_id__in=list(loop_ids)).select_related(
         "token", "version"

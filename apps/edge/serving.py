@@ -1,12 +1,14 @@
 """The deployed model of each loop, loaded once per serving process and swapped without a restart.
 
-Every predict request reads its loop's row (one indexed query) and so sees the deployed pointer
-as the database has it now, whichever process moved it. Models are cached by (version, miner
-settings): the first request after a deploy or a rollback loads the new version while requests
-already running finish on the old one; nobody waits for a restart and no request fails.
-A rollback finds its version still cached (the last few are kept).
+Every predict request sees the deployed pointer as the database has it now, whichever process
+moved it: its loop is cached in the process only as long as no loop or intake policy has changed
+since (`apps.ops.generation`: one Redis read per request instead of a database connection).
+Models are cached by (version, miner settings): the first request after a deploy or a rollback
+loads the new version while requests already running finish on the old one; nobody waits for a
+restart and no request fails. A rollback finds its version still cached (the last few are kept).
 """
 
+import copy
 import hashlib
 import logging
 import os
@@ -19,6 +21,7 @@ from django.conf import settings
 from apps.edge.preparation import ensure_edge_model
 from apps.loops import artifacts
 from apps.loops.models import Loop, ModelVersion
+from apps.ops.generation import GenerationCache, new_generation
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +47,30 @@ class ServedModel:
 _models: "OrderedDict[tuple, ServedModel]" = OrderedDict()
 _models_lock = threading.Lock()
 _loading_locks: dict[tuple, threading.Lock] = {}
+
+
+# The loops that predict requests name, with their intake policy: read from the database only
+# after a loop or a policy changed (a new generation), not on every request.
+LOOPS_GENERATION = "edge-loops"
+_loops: GenerationCache[Loop] = GenerationCache(LOOPS_GENERATION)
+
+
+def loops_changed(*args, **kwargs) -> None:
+    """Signal receiver: a loop or an intake policy changed; cached loops are stale."""
+    new_generation(LOOPS_GENERATION)
+
+
+def _load_loop(loop_id: int) -> Loop | None:
+    return Loop.objects.select_related("intake_policy").filter(pk=loop_id).first()
+
+
+def serving_loop(loop_id: int) -> Loop | None:
+    """The loop (with its intake policy) as the database has it now; None if there is none.
+
+    Each caller gets its own copy; the policy object is shared, so callers must not change it
+    (`services.update_policy` is given a loop read from the database)."""
+    loop = _loops.get(loop_id, lambda: _load_loop(loop_id))
+    return copy.copy(loop) if loop is not None else None
 
 
 def miner_spec(loop: Loop):
@@ -128,7 +155,8 @@ def forget_loop(sender=None, *, loop_id: int, version_id: int, **kwargs) -> None
 
 
 def clear() -> None:
-    """Drop every cached model (tests)."""
+    """Drop every cached model and loop (tests)."""
+    _loops.clear()
     with _models_lock:
         _models.clear()
         _loading_locks.clear()

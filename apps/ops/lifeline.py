@@ -17,7 +17,9 @@ import threading
 def main(command: list[str]) -> int:
     # The child stays in this wrapper's process group: the supervisor's signals to the group
     # reach both, and this wrapper only has to outlive its child.
-    child = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+    # close_fds=False: the files the supervisor passed on (a shared listening socket) reach the
+    # child; nothing else of this wrapper is inheritable.
+    child = subprocess.Popen(command, stdin=subprocess.DEVNULL, close_fds=False)
 
     def watch_the_pipe():
         while sys.stdin.buffer.read(4096):

@@ -46,6 +46,7 @@ class ManagedProcess:
     restart_at: float | None = None
     relay: bool = True
     extra: dict = field(default_factory=dict)
+    pass_fds: tuple[int, ...] = ()  # open files the child inherits (a shared listening socket)
 
 
 # Resolved before any fork: the child of a threaded parent should call, not load, code.
@@ -129,8 +130,11 @@ class Supervisor:
         command: list[str],
         env: dict[str, str],
         on_exit: Callable[[ManagedProcess, int], None] | None = None,
+        pass_fds: tuple[int, ...] = (),
     ) -> ManagedProcess:
-        process = ManagedProcess(name=name, command=command, env=env, on_exit=on_exit)
+        process = ManagedProcess(
+            name=name, command=command, env=env, on_exit=on_exit, pass_fds=pass_fds
+        )
         self._spawn(process)
         self.processes.append(process)
         return process
@@ -153,6 +157,7 @@ class Supervisor:
             text=True,
             bufsize=1,
             start_new_session=True,
+            pass_fds=process.pass_fds,
             **options,
         )
         process.started_at = time.monotonic()

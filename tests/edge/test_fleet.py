@@ -7,6 +7,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apps.edge.models import EdgeDevice
+from apps.edge.services import flush_device_books
 from tests.edge.conftest import device_client, scene_png
 
 pytestmark = pytest.mark.django_db
@@ -19,6 +20,7 @@ def test_fleet_shows_devices_books_and_flags_silent_ones(edge_loop, client_for, 
     busy.post(url, scene_png(1), content_type="image/png")
     busy.post(url, b"junk", content_type="image/png")
     quiet.post(url, scene_png(2), content_type="image/png")
+    flush_device_books()  # then back-date the quiet one's last request
     EdgeDevice.objects.filter(token=quiet.token).update(
         last_seen_at=timezone.now() - timedelta(hours=2)
     )
@@ -43,6 +45,7 @@ def test_heartbeat_reports_the_version_an_agent_runs(edge_loop, device):
         content_type="application/json",
     )
     assert response.status_code == 204
+    flush_device_books()
     row = EdgeDevice.objects.get(token=device.token)
     assert row.version_id == edge_loop.deployed_version_id and row.health == {"queue": 4}
     bad = device.post(

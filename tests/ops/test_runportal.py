@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -69,3 +70,56 @@ def test_runportal_starts_embedded_services_serves_healthz_and_stops_cleanly(tmp
     time.sleep(0.5)
     assert [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE] == []
     assert not (var_dir / "redis" / "redis.sock").exists()
+
+
+def test_several_web_processes_share_the_port_and_one_may_die(tmp_path):
+    """`--web-processes 2`: both daphne processes serve the port; one killed with -9 is started
+    again while the other keeps answering."""
+    port = free_port()
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"REDIS_URL", "DATABASE_URL", "REDIS_KEY_PREFIX", "ILPORTAL_TEST_DB_NAME"}
+    }
+    env.update({"VAR_DIR": str(tmp_path / "var"), "DJANGO_SETTINGS_MODULE": "ilportal.settings"})
+    output = (tmp_path / "runportal.log").open("w+")
+    portal = subprocess.Popen(
+        [sys.executable, "manage.py", "runportal", "--port", str(port), "--stop-timeout", "5",
+         "--no-demo", "--web-processes", "2"],
+        cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+    def web_processes():
+        return [
+            child
+            for child in psutil.Process(portal.pid).children(recursive=True)
+            if "daphne" in child.cmdline() and "--fd" in child.cmdline()
+        ]
+
+    def answers() -> int:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/login/", timeout=5) as page:
+                return page.status
+        except (OSError, urllib.error.HTTPError):
+            return 0
+
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and answers() != 200:
+            time.sleep(0.5)
+        first = web_processes()
+        output.seek(0)
+        assert len(first) == 2, output.read()
+        first[0].kill()
+        statuses = [answers() for _ in range(20)]  # the other one answers meanwhile
+        assert statuses == [200] * 20
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(web_processes()) < 2:
+            time.sleep(0.2)
+        assert len(web_processes()) == 2
+        output.seek(0)
+        assert re.search(r"web(-2)? exited with status -9", output.read())
+    finally:
+        portal.send_signal(signal.SIGINT)
+        exit_code = portal.wait(timeout=60)
+    assert exit_code == 0

@@ -3,6 +3,7 @@
 import io
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -60,6 +61,37 @@ def test_children_die_with_a_killed_supervisor(lifeline):
     supervisor.wait()
     gone, alive = psutil.wait_procs(family, timeout=10)
     assert alive == [], f"orphans left: {alive}"
+
+
+ACCEPT_ONCE = """
+import socket, sys
+listener = socket.socket(fileno=int(sys.argv[1]))
+connection, _ = listener.accept()
+connection.sendall(b"hello")
+connection.close()
+"""
+
+
+@pytest.mark.parametrize("lifeline", ["pdeathsig", "pipe"])
+def test_a_shared_listening_socket_reaches_the_child(lifeline):
+    """What `runportal --web-processes` relies on, with either lifeline (the pipe one runs the
+    child under a wrapper that must pass the socket on)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.set_inheritable(True)
+    supervisor = Supervisor(out=io.StringIO(), lifeline=lifeline, stop_timeout_s=2)
+    try:
+        supervisor.start(
+            "acceptor", [sys.executable, "-c", ACCEPT_ONCE, str(listener.fileno())],
+            dict(os.environ), pass_fds=(listener.fileno(),),
+        )  # fmt: skip
+        with socket.create_connection(listener.getsockname(), timeout=20) as connection:
+            connection.settimeout(20)
+            assert connection.recv(5) == b"hello"
+    finally:
+        supervisor.stop_all()
+        listener.close()
 
 
 def test_one_supervisor_per_var_dir(tmp_path):

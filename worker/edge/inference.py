@@ -7,7 +7,6 @@ mining locally flags exactly the images the portal would flag.
 from __future__ import annotations
 
 import io
-import threading
 import warnings
 from dataclasses import dataclass
 
@@ -63,8 +62,11 @@ def decode_image(
             if width < 8 or height < 8:
                 raise ImageUnusable(f"{width}x{height} is too small (at least 8x8 pixels)")
             try:
-                upright = ImageOps.exif_transpose(image)
-                array = np.asarray(upright.convert("RGB"), dtype=np.uint8)
+                # In place and without a conversion when the image is upright RGB already: the
+                # copies they would make cost as much as the JPEG decode itself.
+                image.load()
+                ImageOps.exif_transpose(image, in_place=True)
+                array = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
             except (OSError, ValueError, SyntaxError, Image.DecompressionBombWarning) as exc:
                 raise ImageUnusable(f"corrupt or truncated image ({exc})") from exc
     return array
@@ -138,7 +140,7 @@ class Detection:
 
 
 class EdgeDetector:
-    """A LiteRT runner and a miner; thread-safe (one inference at a time per detector)."""
+    """A LiteRT runner and a miner; thread-safe (the runner runs one inference at a time)."""
 
     def __init__(self, tflite_path, decoder_config: dict, miner: MinerSpec | None, threads=2):
         self.runner = EdgeRunner(tflite_path, decoder_config, num_threads=threads)
@@ -146,17 +148,15 @@ class EdgeDetector:
         self.score_threshold = float(decoder_config["score_threshold"])
         self.candidate_threshold = float(decoder_config["candidate_threshold"])
         self.miner_spec = miner
-        self._miner = miner.build() if miner else None
-        self._lock = threading.Lock()
+        self._miner = miner.build() if miner else None  # stateless: shared by threads
 
     def detect(self, images: list[np.ndarray]) -> list[Detection]:
         floor = min(self.candidate_threshold, self.score_threshold)
-        with self._lock:
-            candidates = self.runner.predict(images, score_threshold=floor)
-            results = []
-            for image, found in zip(images, candidates, strict=True):
-                kept = found[found[:, 4] >= self.score_threshold]
-                results.append(self._answer(image, kept, found))
+        candidates = self.runner.predict(images, score_threshold=floor)
+        results = []
+        for image, found in zip(images, candidates, strict=True):
+            kept = found[found[:, 4] >= self.score_threshold]
+            results.append(self._answer(image, kept, found))
         return results
 
     def _answer(self, image: np.ndarray, kept: np.ndarray, candidates: np.ndarray) -> Detection:

@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -78,7 +79,7 @@ def export_model(model, tflite_path) -> str:
 
 
 class EdgeRunner:
-    """Runs an exported detector with LiteRT and decodes boxes in numpy."""
+    """Runs an exported detector with LiteRT and decodes boxes in numpy; thread-safe."""
 
     def __init__(self, tflite_path, config: dict | str | None = None, num_threads: int = 2):
         from ai_edge_litert.interpreter import Interpreter
@@ -104,16 +105,22 @@ class EdgeRunner:
         self._input = self.interpreter.get_input_details()[0]["index"]
         self._output = self.interpreter.get_output_details()[0]["index"]
         self._batch = None
+        self._interpreter_lock = threading.Lock()
 
     def raw_outputs(self, images: np.ndarray) -> np.ndarray:
-        """Raw network output for a batch of already resized uint8 images."""
-        if self._batch != len(images):
-            self.interpreter.resize_tensor_input(self._input, list(images.shape))
-            self.interpreter.allocate_tensors()
-            self._batch = len(images)
-        self.interpreter.set_tensor(self._input, images.astype(np.float32))
-        self.interpreter.invoke()
-        return self.interpreter.get_tensor(self._output)
+        """Raw network output for a batch of already resized uint8 images.
+
+        One inference at a time per runner (a LiteRT interpreter is not thread-safe); callers in
+        other threads resize their images and decode their boxes meanwhile."""
+        batch = images.astype(np.float32)
+        with self._interpreter_lock:
+            if self._batch != len(batch):
+                self.interpreter.resize_tensor_input(self._input, list(batch.shape))
+                self.interpreter.allocate_tensors()
+                self._batch = len(batch)
+            self.interpreter.set_tensor(self._input, batch)
+            self.interpreter.invoke()
+            return self.interpreter.get_tensor(self._output)  # a copy
 
     def predict(self, images, score_threshold: float | None = None) -> list[np.ndarray]:
         """Per image (M, 6) ``[x1, y1, x2, y2, score, class_id]`` in that image's pixels."""

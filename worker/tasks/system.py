@@ -51,6 +51,13 @@ def fail_stale_jobs() -> list[int]:
     return services.fail_stale_jobs(settings.JOB_HEARTBEAT_TIMEOUT_S)
 
 
+@shared_task(name="ilportal.flush_device_books", soft_time_limit=30, time_limit=60)
+def flush_device_books() -> int:
+    from apps.edge.services import flush_device_books as flush
+
+    return flush()
+
+
 @shared_task(name="ilportal.reconcile_queued_jobs", soft_time_limit=30, time_limit=60)
 def reconcile_queued_jobs() -> dict:
     from apps.jobs.reconcile import reconcile_queued_jobs as reconcile

@@ -23,6 +23,13 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        parser.add_argument(
+            "--web-processes",
+            type=int,
+            default=os.environ.get("WEB_PROCESSES", "1"),  # argparse checks it as an int
+            help="ASGI server processes sharing the port (default 1, or WEB_PROCESSES). More "
+            "serve more predict requests at once; each loads the deployed models it serves.",
+        )
         parser.add_argument("--default-concurrency", type=int, default=2)
         parser.add_argument("--stop-timeout", type=float, default=20)
         parser.add_argument(
@@ -38,7 +45,11 @@ class Command(BaseCommand):
         except AlreadyRunning as exc:
             raise CommandError(str(exc)) from exc
 
-    def _run(self, *, host, port, default_concurrency, stop_timeout, no_demo, **options):
+    def _run(
+        self, *, host, port, web_processes, default_concurrency, stop_timeout, no_demo, **options
+    ):
+        if web_processes < 1:
+            raise CommandError("--web-processes must be at least 1.")
         supervisor = Supervisor(stop_timeout_s=stop_timeout, out=self.stdout)
         run_id = uuid.uuid4().hex
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": "ilportal.settings"}
@@ -65,11 +76,7 @@ class Command(BaseCommand):
             python = sys.executable
             celery = [python, "-m", "celery", "-A", "ilportal"]
             worker = celery + ["worker", "-l", "info", "--without-mingle", "--without-gossip"]
-            web = supervisor.start(
-                "web",
-                [python, "-m", "daphne", "-b", host, "-p", str(port), "ilportal.asgi:application"],
-                env,
-            )
+            web = self._start_web(supervisor, python, host, port, web_processes, env)
             supervisor.start(
                 "worker-default",
                 worker + ["-Q", "default", "-n", "default@%h", "-c", str(default_concurrency)],
@@ -100,6 +107,38 @@ class Command(BaseCommand):
             supervisor.stop_all()
             raise
         sys.exit(supervisor.wait())
+
+    def _start_web(self, supervisor, python, host, port, processes, env):
+        """The ASGI server: one daphne on host:port, or several sharing one listening socket
+        (the kernel spreads the connections; the supervisor keeps the socket open across their
+        restarts). Returns the first."""
+        asgi = "ilportal.asgi:application"
+        if processes == 1:
+            return supervisor.start(
+                "web", [python, "-m", "daphne", "-b", host, "-p", str(port), asgi], env
+            )
+        if ":" in host:  # daphne adopts an inherited socket as IPv4 only
+            raise CommandError("--web-processes above 1 needs an IPv4 --host.")
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listener.bind((host, port))
+        except OSError as exc:
+            listener.close()
+            raise CommandError(f"Cannot listen on {host}:{port}: {exc.strerror}.") from exc
+        listener.listen(1024)
+        listener.set_inheritable(True)
+        self._web_listener = listener  # open as long as the supervisor runs
+        started = [
+            supervisor.start(
+                "web" if number == 1 else f"web-{number}",
+                [python, "-m", "daphne", "--fd", str(listener.fileno()), asgi],
+                env,
+                pass_fds=(listener.fileno(),),
+            )
+            for number in range(1, processes + 1)
+        ]
+        return started[0]
 
     def _worker_died(self, queue: str):
         """The supervisor saw the worker exit: its running jobs are lost now, not in 120 s."""
