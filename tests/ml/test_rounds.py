@@ -1,9 +1,11 @@
 """One benchmark round on tiny settings: what a row records, and the fine-tuning settings."""
 
+import numpy as np
 import pytest
 
 from worker.ml import rounds
 from worker.ml.errors import ConfigError
+from worker.ml.synthetic import generate_samples
 
 TINY = rounds.RoundSettings(
     rounds=1,
@@ -35,6 +37,14 @@ def test_all_labels_every_frame_and_counts_the_frames_with_objects(tiny_run):
     assert row["labels"] == len(stream.y)
     assert 0 < row["labels_with_objects"] < row["labels"]  # empty_share 0.5: some of each
     assert row["labels_with_objects"] == sum(len(boxes) > 0 for boxes in stream.y)
+    # The night frames are those that differ from the same stream generated without night mode.
+    day = generate_samples(
+        len(stream.y), "edge", rounds.stream_seed(0), TINY.input_size,
+        shift=TINY.shift, empty_share=TINY.empty_share,
+    )  # fmt: skip
+    night = sum(not np.array_equal(a, b) for a, b in zip(day.x, stream.x, strict=True))
+    assert 0 < night < len(stream.y)
+    assert row["labels_at_night"] == night
 
 
 def test_night_augment_reaches_fine_tuning(tiny_run, monkeypatch):

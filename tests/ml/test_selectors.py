@@ -75,6 +75,19 @@ def test_quota_of_novel_non_empty_frames_by_diversity_rest_by_score(pool):
     assert not {7, 8} & set(chosen)
 
 
+def test_a_blind_share_of_the_quota_goes_to_novel_frames_that_look_empty(pool):
+    """A day-trained model finds nothing at night: such frames may still hold objects."""
+    selector = CoverageSelector(novel_share=1.0, blind_share=0.5, score_miner="Threshold")
+    assert selector.novel_indices(pool, empty=True) == [7, 8]
+    chosen = selector.select(pool, 4, seed=0)
+    assert set(chosen[:2]) in ({4, 5}, {5, 6}) and set(chosen[2:]) == {7, 8}
+    # Fewer blind frames than their share: the score miner fills the rest.
+    chosen = CoverageSelector(novel_share=1.0, blind_share=1.0).select(pool, 4, seed=0)
+    assert set(chosen[:2]) == {7, 8} and chosen[2:] == [0, 1]
+    # Off by default: the same choice as before the option existed.
+    assert CoverageSelector(novel_share=0.5).select(pool, 4, seed=0)[2:] == [0, 1]
+
+
 def test_deterministic_with_a_seed(pool):
     selector = CoverageSelector()
     runs = {tuple(selector.select(pool, 4, seed=seed)) for seed in range(20) for _ in range(2)}

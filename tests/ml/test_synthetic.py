@@ -8,7 +8,13 @@ import pytest
 
 from worker.ml.data import DetectionData
 from worker.ml.errors import MLInputError
-from worker.ml.synthetic import CLASS_NAMES, generate_dataset, generate_image, generate_samples
+from worker.ml.synthetic import (
+    CLASS_NAMES,
+    generate_dataset,
+    generate_image,
+    generate_samples,
+    is_night,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -124,6 +130,9 @@ def test_night_share_turns_edge_frames_grey_and_leaves_the_others_alone():
     assert max(colourfulness(mixed.x[i]) for i in night) < 0.5 * np.median(
         [colourfulness(image) for image in day.x]
     )
+    # is_night names the same frames, for benchmarks that count what a strategy picked.
+    assert [i for i in range(30) if is_night(i, "edge", 6, 0.4)] == night
+    assert not is_night(night[0], "edge", 6, 0.0) and not is_night(night[0], "initial", 6, 0.4)
     # Night mode is an edge-camera condition: the initial domain ignores it.
     initial = generate_samples(5, "initial", seed=6, image_size=64)
     also_initial = generate_samples(5, "initial", seed=6, image_size=64, night_share=1.0)

@@ -19,7 +19,7 @@ from worker.ml.data import DetectionData
 from worker.ml.errors import ConfigError
 from worker.ml.metrics import samples_transfer_ratio
 from worker.ml.registry import ClassFactory, ClassType
-from worker.ml.synthetic import DEFAULT_EDGE_SHIFT, generate_samples
+from worker.ml.synthetic import DEFAULT_EDGE_SHIFT, generate_samples, is_night
 
 # Strategy name -> (miner alias, miner hyperparameters). Sedna's defaults for Sedna's miners.
 STRATEGIES = {
@@ -30,6 +30,8 @@ STRATEGIES = {
     "MissedObject+Novelty": ("MissedObject", {"use_novelty": True}),
     "Novelty": ("Novelty", {}),
     "Coverage": ("Coverage", {}),  # novel non-empty frames by diversity + Threshold's ranking
+    # ... with half of the novelty quota for novel frames that look empty (blind spots)
+    "Coverage+Blind": ("Coverage", {"blind_share": 0.5}),
     "Random": ("Random", {"random_ratio": 1.0}),  # ranks by a random draw: a uniform sample
     "All": ("CloudOnly", {}),  # labels everything: the upper bound, at a larger budget
 }
@@ -92,6 +94,11 @@ def check_strategies(names) -> list[str]:
     return names
 
 
+def stream_seed(seed: int) -> int:
+    """The generator seed of a run's edge stream."""
+    return 2000 + seed
+
+
 def make_data(settings: RoundSettings, seed: int) -> dict:
     size = settings.input_size
 
@@ -111,7 +118,7 @@ def make_data(settings: RoundSettings, seed: int) -> dict:
     return {
         "initial_train": generate_samples(settings.initial_images, "initial", 1000 + seed, size),
         "stream": [
-            edge(per_round, 2000 + seed, start=r * per_round) for r in range(settings.rounds)
+            edge(per_round, stream_seed(seed), start=r * per_round) for r in range(settings.rounds)
         ],
         "edge_gate": edge(settings.gate_images, 3000 + seed),
         "edge_test": edge(settings.test_images, 4000 + seed),
@@ -167,6 +174,7 @@ def initial_scores(model, data, seed: int, wall_s: float = 0.0) -> dict:
         "labels": 0,
         "flagged_by_miner": 0,
         "labels_with_objects": 0,
+        "labels_at_night": 0,
         "replaced": True,
         "samples_transfer_ratio": 0.0,
         "forgetting": 0.0,
@@ -198,7 +206,7 @@ def run_strategy(
     current_gate = {"edge": initial["gate_edge_mAP"], "regression": initial["gate_regression_mAP"]}
     labeled: list[DetectionData] = []
     rows = []
-    inferred_total = labeled_total = with_objects_total = 0
+    inferred_total = labeled_total = with_objects_total = at_night_total = 0
     for round_index, stream in enumerate(data["stream"], start=1):
         started = time.perf_counter()
         inferences = current.infer(
@@ -213,6 +221,12 @@ def run_strategy(
         labeled_total += len(chosen)
         # Labeled frames that show an object: an empty frame's label teaches only "background".
         with_objects_total += sum(len(stream.y[index]) > 0 for index in chosen)
+        # ... and in night mode, the sub-domain that score-based miners cannot see.
+        first = (round_index - 1) * settings.stream_per_round  # as make_data numbers the stream
+        at_night_total += sum(
+            is_night(first + index, "edge", stream_seed(seed), settings.night_share)
+            for index in chosen
+        )
 
         candidate = _fpn(settings)
         candidate.load(current.checkpoint_path)
@@ -247,6 +261,7 @@ def run_strategy(
             "labels": labeled_total,
             "flagged_by_miner": flagged,
             "labels_with_objects": with_objects_total,
+            "labels_at_night": at_night_total,
             "replaced": passed,
             "candidate_gate_edge_mAP": gate_edge,
             "candidate_gate_regression_mAP": gate_regression,

@@ -37,6 +37,12 @@ class CoverageSelector(BaseMiner):
     3. the rest of the budget goes to the other frames in ``score_miner``'s ranking.
     Fewer novel frames than the quota: the score miner fills the gap. Without features (a model
     archived without statistics, or plain boxes) it is the score miner.
+
+    ``blind_share`` keeps that share of the quota for novel frames that *look* empty, also by
+    farthest-point sampling. A model trained on day frames finds no candidate at all in night
+    frames, objects or not, so "looks empty" drops exactly the sub-domain the quota is for; the
+    benchmark showed it (docs/benchmarks.md, issue 15, second session). Some of those frames are
+    truly empty: the share is a bet, off (0) by default.
     """
 
     HYPERPARAMETERS = (
@@ -71,6 +77,15 @@ class CoverageSelector(BaseMiner):
             maximum=1.0,
             help="a frame whose best candidate box scores below this looks empty",
         ),
+        Param(
+            "blind_share",
+            float,
+            0.0,
+            minimum=0.0,
+            maximum=1.0,
+            help="share of the quota for novel frames that look empty (the model may be blind "
+            "there: a day-trained model at night)",
+        ),
         Param("seed", int, 0, help="seed of the first farthest-point pick"),
     )
 
@@ -92,15 +107,24 @@ class CoverageSelector(BaseMiner):
         pool = np.asarray(pool, dtype=np.float32).reshape(-1, 6)
         return len(pool) == 0 or float(pool[:, 4].max()) < self.empty_score
 
-    def novel_indices(self, inferences: list[ImageInference]) -> list[int]:
+    def novel_indices(self, inferences: list[ImageInference], *, empty: bool = False) -> list[int]:
+        """Novel frames that show a candidate (``empty``: those that look empty)."""
         return [
             index
             for index, inference in enumerate(inferences)
             if inference.features is not None
             and inference.feature_shift is not None
             and _novelty(inference.feature_shift) >= self.novelty_threshold
-            and not self.looks_empty(inference)
+            and self.looks_empty(inference) == empty
         ]
+
+    def _diverse(self, inferences, indices: list[int], count: int, seed: int) -> list[int]:
+        features = (
+            np.stack([np.asarray(inferences[i].features, np.float64) for i in indices])
+            if indices
+            else np.zeros((0, 1))
+        )
+        return [indices[i] for i in farthest_point_order(features, count, seed)]
 
     def select(self, inferences: list, k: int, seed: int | None = None) -> list[int]:
         if k < 0:
@@ -108,16 +132,13 @@ class CoverageSelector(BaseMiner):
         inferences = [_as_inference(inference) for inference in inferences]
         k = min(k, len(inferences))
         seed = self.seed if seed is None else seed
+        quota = int(round(self.novel_share * k))
+        blind_quota = int(round(self.blind_share * quota))
         novel = self.novel_indices(inferences)
-        quota = min(int(round(self.novel_share * k)), len(novel))
-        chosen = farthest_point_order(
-            np.stack([np.asarray(inferences[i].features, np.float64) for i in novel])
-            if novel
-            else np.zeros((0, 1)),
-            quota,
-            seed,
-        )
-        picked = [novel[i] for i in chosen]
+        picked = self._diverse(inferences, novel, min(quota - blind_quota, len(novel)), seed)
+        if blind_quota:
+            blind = self.novel_indices(inferences, empty=True)
+            picked += self._diverse(inferences, blind, min(blind_quota, len(blind)), seed + 1)
         taken = set(picked)
         ranked = rank_by_hardness([self.scorer.mine(inference) for inference in inferences])
         picked += [index for index in ranked if index not in taken][: k - len(picked)]

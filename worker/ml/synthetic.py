@@ -221,7 +221,7 @@ def generate_image(
     if not 0.0 <= night_share <= 1.0:
         raise MLInputError(f"night_share must lie in [0, 1], got {night_share}")
     empty = np.random.default_rng([seed, _DOMAIN_CODE[domain], index, 1]).random() < empty_share
-    night = np.random.default_rng([seed, _DOMAIN_CODE[domain], index, 2]).random() < night_share
+    night = is_night(index, domain, seed, night_share)
     rng = np.random.default_rng([seed, _DOMAIN_CODE[domain], index])
     edge = domain == "edge"
     image = _background(rng, EDGE_BACKGROUNDS if edge else INITIAL_BACKGROUNDS, image_size)
@@ -236,6 +236,15 @@ def generate_image(
         image = _edge_degrade(image, rng, shift, night)
     labels = np.stack(boxes).astype(np.float32) if boxes else np.zeros((0, 5), np.float32)
     return np.asarray(image, dtype=np.uint8), labels
+
+
+def is_night(index: int, domain: str, seed: int, night_share: float) -> bool:
+    """Whether image ``index`` of that stream is taken in night mode (as generate_image draws
+    it): for benchmarks that count what a strategy picked."""
+    if domain != "edge" or not night_share:
+        return False
+    draw = np.random.default_rng([seed, _DOMAIN_CODE[domain], index, 2]).random()
+    return bool(draw < night_share)
 
 
 def generate_samples(
