@@ -235,6 +235,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["apps.accounts.api_auth.ModelPermissions"],
     "DEFAULT_SCHEMA_CLASS": "ilportal.api_schema.ApiAutoSchema",  # documents error answers
     "DEFAULT_PAGINATION_CLASS": None,
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "ilportal.api_negotiation.BlankAcceptIsAny",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {

@@ -116,3 +116,11 @@ def test_unknown_api_paths_answer_json_404(admin):
 
 def test_revoking_an_unknown_device_token_is_404(admin):
     assert admin.post("/accounts/devices/987654/revoke/").status_code == 404
+
+
+def test_a_blank_accept_header_is_no_preference(admin):
+    """Schemathesis sent `Accept:` with nothing after it; DRF answered 406 to that."""
+    DatasetFactory()
+    assert admin.get("/api/v1/datasets/", HTTP_ACCEPT="").status_code == 200
+    assert admin.get("/api/v1/datasets/", HTTP_ACCEPT="  ").status_code == 200
+    assert admin.get("/api/v1/datasets/", HTTP_ACCEPT="text/csv").status_code == 406
