@@ -46,8 +46,8 @@ def current_generation(name: str) -> bytes | None:
             client.set(_generation_key(name), uuid.uuid4().hex, nx=True)
             generation = client.get(_generation_key(name))
         return generation
-    except redis.RedisError:
-        logger.warning("cache generation %r unknown: Redis is unreachable", name, exc_info=True)
+    except redis.RedisError as exc:
+        logger.warning("cache generation %r unknown: Redis is unreachable (%s)", name, exc)
         return None
 
 

@@ -89,12 +89,16 @@ def test_several_web_processes_share_the_port_and_one_may_die(tmp_path):
         cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT,
     )  # fmt: skip
 
-    def web_processes():
-        return [
-            child
-            for child in psutil.Process(portal.pid).children(recursive=True)
-            if "daphne" in child.cmdline() and "--fd" in child.cmdline()
-        ]
+    def web_processes() -> list[int]:
+        """Pids of the live daphne processes (a killed one stays a zombie until reaped)."""
+        pids = []
+        for child in psutil.Process(portal.pid).children(recursive=True):
+            try:
+                if "daphne" in child.cmdline() and "--fd" in child.cmdline():
+                    pids.append(child.pid)
+            except psutil.Error:  # zombie or gone
+                pass
+        return pids
 
     def answers() -> int:
         try:
@@ -110,13 +114,16 @@ def test_several_web_processes_share_the_port_and_one_may_die(tmp_path):
         first = web_processes()
         output.seek(0)
         assert len(first) == 2, output.read()
-        first[0].kill()
+        killed = first[0]
+        os.kill(killed, signal.SIGKILL)
         statuses = [answers() for _ in range(20)]  # the other one answers meanwhile
         assert statuses == [200] * 20
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and len(web_processes()) < 2:
+        now = web_processes()
+        while time.monotonic() < deadline and (len(now) < 2 or killed in now):
             time.sleep(0.2)
-        assert len(web_processes()) == 2
+            now = web_processes()
+        assert len(now) == 2 and killed not in now
         output.seek(0)
         assert re.search(r"web(-2)? exited with status -9", output.read())
     finally:
