@@ -35,21 +35,22 @@ class DeviceToken(models.Model):
         """Reads the scope once, so that the checks below ask the database nothing (the token
         is then cached for the predict path; see accounts.services.authenticate_device_token)."""
         rows = list(self.loops.values_list("pk", "dataset_id"))
-        self._scope = (frozenset(row[0] for row in rows), frozenset(row[1] for row in rows))
+        self._scope = {
+            "pk": frozenset(row[0] for row in rows),
+            "dataset_id": frozenset(row[1] for row in rows),
+        }
 
-    def may_use_loop(self, loop_id: int) -> bool:
+    def _in_scope(self, loop_field: str, value: int) -> bool:
         if self.all_loops:
             return True
         scope = getattr(self, "_scope", None)
         if scope is not None:
-            return loop_id in scope[0]
-        return self.loops.filter(pk=loop_id).exists()
+            return value in scope[loop_field]
+        return self.loops.filter(**{loop_field: value}).exists()
+
+    def may_use_loop(self, loop_id: int) -> bool:
+        return self._in_scope("pk", loop_id)
 
     def may_use_dataset(self, dataset_id: int) -> bool:
         """A device reaches a dataset through a loop it is scoped to."""
-        if self.all_loops:
-            return True
-        scope = getattr(self, "_scope", None)
-        if scope is not None:
-            return dataset_id in scope[1]
-        return self.loops.filter(dataset_id=dataset_id).exists()
+        return self._in_scope("dataset_id", dataset_id)
