@@ -14,11 +14,13 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from apps.accounts.body_gate import BodyGate  # noqa: E402
+from apps.edge.predict_route import PredictRoute  # noqa: E402
 from ilportal.websocket_urls import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": BodyGate(django_asgi_app),
+        # A device's raw-image predict is answered before Django's request cycle (see module).
+        "http": PredictRoute(BodyGate(django_asgi_app)),
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),

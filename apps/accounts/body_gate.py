@@ -101,16 +101,16 @@ def _caller(headers: dict[str, str]):
 
 
 def _refusal_for(declared: LargeBody, headers: dict[str, str], url_kwargs: dict) -> Refusal | None:
-    # Runs outside Django's request cycle, which is what closes connections that are broken or
-    # past CONN_MAX_AGE: do the same here (but never inside a transaction: a test's).
-    _close_stale_connection()
+    close_stale_connection()
     try:
         return _check_caller(declared, headers, url_kwargs)
     finally:
-        _close_stale_connection()
+        close_stale_connection()
 
 
-def _close_stale_connection() -> None:
+def close_stale_connection() -> None:
+    """What Django's request cycle does at each end of a request, for code that runs outside it:
+    closes a connection that is broken or past CONN_MAX_AGE (never inside a test's transaction)."""
     if not connection.in_atomic_block:
         close_old_connections()
 

@@ -9,7 +9,7 @@ import json
 import math
 
 from django.conf import settings
-from django.http import FileResponse, Http404, HttpResponse
+from django.http import FileResponse, HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import permissions, serializers, status
@@ -20,10 +20,16 @@ from rest_framework.views import APIView
 
 from apps.accounts.api_auth import is_device
 from apps.accounts.body_gate import LargeBody
-from apps.datasets.image_checks import FORMAT_EXTENSIONS
 from apps.datasets.models import SampleSource
-from apps.edge import ratelimit, services, serving
+from apps.edge import prediction, services, serving
 from apps.edge.models import IntakeMode
+from apps.edge.prediction import (
+    RequestRejected,
+    check_rate,
+    check_raw_body,
+    check_raw_length,
+    decode,
+)
 from apps.loops.models import Loop, ModelVersion
 
 # Multipart boundaries and headers around the images, and the intake upload's detection JSON.
@@ -44,38 +50,19 @@ class EdgeAccess(permissions.BasePermission):
         return needed is not None and request.user.has_perm(needed)
 
 
-class RequestRejected(Exception):
-    def __init__(self, code: int, message: str, headers: dict | None = None):
-        super().__init__(message)
-        self.code = code
-        self.headers = headers or {}
-
-
 class EdgeView(APIView):
     permission_classes = [EdgeAccess]
     device_methods: tuple = ()
     user_permissions: dict = {}
     rate_limited = True
 
-    def loop_for(self, request, loop_id: int, *, cached: bool = False) -> Loop:
-        """The loop, 404 if none, 403 for a device outside its scope. ``cached``: read through
-        the serving cache (predict: no database query per request); only for views that do not
-        change the loop or its policy."""
-        if cached:
-            loop = serving.serving_loop(loop_id)
-            if loop is None:
-                raise Http404("No Loop matches the given query.")
-        else:
-            loop = get_object_or_404(
-                Loop.objects.select_related("dataset", "intake_policy"), pk=loop_id
-            )
-        if is_device(request.user):
-            token = request.user.token
-            if not token.may_use_loop(loop.pk):
-                raise PermissionDenied(
-                    f"This device token is not scoped to loop {loop.name!r}; an admin can add "
-                    "the loop to it on the Devices page."
-                )
+    def loop_for(self, request, loop_id: int) -> Loop:
+        """The loop, 404 if none, 403 for a device outside its scope."""
+        loop = get_object_or_404(
+            Loop.objects.select_related("dataset", "intake_policy"), pk=loop_id
+        )
+        if is_device(request.user) and not request.user.token.may_use_loop(loop.pk):
+            raise PermissionDenied(prediction.out_of_scope(loop))
         return loop
 
     def device(self, request, loop: Loop):
@@ -84,20 +71,11 @@ class EdgeView(APIView):
         return services.device_for(request.user.token, loop)
 
     def check_rate(self, request) -> None:
-        if not (self.rate_limited and is_device(request.user)):
-            return
-        wait = ratelimit.retry_after_s(request.user.token.token_sha256[:24])
-        if wait is not None:
-            raise RequestRejected(
-                status.HTTP_429_TOO_MANY_REQUESTS,
-                f"More than {settings.EDGE_DEVICE_REQUESTS_PER_MINUTE} requests a minute from "
-                f"this device: try again in {wait} s.",
-                {"Retry-After": str(wait)},
-            )
+        if self.rate_limited:
+            check_rate(request.user)
 
     def rejected(self, exc: RequestRejected, device=None) -> Response:
-        if device is not None and exc.code != status.HTTP_429_TOO_MANY_REQUESTS:
-            services.record_error(device, f"{exc.code}: {exc}")
+        prediction.count_error(device, exc)
         return Response({"detail": str(exc)}, status=exc.code, headers=exc.headers)
 
 
@@ -142,43 +120,11 @@ def _read_images(request) -> list[tuple[str, bytes]]:
             images.append((upload.name or f"image-{index}", upload.read()))
         return images
     declared = request.META.get("CONTENT_LENGTH") or "0"
-    try:
-        declared = int(declared)
-    except ValueError:
-        declared = 0
-    if declared > max_bytes:
-        raise RequestRejected(413, f"{declared:,} bytes, more than the limit of {max_bytes:,}")
+    check_raw_length(int(declared) if declared.isdigit() else 0)
     data = request._request.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise RequestRejected(413, f"more than the limit of {max_bytes:,} bytes")
-    if not data:
-        raise RequestRejected(400, "Empty body: send the image's bytes (or multipart 'image').")
+    check_raw_body(data)
     name = request.query_params.get("name") or "device-image"
     return [(name, data)]
-
-
-def _decode(images: list[tuple[str, bytes]]):
-    from worker.edge.inference import ImageTooLarge, ImageUnusable, decode_image
-
-    arrays = []
-    many = len(images) > 1
-    for index, (name, data) in enumerate(images):
-        where = f"image {index} ({name}): " if many else ""
-        try:
-            # Decoded once, with the formats the datasets accept (an image the intake stores
-            # passes store_sample's checks too).
-            array = decode_image(
-                data,
-                max_bytes=settings.EDGE_MAX_IMAGE_BYTES,
-                max_pixels=settings.EDGE_MAX_IMAGE_PIXELS,
-                formats=tuple(FORMAT_EXTENSIONS),
-            )
-        except ImageTooLarge as exc:
-            raise RequestRejected(413, f"{where}{exc}") from exc
-        except ImageUnusable as exc:
-            raise RequestRejected(400, f"{where}{exc}") from exc
-        arrays.append(array)
-    return arrays
 
 
 # --- Predict ---------------------------------------------------------------------------------
@@ -255,60 +201,17 @@ class PredictView(EdgeView):
         "Retry-After over the per-device rate. Nothing is stored for a rejected request.",
     )
     def post(self, request, loop_id: int):
-        loop = self.loop_for(request, loop_id, cached=True)
-        device = self.device(request, loop)
         try:
-            self.check_rate(request)
-            if loop.deployed_version_id is None:
-                raise RequestRejected(
-                    409, f"Loop {loop.name!r} has no deployed model yet: deploy a version first."
-                )
-            images = _read_images(request)
-            arrays = _decode(images)
-            try:
-                model = serving.served_model(loop)
-            except serving.NotServable as exc:
-                raise RequestRejected(409, str(exc)) from exc
-            detections = model.detector.detect(arrays)
+            loop, device = prediction.admit(request.user, loop_id)
+            with prediction.errors_counted(device):
+                images = _read_images(request)
+            multipart = (request.content_type or "").startswith("multipart/form-data")
+            body = prediction.predict(
+                request.user, loop, device, images, batch=multipart and "images" in request.FILES
+            )
         except RequestRejected as exc:
-            return self.rejected(exc, device)
-        return Response(self._answer(request, loop, device, model, images, arrays, detections))
-
-    def _answer(self, request, loop, device, model, images, arrays, detections) -> dict:
-        items = [
-            services.IntakeItem(
-                data=data,
-                original_name=name,
-                image=array,
-                detection=detection.as_dict(),
-                version_id=model.version_id,
-                version_label=model.label,
-            )
-            for (name, data), array, detection in zip(images, arrays, detections, strict=True)
-        ]
-        decisions = services.take_in(
-            loop,
-            items,
-            device=device,
-            source=SampleSource.DEVICE if device else SampleSource.UPLOAD,
-            user=None if device else request.user,
-        )
-        results = [
-            detection.as_dict() | decision.as_dict()
-            for detection, decision in zip(detections, decisions, strict=True)
-        ]
-        if device is not None:
-            services.record_activity(
-                device,
-                version_id=model.version_id,
-                images=len(results),
-                hard=sum(1 for r in results if r["hard"]),
-            )
-        body = {"version": model.version_dict(), "loop": loop.pk}
-        multipart = (request.content_type or "").startswith("multipart/form-data")
-        if len(results) == 1 and not (multipart and "images" in request.FILES):
-            return body | results[0]
-        return body | {"results": results}
+            return Response({"detail": str(exc)}, status=exc.code, headers=exc.headers)
+        return Response(body)
 
 
 # --- Intake from edge agents -----------------------------------------------------------------
@@ -360,7 +263,7 @@ class IntakeUploadView(EdgeView):
             images = _read_images(request)
             if len(images) != 1:
                 raise RequestRejected(400, "Send one image per intake upload.")
-            (array,) = _decode(images)
+            (array,) = decode(images)
             detection = _parse_detection(request.data.get("detection"), loop)
             version_id = _parse_version(request.data.get("version"), loop)
         except RequestRejected as exc:

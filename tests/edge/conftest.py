@@ -1,7 +1,14 @@
+import asyncio
 import io
+import json
+from dataclasses import dataclass
 
 import pytest
+from asgiref.sync import async_to_sync
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from django.test import Client
+from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
 from PIL import Image
 
 from apps.accounts.services import create_device_token
@@ -89,14 +96,110 @@ def edge_loop(db, admin_user, edge_archive):
     serving.clear()
 
 
-def device_client(*loops, all_loops=False, name="cam-1"):
+def device_client(*loops, all_loops=False, name="cam-1", transport="rest"):
+    """A client that sends the device token: through Django's test client (`rest`) or through
+    the ASGI application as a server would call it (`asgi`)."""
     issued = create_device_token(name=name, created_by=None, loops=loops, all_loops=all_loops)
-    client = Client(headers={"Authorization": f"Bearer {issued.raw_token}"})
+    headers = {"Authorization": f"Bearer {issued.raw_token}"}
+    client = Client(headers=headers) if transport == "rest" else AsgiClient(headers)
     client.token = issued.device_token
     client.raw_token = issued.raw_token
+    client.transport = transport
     return client
 
 
 @pytest.fixture
-def device(edge_loop):
-    return device_client(edge_loop)
+def transport():
+    """How `device` sends; a test module that overrides this with params ["rest", "asgi"] runs
+    each test both through the REST view and through the ASGI application, where a device's
+    raw-image predict is answered by apps.edge.predict_route."""
+    return "rest"
+
+
+@pytest.fixture
+def device(edge_loop, transport):
+    return device_client(edge_loop, transport=transport)
+
+
+@dataclass
+class AsgiResponse:
+    status_code: int
+    headers: dict[str, str]
+    content: bytes
+
+    def json(self):
+        return json.loads(self.content)
+
+    def __getitem__(self, name: str) -> str:
+        return self.headers[name.lower()]
+
+
+class AsgiClient:
+    """POSTs through `ilportal.asgi.application` in the test's thread and transaction (the sync
+    code it calls runs in this thread, as under Django's test client)."""
+
+    def __init__(self, headers: dict[str, str] | None = None):
+        self.headers = headers or {}
+
+    def post(self, path, data=None, content_type=MULTIPART_CONTENT, headers=None) -> AsgiResponse:
+        if content_type == MULTIPART_CONTENT:
+            body = encode_multipart(BOUNDARY, data or {})
+        elif isinstance(data, dict | list):  # as Django's test client encodes them
+            body = json.dumps(data).encode()
+        else:
+            body = data.encode() if isinstance(data, str) else (data or b"")
+        path, _, query = path.partition("?")
+        sent = {
+            "host": "testserver",
+            "content-type": content_type,
+            "content-length": str(len(body)),
+            **{name.lower(): value for name, value in self.headers.items()},
+            **{name.lower(): value for name, value in (headers or {}).items()},
+        }
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": query.encode(),
+            "root_path": "",
+            "headers": [(name.encode(), value.encode()) for name, value in sent.items()],
+            "client": ("127.0.0.1", 50000),
+            "server": ("testserver", 80),
+        }
+        # As Django's test client does: closing "old" connections would end the test's
+        # transaction.
+        request_started.disconnect(close_old_connections)
+        request_finished.disconnect(close_old_connections)
+        try:
+            return async_to_sync(_call)(scope, body)
+        finally:
+            request_started.connect(close_old_connections)
+            request_finished.connect(close_old_connections)
+
+
+async def _call(scope, body: bytes) -> AsgiResponse:
+    from ilportal.asgi import application
+
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+    sent = []
+
+    async def receive():
+        if messages:
+            return messages.pop(0)
+        # The client stays connected: Django (5.0+) would abort a request on a disconnect.
+        await asyncio.Future()
+
+    async def send(message):
+        sent.append(message)
+
+    await application(scope, receive, send)
+    start = next(message for message in sent if message["type"] == "http.response.start")
+    return AsgiResponse(
+        status_code=start["status"],
+        headers={name.decode().lower(): value.decode() for name, value in start["headers"]},
+        content=b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body"),
+    )

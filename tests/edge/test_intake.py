@@ -15,6 +15,11 @@ from tests.edge.conftest import device_client, loop_yaml, scene_png
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(params=["rest", "asgi"])
+def transport(request):
+    return request.param
+
+
 def predict(client, loop, data):
     response = client.post(
         reverse("api-edge-predict", args=[loop.pk]), data, content_type="image/png"

@@ -16,6 +16,11 @@ from tests.edge.conftest import device_client, scene_png
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(params=["rest", "asgi"])
+def transport(request):
+    return request.param
+
+
 def predict_url(loop):
     return reverse("api-edge-predict", args=[loop.pk])
 
@@ -138,7 +143,7 @@ def test_missing_revoked_and_out_of_scope_tokens(edge_loop, device, admin_user):
     other_loop = create_loop(
         name="other", dataset=create_dataset(name="other-site", class_names=["cone"])
     )
-    stranger = device_client(other_loop, name="cam-elsewhere")
+    stranger = device_client(other_loop, name="cam-elsewhere", transport=device.transport)
     refused = stranger.post(url, scene_png(1), content_type="image/png")
     assert refused.status_code == 403 and "not scoped to loop" in refused.json()["detail"]
     revoke_device_token(device.token.pk)

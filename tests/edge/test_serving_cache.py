@@ -19,6 +19,11 @@ from tests.edge.conftest import device_client, scene_png
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(params=["rest", "asgi"])
+def transport(request):
+    return request.param
+
+
 def predict(client, loop, seed=1):
     return client.post(
         reverse("api-edge-predict", args=[loop.pk]), scene_png(seed), content_type="image/png"

@@ -6,7 +6,7 @@ import pytest
 from worker.ml.config import load_algorithm_config
 from worker.ml.data import ImageInference
 from worker.ml.errors import ConfigError, MLInputError
-from worker.ml.miners import ThresholdMiner
+from worker.ml.miners import ThresholdMiner, rank_by_hardness
 from worker.ml.registry import ClassFactory, ClassType
 from worker.ml.rounds import leaderboard
 from worker.ml.selectors import CoverageSelector, farthest_point_order
@@ -86,6 +86,26 @@ def test_a_blind_share_of_the_quota_goes_to_novel_frames_that_look_empty(pool):
     assert set(chosen[:2]) == {7, 8} and chosen[2:] == [0, 1]
     # Off by default: the same choice as before the option existed.
     assert CoverageSelector(novel_share=0.5).select(pool, 4, seed=0)[2:] == [0, 1]
+
+
+def test_an_explore_share_of_the_budget_is_a_seeded_uniform_draw_first(pool):
+    selector = CoverageSelector(novel_share=0.5, explore_share=0.5, score_miner="Threshold")
+    chosen = selector.select(pool, 4, seed=3)
+    assert len(chosen) == 4 and len(set(chosen)) == 4
+    drawn = [int(i) for i in np.random.default_rng(5).permutation(len(pool))[:2]]
+    assert chosen[:2] == drawn  # any frame may be drawn, empty-looking and familiar ones too
+    # The rest as without exploration, over the frames not drawn: one novel, then by score.
+    rest = chosen[2:]
+    novel = [i for i in (4, 5, 6) if i not in drawn]
+    assert rest[0] in novel
+    ranked = rank_by_hardness([ThresholdMiner().mine(frame) for frame in pool])
+    assert rest[1] == next(i for i in ranked if i not in chosen[:3])
+    assert selector.select(pool, 4, seed=3) == chosen
+    draws = {tuple(selector.select(pool, 4, seed=s)[:2]) for s in range(10)}
+    assert len(draws) > 5  # the draw follows the seed
+    # The whole budget drawn: a uniform sample, the same as the permutation's head.
+    everything = CoverageSelector(explore_share=1.0).select(pool, 3, seed=0)
+    assert everything == [int(i) for i in np.random.default_rng(2).permutation(len(pool))[:3]]
 
 
 def test_deterministic_with_a_seed(pool):

@@ -32,6 +32,8 @@ STRATEGIES = {
     "Coverage": ("Coverage", {}),  # novel non-empty frames by diversity + Threshold's ranking
     # ... with half of the novelty quota for novel frames that look empty (blind spots)
     "Coverage+Blind": ("Coverage", {"blind_share": 0.5}),
+    # ... with half of the budget first drawn uniformly at random (exploration)
+    "Coverage+Explore": ("Coverage", {"explore_share": 0.5}),
     "Random": ("Random", {"random_ratio": 1.0}),  # ranks by a random draw: a uniform sample
     "All": ("CloudOnly", {}),  # labels everything: the upper bound, at a larger budget
 }

@@ -43,6 +43,12 @@ class CoverageSelector(BaseMiner):
     frames, objects or not, so "looks empty" drops exactly the sub-domain the quota is for; the
     benchmark showed it (docs/benchmarks.md, issue 15, second session). Some of those frames are
     truly empty: the share is a bet, off (0) by default.
+
+    ``explore_share`` takes that share of the whole budget first, as a seeded uniform draw over
+    the pool, before any model-based choice: the random baseline's strength (it labels night
+    frames in proportion, because it ignores the model) kept for part of the budget; the budget
+    left is chosen as above (``novel_share`` of it for the quota). Off (0) by default; the
+    benchmark measures it.
     """
 
     HYPERPARAMETERS = (
@@ -86,7 +92,16 @@ class CoverageSelector(BaseMiner):
             help="share of the quota for novel frames that look empty (the model may be blind "
             "there: a day-trained model at night)",
         ),
-        Param("seed", int, 0, help="seed of the first farthest-point pick"),
+        Param(
+            "explore_share",
+            float,
+            0.0,
+            minimum=0.0,
+            maximum=1.0,
+            help="share of the batch budget drawn uniformly at random (seeded) before any "
+            "model-based choice",
+        ),
+        Param("seed", int, 0, help="seed of the first farthest-point pick and of the draw"),
     )
 
     needs_features = True
@@ -132,12 +147,24 @@ class CoverageSelector(BaseMiner):
         inferences = [_as_inference(inference) for inference in inferences]
         k = min(k, len(inferences))
         seed = self.seed if seed is None else seed
-        quota = int(round(self.novel_share * k))
+        explore_quota = int(round(self.explore_share * k))
+        picked = [
+            int(index)
+            for index in np.random.default_rng(seed + 2).permutation(len(inferences))[
+                :explore_quota
+            ]
+        ]
+        explored = set(picked)
+        quota = int(round(self.novel_share * (k - len(picked))))  # of the budget left
         blind_quota = int(round(self.blind_share * quota))
-        novel = self.novel_indices(inferences)
-        picked = self._diverse(inferences, novel, min(quota - blind_quota, len(novel)), seed)
+        novel = [index for index in self.novel_indices(inferences) if index not in explored]
+        picked += self._diverse(inferences, novel, min(quota - blind_quota, len(novel)), seed)
         if blind_quota:
-            blind = self.novel_indices(inferences, empty=True)
+            blind = [
+                index
+                for index in self.novel_indices(inferences, empty=True)
+                if index not in explored
+            ]
             picked += self._diverse(inferences, blind, min(blind_quota, len(blind)), seed + 1)
         taken = set(picked)
         ranked = rank_by_hardness([self.scorer.mine(inference) for inference in inferences])
