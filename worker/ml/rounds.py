@@ -136,6 +136,9 @@ def measure(model, data) -> dict:
         "edge_mAP": edge["mAP"],
         "edge_AP50": edge["AP50"],
         "edge_f1": edge["f1"],
+        # F1's parts, in the JSON rows: whether a strategy loses on missed or on false boxes.
+        "edge_precision": edge["precision"],
+        "edge_recall": edge["recall"],
         "initial_mAP": regression["mAP"],
     }
 
