@@ -61,8 +61,11 @@ def test_train_evaluates_and_auto_deploys_through_the_worker(live_portal, tiny_l
     assert Loop.objects.get(pk=loop.pk).deployed_version == v1
 
     # Forced deploy with a reason, then one-click rollback, both through the worker.
-    services.start_deploy(v2, user=admin_user, action="force", reason="try it on line 3")
-    wait_for(lambda: Loop.objects.get(pk=loop.pk).deployed_version_id == v2.pk, live_portal)
+    forced = services.start_deploy(v2, user=admin_user, action="force", reason="try it on line 3")
+    # The pointer moves before the job records its end; a rollback started in between is refused
+    # (409, "already running"), as it should be: wait for the job itself.
+    wait_for(lambda: Job.objects.get(pk=forced.pk).status == JobStatus.SUCCEEDED, live_portal)
+    assert Loop.objects.get(pk=loop.pk).deployed_version_id == v2.pk
     services.start_deploy(v1, user=admin_user, action="rollback")
     wait_for(lambda: Loop.objects.get(pk=loop.pk).deployed_version_id == v1.pk, live_portal)
     history = list(loop.deployments.order_by("id").values_list("action", "version__number"))
