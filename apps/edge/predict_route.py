@@ -4,9 +4,8 @@ Measured with bench/inference_api.py: Django's handler, its middleware and DRF a
 constant 5-6 ms to a predict request whose model takes 6-8 ms, which made the API 1.6-1.9x slower
 than the same runner in-process. The commonest edge request (a device token, one image as the raw
 body) is answered here instead, with the same code the REST view uses (apps.edge.prediction) and
-so the same answers, statuses and bookkeeping, in two hops to Django's sync thread: one for the
-checks made before the body is read (token, loop, scope, rate, a deployed model), one for the
-image itself.
+so the same answers, statuses and bookkeeping. A small body takes one hop to Django's sync thread;
+a large one two (the checks before its body is read, then the image: `_read_before_admission`).
 
 Everything else goes on to Django unchanged: multipart and batches, people signed in with a
 session (CSRF applies to them), requests whose Host Django would refuse or whose Accept asks for
@@ -110,18 +109,16 @@ async def _answer(request: RawPredict, receive, send) -> None:
     device = None
     body_read = False
     try:
-        if _read_before_admission(request):
-            data = await _read_body(request, receive)
-            body_read = True
-            if data is None:
-                return  # the client went away
+        read_first = _read_before_admission(request)
+        if not read_first:
+            user, loop, device = await sync_to_async(_admit)(request)
+        data = await _read_body(request, receive)
+        body_read = True
+        if data is None:
+            return  # the client went away
+        if read_first:
             answer = await sync_to_async(_admit_and_predict)(request, data)
         else:
-            user, loop, device = await sync_to_async(_admit)(request)
-            data = await _read_body(request, receive)
-            body_read = True
-            if data is None:
-                return
             answer = await sync_to_async(_predict)(user, loop, device, request.name, data)
     except RequestRejected as exc:
         if device is not None and not body_read:
@@ -155,26 +152,25 @@ def _read_before_admission(request: RawPredict) -> bool:
 
 def _admit(request: RawPredict):
     close_stale_connection()
-    token = authenticate_device_token(request.token)
-    if token is None:
-        raise RequestRejected(
-            401, "Unknown or revoked device token.", {"WWW-Authenticate": "Bearer"}
-        )
-    user = DevicePrincipal(token)
-    loop, device = prediction.admit(user, request.loop_id)
-    if request.content_length is not None:
-        with prediction.errors_counted(device):
-            prediction.check_raw_length(request.content_length)
+    try:
+        token = authenticate_device_token(request.token)
+        if token is None:
+            raise RequestRejected(
+                401, "Unknown or revoked device token.", {"WWW-Authenticate": "Bearer"}
+            )
+        user = DevicePrincipal(token)
+        loop, device = prediction.admit(user, request.loop_id)
+        if request.content_length is not None:
+            with prediction.errors_counted(device):
+                prediction.check_raw_length(request.content_length)
+    except BaseException:
+        close_stale_connection()
+        raise
     return user, loop, device
 
 
 def _admit_and_predict(request: RawPredict, data: bytes) -> dict:
-    try:
-        user, loop, device = _admit(request)
-    except BaseException:
-        close_stale_connection()
-        raise
-    return _predict(user, loop, device, request.name, data)
+    return _predict(*_admit(request), request.name, data)
 
 
 def _count_error(device, exc: RequestRejected) -> None:

@@ -156,20 +156,7 @@ class AsgiClient:
             **{name.lower(): value for name, value in self.headers.items()},
             **{name.lower(): value for name, value in (headers or {}).items()},
         }
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "query_string": query.encode(),
-            "root_path": "",
-            "headers": [(name.encode(), value.encode()) for name, value in sent.items()],
-            "client": ("127.0.0.1", 50000),
-            "server": ("testserver", 80),
-        }
+        scope = asgi_scope(path, sent, query)
         # As Django's test client does: closing "old" connections would end the test's
         # transaction.
         request_started.disconnect(close_old_connections)
@@ -179,6 +166,24 @@ class AsgiClient:
         finally:
             request_started.connect(close_old_connections)
             request_finished.connect(close_old_connections)
+
+
+def asgi_scope(path: str, headers: dict[str, str], query: str = "") -> dict:
+    """An HTTP POST scope as an ASGI server hands it to the application."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": [(name.lower().encode(), value.encode()) for name, value in headers.items()],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
 
 
 async def _call(scope, body: bytes) -> AsgiResponse:

@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from apps.edge import predict_route, services
 from apps.edge.models import IntakeMode
-from tests.edge.conftest import AsgiClient, device_client, scene_png
+from tests.edge.conftest import AsgiClient, asgi_scope, device_client, scene_png
 
 pytestmark = pytest.mark.django_db
 
@@ -166,17 +166,7 @@ def _send_raw(headers: dict[str, str], chunks: list[bytes], loop_id: int):
     async def send(message):
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "scheme": "http",
-        "path": url(loop_id),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-    }
+    scope = asgi_scope(url(loop_id), headers)
     async_to_sync(application)(scope, receive, send)
     import json
 
