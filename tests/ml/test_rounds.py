@@ -45,6 +45,11 @@ def test_all_labels_every_frame_and_counts_the_frames_with_objects(tiny_run):
     night = sum(not np.array_equal(a, b) for a, b in zip(day.x, stream.x, strict=True))
     assert 0 < night < len(stream.y)
     assert row["labels_at_night"] == night
+    night_objects = sum(
+        len(boxes) > 0 and not np.array_equal(a, b)
+        for a, b, boxes in zip(day.x, stream.x, stream.y, strict=True)
+    )
+    assert 0 < row["labels_at_night_with_objects"] == night_objects <= night
 
 
 def test_night_augment_reaches_fine_tuning(tiny_run, monkeypatch):

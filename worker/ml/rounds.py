@@ -180,6 +180,7 @@ def initial_scores(model, data, seed: int, wall_s: float = 0.0) -> dict:
         "flagged_by_miner": 0,
         "labels_with_objects": 0,
         "labels_at_night": 0,
+        "labels_at_night_with_objects": 0,
         "replaced": True,
         "samples_transfer_ratio": 0.0,
         "forgetting": 0.0,
@@ -212,6 +213,7 @@ def run_strategy(
     labeled: list[DetectionData] = []
     rows = []
     inferred_total = labeled_total = with_objects_total = at_night_total = 0
+    night_objects_total = 0
     for round_index, stream in enumerate(data["stream"], start=1):
         started = time.perf_counter()
         inferences = current.infer(
@@ -228,10 +230,14 @@ def run_strategy(
         with_objects_total += sum(len(stream.y[index]) > 0 for index in chosen)
         # ... and in night mode, the sub-domain that score-based miners cannot see.
         first = (round_index - 1) * settings.stream_per_round  # as make_data numbers the stream
-        at_night_total += sum(
-            is_night(first + index, "edge", stream_seed(seed), settings.night_share)
+        chosen_at_night = [
+            index
             for index in chosen
-        )
+            if is_night(first + index, "edge", stream_seed(seed), settings.night_share)
+        ]
+        at_night_total += len(chosen_at_night)
+        # ... of which show an object: what the initial models are blind to (il_blind_spots.py).
+        night_objects_total += sum(len(stream.y[index]) > 0 for index in chosen_at_night)
 
         candidate = _fpn(settings)
         candidate.load(current.checkpoint_path)
@@ -267,6 +273,7 @@ def run_strategy(
             "flagged_by_miner": flagged,
             "labels_with_objects": with_objects_total,
             "labels_at_night": at_night_total,
+            "labels_at_night_with_objects": night_objects_total,
             "replaced": passed,
             "candidate_gate_edge_mAP": gate_edge,
             "candidate_gate_regression_mAP": gate_regression,
