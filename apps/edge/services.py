@@ -342,53 +342,81 @@ def record_activity(
     EdgeDevice.objects.filter(pk=device.pk).update(**changes)
 
 
+# Devices whose books one flush takes and writes at a time: one Redis transaction, two queries
+# and one UPDATE per batch, however many devices sent requests.
+FLUSH_BATCH = 500
+
+
 def flush_device_books() -> int:
     """Moves the books that predict requests kept in Redis into the database; how many devices.
 
-    Called before the books are shown and by beat every few seconds. Each device's books are taken
-    and cleared in one Redis transaction, so a request counted meanwhile waits for the next flush;
-    if the database write fails they are put back."""
+    Called before the books are shown and by beat every few seconds. The books of a batch of
+    devices are taken and cleared in one Redis transaction, so a request counted meanwhile waits
+    for the next flush; if the database write fails they are put back."""
     try:
         client = get_redis()
-        members = client.smembers(key(BOOKS_DIRTY))
+        members = sorted(raw.decode() for raw in client.smembers(key(BOOKS_DIRTY)))
     except redis.RedisError:
         logger.warning("device books not flushed: Redis is unreachable")
         return 0
     flushed = 0
-    for raw in members:
-        member = raw.decode()
-        pipe = client.pipeline()
-        pipe.srem(key(BOOKS_DIRTY), member)
-        pipe.hgetall(_books_key(member))
-        pipe.delete(_books_key(member))
-        books = {name.decode(): value.decode() for name, value in pipe.execute()[1].items()}
-        if not books:
+    for start in range(0, len(members), FLUSH_BATCH):
+        taken = _take_books(client, members[start : start + FLUSH_BATCH])
+        if not taken:
             continue
         try:
-            _apply_books(member, books)
+            _apply_books(taken)
         except Exception:
-            _restore_books(client, member, books)
+            for member, books in taken.items():
+                _restore_books(client, member, books)
             raise
-        flushed += 1
+        flushed += len(taken)
     return flushed
 
 
-def _apply_books(member: str, books: dict[str, str]) -> None:
-    device_id, token_prefix = member.split(":", 1)
-    seen = datetime.fromtimestamp(float(books["seen"]), tz=UTC)
-    seen_value = Value(seen, output_field=DateTimeField())
-    changes = {
-        "images_sent": F("images_sent") + int(books.get("images", 0)),
-        "hard_sent": F("hard_sent") + int(books.get("hard", 0)),
+def _take_books(client, members: list[str]) -> dict[str, dict[str, str]]:
+    """The books of ``members`` (those not empty), cleared from Redis in one transaction."""
+    pipe = client.pipeline()
+    for member in members:
+        pipe.srem(key(BOOKS_DIRTY), member)
+        pipe.hgetall(_books_key(member))
+        pipe.delete(_books_key(member))
+    replies = pipe.execute()[1::3]
+    taken = {}
+    for member, values in zip(members, replies, strict=True):
+        if values:
+            taken[member] = {name.decode(): value.decode() for name, value in values.items()}
+    return taken
+
+
+def _apply_books(taken: dict[str, dict[str, str]]) -> None:
+    """Adds the books to the device rows in one UPDATE; a member whose row is gone, or now
+    belongs to another token (a reused id), changes nothing."""
+    members_by_id = {int(member.split(":", 1)[0]): member for member in taken}
+    named = {int(books["version"]) for books in taken.values() if "version" in books}
+    versions = set(ModelVersion.objects.filter(pk__in=named).values_list("pk", flat=True))
+    rows = EdgeDevice.objects.filter(pk__in=members_by_id).values_list("pk", "token__token_sha256")
+    devices = []
+    for device_id, token_sha256 in rows:
+        member = members_by_id[device_id]
+        if not token_sha256.startswith(member.split(":", 1)[1]):
+            continue
+        books = taken[member]
+        seen = Value(
+            datetime.fromtimestamp(float(books["seen"]), tz=UTC), output_field=DateTimeField()
+        )
+        version_id = int(books["version"]) if "version" in books else None
+        device = EdgeDevice(pk=device_id)
+        device.images_sent = F("images_sent") + int(books.get("images", 0))
+        device.hard_sent = F("hard_sent") + int(books.get("hard", 0))
         # An error may have been recorded (directly) after these requests: keep the later time.
-        "last_seen_at": Greatest(Coalesce("last_seen_at", seen_value), seen_value),
-    }
-    version_id = int(books["version"]) if "version" in books else None
-    if version_id is not None and ModelVersion.objects.filter(pk=version_id).exists():
-        changes["version_id"] = version_id  # the last one a request or a heartbeat named
-    EdgeDevice.objects.filter(
-        pk=int(device_id), token__token_sha256__startswith=token_prefix
-    ).update(**changes)
+        device.last_seen_at = Greatest(Coalesce("last_seen_at", seen), seen)
+        # The last version a request or a heartbeat named, if it still exists.
+        device.version_id = version_id if version_id in versions else F("version_id")
+        devices.append(device)
+    EdgeDevice.objects.bulk_update(
+        devices, ["images_sent", "hard_sent", "last_seen_at", "version"], batch_size=FLUSH_BATCH
+    )
 
 
 def _restore_books(client, member: str, books: dict[str, str]) -> None:

@@ -126,7 +126,7 @@ def test_books_count_every_request_across_flushes(edge_loop, device):
 def test_books_are_put_back_when_the_database_write_fails(edge_loop, device, monkeypatch):
     assert predict(device, edge_loop).status_code == 200
 
-    def failing(member, values):
+    def failing(taken):
         raise RuntimeError("database went away")
 
     with monkeypatch.context() as patch:
@@ -135,6 +135,32 @@ def test_books_are_put_back_when_the_database_write_fails(edge_loop, device, mon
             services.flush_device_books()
     assert predict(device, edge_loop, seed=2).status_code == 200
     assert books(device, edge_loop).images_sent == 2
+
+
+def test_a_flush_writes_many_devices_in_a_fixed_number_of_queries(
+    edge_loop, django_assert_max_num_queries, monkeypatch
+):
+    monkeypatch.setattr(services, "FLUSH_BATCH", 7)  # several batches, the last one partial
+    version_id = edge_loop.deployed_version_id
+    devices = []
+    for index in range(20):
+        client = device_client(edge_loop, name=f"cam-{index}")
+        devices.append(EdgeDevice.objects.create(token=client.token, loop=edge_loop))
+    for index, device in enumerate(devices):
+        # The last device names a version that no longer exists: its version stays unset.
+        named = version_id if index < len(devices) - 1 else version_id + 10_000
+        services.record_activity(device, version_id=named, images=index + 1, hard=index % 3)
+    with django_assert_max_num_queries(3 * 4):  # per batch: versions, devices, one UPDATE
+        assert services.flush_device_books() == 20
+    stored = {d.pk: d for d in EdgeDevice.objects.filter(pk__in=[d.pk for d in devices])}
+    for index, device in enumerate(devices):
+        row = stored[device.pk]
+        assert (row.images_sent, row.hard_sent) == (index + 1, index % 3)
+        assert row.last_seen_at is not None
+        assert row.version_id == (version_id if index < len(devices) - 1 else None)
+    services.record_activity(devices[0], images=2)  # adds to what the database has
+    services.flush_device_books()
+    assert EdgeDevice.objects.get(pk=devices[0].pk).images_sent == 3
 
 
 def test_the_fleet_shows_books_not_yet_flushed(edge_loop, device):
