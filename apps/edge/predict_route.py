@@ -9,7 +9,8 @@ a large one two (the checks before its body is read, then the image: `_read_befo
 
 Everything else goes on to Django unchanged: multipart and batches, people signed in with a
 session (CSRF applies to them), requests whose Host Django would refuse or whose Accept asks for
-something other than JSON, and any other path.
+something other than JSON, deployments with HSTS or a proxy's TLS header (Django's security
+middleware answers those), and any other path.
 """
 
 import logging
@@ -64,6 +65,10 @@ def raw_device_predict(scope) -> RawPredict | None:
     if not (_host_allowed(headers.get("host")) and _accepts_json(headers.get("accept", ""))):
         return None
     if settings.SECURE_SSL_REDIRECT and scope.get("scheme") != "https":
+        return None
+    # HSTS and a proxy's TLS header change what Django's security middleware answers (it reads
+    # the header to decide whether the request is secure): Django answers those deployments.
+    if settings.SECURE_HSTS_SECONDS or settings.SECURE_PROXY_SSL_HEADER:
         return None
     length = headers.get("content-length")
     names = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("name")

@@ -141,7 +141,9 @@ class AsgiClient:
     def __init__(self, headers: dict[str, str] | None = None):
         self.headers = headers or {}
 
-    def post(self, path, data=None, content_type=MULTIPART_CONTENT, headers=None) -> AsgiResponse:
+    def post(
+        self, path, data=None, content_type=MULTIPART_CONTENT, headers=None, secure=False
+    ) -> AsgiResponse:
         if content_type == MULTIPART_CONTENT:
             body = encode_multipart(BOUNDARY, data or {})
         elif isinstance(data, dict | list):  # as Django's test client encodes them
@@ -156,7 +158,7 @@ class AsgiClient:
             **{name.lower(): value for name, value in self.headers.items()},
             **{name.lower(): value for name, value in (headers or {}).items()},
         }
-        scope = asgi_scope(path, sent, query)
+        scope = asgi_scope(path, sent, query) | ({"scheme": "https"} if secure else {})
         # As Django's test client does: closing "old" connections would end the test's
         # transaction.
         request_started.disconnect(close_old_connections)

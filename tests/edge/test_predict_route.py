@@ -102,7 +102,7 @@ def test_an_outage_is_503_with_retry_after_on_both_doors(edge_loop, monkeypatch)
     assert asgi["Retry-After"] == rest["Retry-After"]
 
 
-def test_other_requests_go_on_to_django(edge_loop, route_calls, viewer_user):
+def test_other_requests_go_on_to_django(edge_loop, route_calls, viewer_user, settings):
     from django.test import Client
 
     device = device_client(edge_loop, transport="asgi")
@@ -129,6 +129,15 @@ def test_other_requests_go_on_to_django(edge_loop, route_calls, viewer_user):
     long_id = device.post(url(1).replace("/1/", "/" + "9" * 5000 + "/"), scene_png(1), "image/png")
     assert long_id.status_code == 404
     assert route_calls == []
+    settings.SECURE_HSTS_SECONDS = 3600
+    secure = device.post(url(edge_loop.pk), scene_png(1), content_type="image/png", secure=True)
+    # Django's security middleware (whose settings are read when the application starts) answers.
+    assert secure.status_code == 200 and route_calls == []
+    settings.SECURE_HSTS_SECONDS = 0
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    assert device.post(url(edge_loop.pk), scene_png(1), content_type="image/png").status_code == 200
+    assert route_calls == []
+    settings.SECURE_PROXY_SSL_HEADER = None
     fine = device.post(
         url(edge_loop.pk), scene_png(1), content_type="image/png", headers={"Accept": "*/*"}
     )
