@@ -78,6 +78,12 @@ def parse_args(argv=None):
         type=float,
         help="share of fine-tuning images given a night-mode look (default: the model's, 0)",
     )
+    parser.add_argument(
+        "--initial-night-augment",
+        type=float,
+        default=0.0,
+        help="share of the initial model's training images given a night-mode look (default 0)",
+    )
     parser.add_argument("--gate-images", type=int)
     parser.add_argument("--test-images", type=int)
     parser.add_argument(

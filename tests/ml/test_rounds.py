@@ -70,7 +70,30 @@ def test_night_augment_reaches_fine_tuning(tiny_run, monkeypatch):
     assert seen == [0.4, None]
 
 
+def test_initial_night_augment_reaches_the_initial_training_and_its_cache_name(
+    tiny_run, tmp_path, monkeypatch
+):
+    from worker.ml.fpn import FPNModel
+
+    data, plain_path, _ = tiny_run
+    seen = []
+    original = FPNModel.train
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs.get("night_augment"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(FPNModel, "train", spy)
+    settings = rounds.RoundSettings(**{**TINY.as_dict(), "initial_night_augment": 0.5})
+    _, path = rounds.initial_model(settings, 0, data, tmp_path)
+    assert seen == [0.5]
+    assert str(path).endswith("-night0.5.zip") and not str(plain_path).endswith("-night0.5.zip")
+    rounds.initial_model(settings, 0, data, tmp_path)  # cached: not trained again
+    assert seen == [0.5]
+
+
+@pytest.mark.parametrize("name", ["night_augment", "initial_night_augment"])
 @pytest.mark.parametrize("value", [-0.1, 1.5])
-def test_night_augment_outside_unit_interval_is_rejected(value):
+def test_night_augment_outside_unit_interval_is_rejected(name, value):
     with pytest.raises(ConfigError):
-        rounds.RoundSettings(night_augment=value).check()
+        rounds.RoundSettings(**{name: value}).check()

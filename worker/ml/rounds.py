@@ -61,6 +61,9 @@ class RoundSettings:
     # Share of fine-tuning images given a night-mode look (FPN ``night_augment``); None: the
     # model's own setting. Fine-tuning only, so cached initial models stay valid.
     night_augment: float | None = None
+    # ... and of the initial model's training images (0: none, the benchmark's premise so far);
+    # part of the cached initial model's name.
+    initial_night_augment: float = 0.0
     # Extra FPN hyperparameters (the portal passes the loop's algorithm, minus what is set above).
     model_params: dict = field(default_factory=dict)
 
@@ -81,8 +84,10 @@ class RoundSettings:
         for name in ("budget_ratio", "replay_ratio", "shift", "empty_share", "night_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"must lie in [0, 1], got {getattr(self, name)}", name)
-        if self.night_augment is not None and not 0.0 <= self.night_augment <= 1.0:
-            raise ConfigError(f"must lie in [0, 1], got {self.night_augment}", "night_augment")
+        for name in ("night_augment", "initial_night_augment"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ConfigError(f"must lie in [0, 1], got {value}", name)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -153,7 +158,9 @@ def initial_model(settings: RoundSettings, seed: int, data: dict, cache_dir=None
     """Train the initial model, or reuse one from ``cache_dir`` with equal settings."""
     name = (
         f"initial-s{seed}-px{settings.input_size}-n{settings.initial_images}"
-        f"-steps{settings.initial_steps}.zip"
+        f"-steps{settings.initial_steps}"
+        + (f"-night{settings.initial_night_augment:g}" if settings.initial_night_augment else "")
+        + ".zip"
     )
     cached = Path(cache_dir) / name if cache_dir else None
     model = _fpn(
@@ -162,7 +169,10 @@ def initial_model(settings: RoundSettings, seed: int, data: dict, cache_dir=None
     if cached is not None and cached.is_file():
         model.load(cached)
         return model, str(cached)
-    model.train(data["initial_train"])
+    if settings.initial_night_augment:
+        model.train(data["initial_train"], night_augment=settings.initial_night_augment)
+    else:
+        model.train(data["initial_train"])
     path = model.save(cached if cached is not None else Path(model.work_dir) / name)
     return model, path
 
