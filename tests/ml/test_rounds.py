@@ -52,10 +52,11 @@ def test_all_labels_every_frame_and_counts_the_frames_with_objects(tiny_run):
     assert 0 < row["labels_at_night_with_objects"] == night_objects <= night
 
 
-def test_night_augment_reaches_fine_tuning(tiny_run, monkeypatch):
+@pytest.fixture
+def night_augment_seen(monkeypatch) -> list:
+    """The ``night_augment`` of every FPN ``train()`` call from now on (None: not passed)."""
     from worker.ml.fpn import FPNModel
 
-    data, path, initial = tiny_run
     seen = []
     original = FPNModel.train
 
@@ -64,6 +65,12 @@ def test_night_augment_reaches_fine_tuning(tiny_run, monkeypatch):
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(FPNModel, "train", spy)
+    return seen
+
+
+def test_night_augment_reaches_fine_tuning(tiny_run, night_augment_seen):
+    data, path, initial = tiny_run
+    seen = night_augment_seen
     settings = rounds.RoundSettings(**{**TINY.as_dict(), "night_augment": 0.4})
     rounds.run_strategy("Random", settings, 0, data, path, initial)
     rounds.run_strategy("Random", TINY, 0, data, path, initial)
@@ -71,19 +78,10 @@ def test_night_augment_reaches_fine_tuning(tiny_run, monkeypatch):
 
 
 def test_initial_night_augment_reaches_the_initial_training_and_its_cache_name(
-    tiny_run, tmp_path, monkeypatch
+    tiny_run, tmp_path, night_augment_seen
 ):
-    from worker.ml.fpn import FPNModel
-
     data, plain_path, _ = tiny_run
-    seen = []
-    original = FPNModel.train
-
-    def spy(self, *args, **kwargs):
-        seen.append(kwargs.get("night_augment"))
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(FPNModel, "train", spy)
+    seen = night_augment_seen
     settings = rounds.RoundSettings(**{**TINY.as_dict(), "initial_night_augment": 0.5})
     _, path = rounds.initial_model(settings, 0, data, tmp_path)
     assert seen == [0.5]
