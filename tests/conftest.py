@@ -256,3 +256,19 @@ def client_for(client):
         return client
 
     return log_in
+
+
+@pytest.fixture
+def night_shares_seen(monkeypatch) -> list:
+    """The night-look share of every FPN training from now on, as its batches get it."""
+    from worker.ml.fpn import FPNModel
+
+    seen = []
+    original = FPNModel._batch_sampler
+
+    def spy(self, train_data, replay_data, params, rng):
+        seen.append(params["night_augment"])
+        return original(self, train_data, replay_data, params, rng)
+
+    monkeypatch.setattr(FPNModel, "_batch_sampler", spy)
+    return seen

@@ -30,6 +30,12 @@ def eta_text(step: int, total: int, elapsed: float) -> str:
     return f" · about {left:.0f} s left" if left < 120 else f" · about {left / 60:.0f} min left"
 
 
+def _first_training_night_look(params: dict) -> str:
+    """The log's word on the first training's night look (FPN ``initial_night_augment``)."""
+    share = params.get("initial_night_augment") or 0
+    return f", {share:.0%} of the images with the night-mode look" if share > 0 else ""
+
+
 def run_training(job: Job, progress: JobProgress) -> dict:
     loop = Loop.objects.select_related("dataset", "deployed_version").get(pk=job.params["loop_id"])
     pairs = training_snapshot(loop.dataset_id)
@@ -58,9 +64,10 @@ def run_training(job: Job, progress: JobProgress) -> dict:
         class_names = list(loop.dataset.class_names)
         train_data = load_detection_data(new_pairs, class_names)
         replay_data = load_detection_data(replay_pairs, class_names) if replay_pairs else None
+        night = "" if parent else _first_training_night_look(getattr(model, "params", {}))
         progress.log(
             f"Training from {parent.label if parent else 'scratch'} on {len(new_pairs)} new and "
-            f"{len(replay_pairs)} replayed samples (snapshot {digest[:12]})"
+            f"{len(replay_pairs)} replayed samples (snapshot {digest[:12]}){night}"
         )
         started = time.monotonic()
 

@@ -41,6 +41,18 @@ def test_train_registers_a_candidate_with_its_lineage_and_artifacts(tiny_loop, a
     assert all(point["loss"] > 0 for point in job.chart)
 
 
+def test_a_first_training_takes_initial_night_augment_and_says_so(
+    tiny_loop, admin_user, night_shares_seen
+):
+    tiny_loop.algorithm_yaml = tiny_loop.algorithm_yaml.replace(
+        "    seed: 3\n", "    seed: 3\n    initial_night_augment: 0.4\n"
+    )
+    tiny_loop.save(update_fields=["algorithm_yaml"])
+    job = run(services.start_training(tiny_loop, user=admin_user), run_training)
+    assert night_shares_seen == [0.4]
+    assert "from scratch" in job.log and "40% of the images with the night-mode look" in job.log
+
+
 def test_unchanged_data_is_not_trained_twice(tiny_loop, admin_user):
     run(services.start_training(tiny_loop, user=admin_user), run_training)
     second = run(services.start_training(tiny_loop, user=admin_user), run_training)

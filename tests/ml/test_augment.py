@@ -58,3 +58,24 @@ def test_replayed_images_keep_their_colour(tiny_data):
     next_batch = model._batch_sampler(tiny_data, tiny_data, params, np.random.default_rng(0))
     images, _, _ = next_batch()
     assert [is_grayscale(image) for image in images] == [True] * 4 + [False] * 4
+
+
+def test_initial_night_augment_applies_to_the_first_training_only(tiny_data, night_shares_seen):
+    seen = night_shares_seen
+    model = FPNModel(
+        **{**TINY_FPN, "max_iteration": 1, "night_augment": 0.1, "initial_night_augment": 0.5}
+    )
+    model.train(tiny_data)  # no weights yet: the first training
+    model.train(tiny_data)  # fine-tuning
+    reloaded = FPNModel(**{**TINY_FPN, "max_iteration": 1})
+    reloaded.load(model.checkpoint_path)
+    reloaded.train(tiny_data)  # a loaded model is fine-tuned too, with the archive's settings
+    assert seen == [0.5, 0.1, 0.1]
+
+
+def test_without_initial_night_augment_the_first_training_uses_night_augment(
+    tiny_data, night_shares_seen
+):
+    seen = night_shares_seen
+    FPNModel(**{**TINY_FPN, "max_iteration": 1, "night_augment": 0.2}).train(tiny_data)
+    assert seen == [0.2]

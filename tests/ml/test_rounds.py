@@ -52,36 +52,20 @@ def test_all_labels_every_frame_and_counts_the_frames_with_objects(tiny_run):
     assert 0 < row["labels_at_night_with_objects"] == night_objects <= night
 
 
-@pytest.fixture
-def night_augment_seen(monkeypatch) -> list:
-    """The ``night_augment`` of every FPN ``train()`` call from now on (None: not passed)."""
-    from worker.ml.fpn import FPNModel
-
-    seen = []
-    original = FPNModel.train
-
-    def spy(self, *args, **kwargs):
-        seen.append(kwargs.get("night_augment"))
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(FPNModel, "train", spy)
-    return seen
-
-
-def test_night_augment_reaches_fine_tuning(tiny_run, night_augment_seen):
+def test_night_augment_reaches_fine_tuning(tiny_run, night_shares_seen):
     data, path, initial = tiny_run
-    seen = night_augment_seen
+    seen = night_shares_seen
     settings = rounds.RoundSettings(**{**TINY.as_dict(), "night_augment": 0.4})
     rounds.run_strategy("Random", settings, 0, data, path, initial)
     rounds.run_strategy("Random", TINY, 0, data, path, initial)
-    assert seen == [0.4, None]
+    assert seen == [0.4, 0.0]
 
 
 def test_initial_night_augment_reaches_the_initial_training_and_its_cache_name(
-    tiny_run, tmp_path, night_augment_seen
+    tiny_run, tmp_path, night_shares_seen
 ):
     data, plain_path, _ = tiny_run
-    seen = night_augment_seen
+    seen = night_shares_seen
     settings = rounds.RoundSettings(**{**TINY.as_dict(), "initial_night_augment": 0.5})
     _, path = rounds.initial_model(settings, 0, data, tmp_path)
     assert seen == [0.5]
@@ -95,3 +79,16 @@ def test_initial_night_augment_reaches_the_initial_training_and_its_cache_name(
 def test_night_augment_outside_unit_interval_is_rejected(name, value):
     with pytest.raises(ConfigError):
         rounds.RoundSettings(**{name: value}).check()
+
+
+def test_the_algorithms_initial_night_augment_reaches_the_benchmarks_initial_model(
+    tiny_run, tmp_path, night_shares_seen
+):
+    """The portal's benchmark passes a loop's algorithm as model_params: its setting counts."""
+    data, _, _ = tiny_run
+    settings = rounds.RoundSettings(
+        **{**TINY.as_dict(), "model_params": {**TINY.model_params, "initial_night_augment": 0.25}}
+    )
+    _, path = rounds.initial_model(settings, 0, data, tmp_path)
+    assert night_shares_seen == [0.25]
+    assert str(path).endswith("-night0.25.zip")

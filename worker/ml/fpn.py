@@ -138,6 +138,15 @@ class FPNModel:
             help="share of new (not replayed) training images given a night-mode look",
         ),
         Param(
+            "initial_night_augment",
+            float,
+            0.0,
+            minimum=0.0,
+            maximum=1.0,
+            help="when above 0: night_augment of a training that starts without weights (a "
+            "loop's first model); later fine-tunings use night_augment",
+        ),
+        Param(
             "freeze_batchnorm",
             bool,
             False,
@@ -277,6 +286,11 @@ class FPNModel:
             if self.model is not None and params[key] != self.params[key]:
                 raise ConfigError("cannot change the architecture of a built model", f"FPN.{key}")
         self._check_params(params)
+        if self.model is None and params["initial_night_augment"] > 0:
+            # The first training decides what a model can see at all: one trained on day frames
+            # finds no candidate in a night-mode frame, so no miner can rank those frames later
+            # (docs/benchmarks.md, "An initial model trained with the night look").
+            params["night_augment"] = params["initial_night_augment"]
         if self.model is None:
             self.params.update({k: params[k] for k in self.ARCHITECTURE_KEYS + ("seed",)})
             self.build()

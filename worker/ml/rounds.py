@@ -61,8 +61,9 @@ class RoundSettings:
     # Share of fine-tuning images given a night-mode look (FPN ``night_augment``); None: the
     # model's own setting. Fine-tuning only, so cached initial models stay valid.
     night_augment: float | None = None
-    # ... and of the initial model's training images (0: none, the benchmark's premise so far);
-    # part of the cached initial model's name.
+    # ... and of the initial model's training images (FPN ``initial_night_augment``; 0: the
+    # model's own setting, by default none: the benchmark's premise so far); part of the cached
+    # initial model's name.
     initial_night_augment: float = 0.0
     # Extra FPN hyperparameters (the portal passes the loop's algorithm, minus what is set above).
     model_params: dict = field(default_factory=dict)
@@ -156,23 +157,20 @@ def _fpn(settings: RoundSettings, **params):
 
 def initial_model(settings: RoundSettings, seed: int, data: dict, cache_dir=None):
     """Train the initial model, or reuse one from ``cache_dir`` with equal settings."""
+    params = {"input_size": settings.input_size, "seed": seed}
+    if settings.initial_night_augment:  # else the algorithm's own (model_params), if any
+        params["initial_night_augment"] = settings.initial_night_augment
+    model = _fpn(settings, max_iteration=settings.initial_steps, **params)
+    night = model.params["initial_night_augment"]
     name = (
         f"initial-s{seed}-px{settings.input_size}-n{settings.initial_images}"
-        f"-steps{settings.initial_steps}"
-        + (f"-night{settings.initial_night_augment:g}" if settings.initial_night_augment else "")
-        + ".zip"
+        f"-steps{settings.initial_steps}" + (f"-night{night:g}" if night else "") + ".zip"
     )
     cached = Path(cache_dir) / name if cache_dir else None
-    model = _fpn(
-        settings, input_size=settings.input_size, seed=seed, max_iteration=settings.initial_steps
-    )
     if cached is not None and cached.is_file():
         model.load(cached)
         return model, str(cached)
-    if settings.initial_night_augment:
-        model.train(data["initial_train"], night_augment=settings.initial_night_augment)
-    else:
-        model.train(data["initial_train"])
+    model.train(data["initial_train"])  # a model without weights: initial_night_augment applies
     path = model.save(cached if cached is not None else Path(model.work_dir) / name)
     return model, path
 
