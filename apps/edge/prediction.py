@@ -8,6 +8,7 @@ image: tokens, loops and models come from the serving caches.
 """
 
 import contextlib
+import threading
 
 from django.conf import settings
 
@@ -89,26 +90,63 @@ def admit(user, loop_id: int) -> tuple[Loop, EdgeDevice | None]:
     return loop, device
 
 
+_decode_slots: threading.BoundedSemaphore | None = None
+_decode_slots_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def decoding_slot():
+    """One of ``EDGE_CONCURRENT_DECODES`` places for decoded images in this process, held until
+    they are dropped: with the per-request pixel limit, this bounds the memory that concurrent
+    requests can make the process hold (each request gets its own thread on Django's path)."""
+    global _decode_slots
+    with _decode_slots_lock:
+        if _decode_slots is None:
+            _decode_slots = threading.BoundedSemaphore(settings.EDGE_CONCURRENT_DECODES)
+    if not _decode_slots.acquire(timeout=settings.EDGE_DECODE_WAIT_S):
+        raise RequestRejected(
+            503, "The server is decoding other images; try again shortly.", {"Retry-After": "1"}
+        )
+    try:
+        yield
+    finally:
+        _decode_slots.release()
+
+
 def decode(images: list[tuple[str, bytes]]):
     """Each image as an RGB array, with the formats and limits the datasets accept (an image the
-    intake stores passes store_sample's checks too); 400/413 naming the image otherwise."""
-    from worker.edge.inference import ImageTooLarge, ImageUnusable, decode_image
+    intake stores passes store_sample's checks too); 400/413 naming the image otherwise. The
+    images of one request hold at most ``EDGE_MAX_REQUEST_PIXELS`` together, checked from each
+    image's header before it is decoded. Call it inside ``decoding_slot()``."""
+    from worker.edge.inference import ImageTooLarge, ImageUnusable, TooManyPixels, decode_image
 
     arrays = []
     many = len(images) > 1
+    pixels_left = settings.EDGE_MAX_REQUEST_PIXELS
     for index, (name, data) in enumerate(images):
         where = f"image {index} ({name}): " if many else ""
+        request_limited = pixels_left < settings.EDGE_MAX_IMAGE_PIXELS
         try:
             array = decode_image(
                 data,
                 max_bytes=settings.EDGE_MAX_IMAGE_BYTES,
-                max_pixels=settings.EDGE_MAX_IMAGE_PIXELS,
+                max_pixels=min(settings.EDGE_MAX_IMAGE_PIXELS, pixels_left),
                 formats=tuple(FORMAT_EXTENSIONS),
             )
+        except TooManyPixels as exc:
+            if request_limited:
+                raise RequestRejected(
+                    413,
+                    f"{where}the images of one request may have "
+                    f"{settings.EDGE_MAX_REQUEST_PIXELS:,} pixels together; send fewer or "
+                    "smaller images per request.",
+                ) from exc
+            raise RequestRejected(413, f"{where}{exc}") from exc
         except ImageTooLarge as exc:
             raise RequestRejected(413, f"{where}{exc}") from exc
         except ImageUnusable as exc:
             raise RequestRejected(400, f"{where}{exc}") from exc
+        pixels_left -= array.shape[0] * array.shape[1]
         arrays.append(array)
     return arrays
 
@@ -133,11 +171,8 @@ def check_raw_body(data: bytes) -> None:
         raise RequestRejected(400, "Empty body: send the image's bytes (or multipart 'image').")
 
 
-def predict(
-    user, loop: Loop, device: EdgeDevice | None, images: list[tuple[str, bytes]], *, batch: bool
-) -> dict:
-    """The answer to an admitted request: boxes, the miner's verdict and what the intake kept,
-    for one image, or under `results` for a batch."""
+def _detect_and_take_in(user, loop: Loop, device: EdgeDevice | None, images):
+    """The part that holds decoded images: they are dropped when it returns."""
     with errors_counted(device):
         arrays = decode(images)
         try:
@@ -163,6 +198,16 @@ def predict(
         source=SampleSource.DEVICE if device else SampleSource.UPLOAD,
         user=None if device else user,
     )
+    return model, detections, decisions
+
+
+def predict(
+    user, loop: Loop, device: EdgeDevice | None, images: list[tuple[str, bytes]], *, batch: bool
+) -> dict:
+    """The answer to an admitted request: boxes, the miner's verdict and what the intake kept,
+    for one image, or under `results` for a batch."""
+    with decoding_slot():
+        model, detections, decisions = _detect_and_take_in(user, loop, device, images)
     results = [
         detection.as_dict() | decision.as_dict()
         for detection, decision in zip(detections, decisions, strict=True)

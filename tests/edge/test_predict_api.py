@@ -123,6 +123,53 @@ def test_too_many_images_in_a_batch(edge_loop, device, settings):
     assert response.status_code == 413 and "at most 2" in response.json()["detail"]
 
 
+def test_a_batch_over_the_request_pixel_limit_is_413_from_the_header_that_passes_it(
+    edge_loop, device, settings, monkeypatch
+):
+    """Each image may be fine alone; together they may not make the process hold more pixels."""
+    from worker.edge import inference
+
+    settings.EDGE_MAX_REQUEST_PIXELS = 2 * 96 * 72 + 100  # two 96x72 scenes, not three
+    decoded = []
+    real_decode = inference.decode_image
+
+    def counting_decode(data, **limits):
+        array = real_decode(data, **limits)
+        decoded.append(array.shape)
+        return array
+
+    monkeypatch.setattr(inference, "decode_image", counting_decode)
+    files = [_file(scene_png(i), f"{i}.png") for i in range(3)]
+    response = device.post(predict_url(edge_loop), {"images": files})
+    assert response.status_code == 413, response.content
+    detail = response.json()["detail"]
+    assert "image 2 (2.png)" in detail and f"{2 * 96 * 72 + 100:,} pixels together" in detail
+    assert len(decoded) == 2  # the third was refused from its header, not decoded
+    assert not Sample.objects.exists()
+
+
+def test_when_every_decoding_slot_is_taken_a_request_gets_503_with_retry_after(
+    edge_loop, device, settings, monkeypatch
+):
+    import threading
+
+    from apps.edge import prediction
+
+    settings.EDGE_DECODE_WAIT_S = 0
+    slots = threading.BoundedSemaphore(1)
+    monkeypatch.setattr(prediction, "_decode_slots", slots)
+    slots.acquire()  # another request is decoding
+    try:
+        busy = device.post(predict_url(edge_loop), scene_png(1), content_type="image/png")
+    finally:
+        slots.release()
+    assert busy.status_code == 503 and busy["Retry-After"] == "1"
+    assert "try again" in busy.json()["detail"]
+    assert not Sample.objects.exists()
+    again = device.post(predict_url(edge_loop), scene_png(1), content_type="image/png")
+    assert again.status_code == 200
+
+
 def test_no_deployed_model_is_409(edge_loop, device):
     from apps.loops.models import Loop
 

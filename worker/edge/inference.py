@@ -27,6 +27,10 @@ class ImageTooLarge(ImageUnusable):
     """Too many bytes or too many pixels."""
 
 
+class TooManyPixels(ImageTooLarge):
+    """More pixels than ``max_pixels`` (known from the header, before decoding)."""
+
+
 SUPPORTED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP")
 
 
@@ -55,7 +59,7 @@ def decode_image(
                 )
             width, height = image.size
             if width * height > max_pixels:
-                raise ImageTooLarge(
+                raise TooManyPixels(
                     f"{width}x{height} = {width * height:,} pixels, more than the limit of "
                     f"{max_pixels:,}"
                 )
