@@ -12,37 +12,50 @@ grows by 1.2 GB before the application is even called, for two reasons fixed her
   application asks for it.
 
 A body larger than `REQUEST_MAX_BODY_BYTES` is refused with 413 as soon as its Content-Length is
-known, or, for a chunked body, as soon as the count passes the limit; the connection is closed.
-Who may send a large body to which view is decided before Django reads it, by
-apps.accounts.body_gate.
+known. Who may send a large body (above Django's in-memory limit, or chunked) to which view is
+decided as soon as the headers are in, by apps.accounts.body_gate, while the connection is paused:
+daphne calls the application only once the whole body has arrived, so an answer from the
+application would come after the server had spooled the body of anyone at all (an anonymous
+client could make it write gigabytes to disk). A refused caller gets its 401/403/413 before one
+more byte is read, and no `100 Continue`; an admitted chunked body is cut off with 413 as soon as
+its count passes the view's limit.
 """
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from functools import partial
+from http import HTTPStatus
+from urllib.parse import unquote
 
 import daphne.cli
 import daphne.http_protocol
+from asgiref.sync import sync_to_async
 from daphne.http_protocol import WebRequest
 from daphne.server import Server
 from django.conf import settings
 
-_TOO_LARGE = (
-    b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\n"
-    b"Connection: close\r\nContent-Length: %d\r\n\r\n%s"
-)
+from apps.accounts import body_gate
+
+logger = logging.getLogger(__name__)
 
 
-def _too_large_response() -> bytes:
-    body = b'{"detail": "The request body is larger than %d bytes."}' % (
-        settings.REQUEST_MAX_BODY_BYTES
-    )
-    return _TOO_LARGE % (len(body), body)
+def _http_response(path: str, refusal: body_gate.Refusal) -> bytes:
+    headers, payload = body_gate.refusal_response(path, refusal)
+    status = HTTPStatus(refusal.status)
+    lines = [f"HTTP/1.1 {status.value} {status.phrase}".encode()]
+    lines += [name + b": " + value for name, value in headers]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + payload
 
 
 class BoundedWebRequest(WebRequest):
     _refused = False
     _received = 0
+    _limit: int | None = None  # the view's limit, once the headers were admitted
+    _admitting = False  # the gate is deciding; the connection is paused meanwhile
+    _held: tuple | None = None  # requestReceived's arguments, if the body ended meanwhile
+    _expects_continue = False
+    _path = "/"
 
     def __init__(self, *args, **kwargs):
         # Twisted's in-memory parsing of form bodies into `args`, which daphne never reads.
@@ -50,25 +63,78 @@ class BoundedWebRequest(WebRequest):
 
     def gotLength(self, length):
         super().gotLength(length)
+        target = self.channel._path.split(b"?", 1)[0]  # noqa: SLF001 (the request line, parsed)
+        self._path = unquote(target.decode("latin-1"))
         if length is not None and length > settings.REQUEST_MAX_BODY_BYTES:
-            self._refuse()
+            self._refuse(body_gate.too_large(settings.REQUEST_MAX_BODY_BYTES))
+            return
+        method = self.channel._command.decode("latin-1")  # noqa: SLF001
+        small = settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 0
+        large = length is None or length > small  # None: chunked
+        if method in body_gate.LARGE_BODY_METHODS and large and target.startswith(b"/"):
+            self._admit(method, length)
+
+    def _admit(self, method: str, length: int | None) -> None:
+        """Pause the connection and ask the gate; `_admitted` resumes or refuses."""
+        headers = {
+            name.decode("latin-1").lower(): values[-1].decode("latin-1")
+            for name, values in self.requestHeaders.getAllRawHeaders()
+        }
+        expect = self.requestHeaders.getRawHeaders(b"expect")
+        if expect:  # Twisted would answer "100 Continue" right after this method returns
+            self.requestHeaders.removeHeader(b"expect")
+            self._expects_continue = expect[0].lower() == b"100-continue"
+        self._admitting = True
+        self.channel.transport.pauseProducing()
+        asyncio.ensure_future(self._admitted(method, headers, length))
+
+    async def _admitted(self, method: str, headers: dict, length: int | None) -> None:
+        try:
+            refusal, limit = await sync_to_async(body_gate.admission, thread_sensitive=False)(
+                method, self._path, headers
+            )
+        except Exception:  # the ASGI gate, in front of Django, decides again after the body
+            logger.exception("Could not decide on the body of %s %s", method, self._path)
+            refusal, limit = None, settings.REQUEST_MAX_BODY_BYTES
+        if self.channel is None or self._refused:  # the client went away meanwhile
+            return
+        self._admitting = False
+        if refusal is None and length is not None and length > limit:
+            refusal = body_gate.too_large(limit)
+        if refusal is None and self._received > limit:
+            refusal = body_gate.too_large(limit)
+        if refusal is not None:
+            self._refuse(refusal)
+            return
+        self._limit = limit
+        if self._held is not None:  # the whole body came with the headers
+            super().requestReceived(*self._held)
+            return
+        if self._expects_continue:
+            self.channel.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self.channel.transport.resumeProducing()
 
     def handleContentChunk(self, data):
         if self._refused:
             return
         self._received += len(data)
-        if self._received > settings.REQUEST_MAX_BODY_BYTES:  # chunked: no length announced
-            self._refuse()
+        limit = self._limit if self._limit is not None else settings.REQUEST_MAX_BODY_BYTES
+        if self._received > limit:  # chunked: no length announced
+            self._refuse(body_gate.too_large(limit))
             return
         super().handleContentChunk(data)
 
     def requestReceived(self, command, path, version):
-        if not self._refused:
-            super().requestReceived(command, path, version)
+        if self._refused:
+            return
+        if self._admitting:
+            self._held = (command, path, version)
+            return
+        super().requestReceived(command, path, version)
 
-    def _refuse(self) -> None:
+    def _refuse(self, refusal: body_gate.Refusal) -> None:
         self._refused = True
-        self.channel.transport.write(_too_large_response())
+        self.channel.transport.write(_http_response(self._path, refusal))
         self.channel.loseConnection()
 
 

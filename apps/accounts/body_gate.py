@@ -124,8 +124,25 @@ def _check_caller(declared: LargeBody, headers: dict[str, str], url_kwargs: dict
     wanted = (declared.permission,) if isinstance(declared.permission, str) else declared.permission
     if not any(user.has_perm(permission) for permission in wanted):
         return Refusal(403, "Your role may not upload here.")
+    missing = _missing_object(url_kwargs)
+    if missing is not None:  # the view's own answer, without reading the body
+        return Refusal(404, f"No {missing} matches the given query.")
     if is_device(user) and not _device_may_use(user.token, url_kwargs):
         return Refusal(403, "This device token is not scoped to this dataset or loop.")
+    return None
+
+
+def _missing_object(url_kwargs: dict) -> str | None:
+    """The model name of a dataset or loop in the URL that does not exist."""
+    from apps.datasets.models import Dataset
+    from apps.loops.models import Loop
+
+    for key, model in (("dataset_id", Dataset), ("loop_id", Loop)):
+        if key in url_kwargs:
+            value = str(url_kwargs[key])
+            # A longer id fits no database integer (and int() of thousands of digits is slow).
+            if len(value) > 18 or not model.objects.filter(pk=int(value)).exists():
+                return model.__name__
     return None
 
 
@@ -134,6 +151,30 @@ def _device_may_use(token, url_kwargs: dict) -> bool:
     if "dataset_id" in url_kwargs and not token.may_use_dataset(int(url_kwargs["dataset_id"])):
         return False
     return "loop_id" not in url_kwargs or token.may_use_loop(int(url_kwargs["loop_id"]))
+
+
+def _declared(method: str, path: str) -> tuple[LargeBody | None, dict]:
+    if method in LARGE_BODY_METHODS:
+        with contextlib.suppress(Resolver404):  # no such page: Django answers 404
+            match = resolve(path)
+            return large_body_of(match.func), match.kwargs
+    return None, {}
+
+
+def _small_limit() -> int:
+    """Django's own limit for a body read into memory (None: no limit but the server's)."""
+    return settings.DATA_UPLOAD_MAX_MEMORY_SIZE or settings.REQUEST_MAX_BODY_BYTES
+
+
+def admission(method: str, path: str, headers: dict[str, str]) -> tuple[Refusal | None, int]:
+    """The gate's decision from the request line and headers: a refusal, or None and the most
+    bytes the body may have. Reads the database for an upload view: call it from a thread. The
+    web server (ilportal/webserver.py) asks this as soon as the headers are in, before it reads
+    a large body; `BodyGate` decides the same for any other ASGI server."""
+    declared, url_kwargs = _declared(method, path)
+    if declared is None:
+        return None, _small_limit()
+    return _refusal_for(declared, headers, url_kwargs), declared.limit
 
 
 class BodyGate:
@@ -146,22 +187,18 @@ class BodyGate:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = _headers(scope)
-        declared, url_kwargs = None, {}
-        if scope["method"] in LARGE_BODY_METHODS:
-            with contextlib.suppress(Resolver404):  # no such page: Django answers 404
-                match = resolve(scope["path"])
-                declared, url_kwargs = large_body_of(match.func), match.kwargs
+        declared, url_kwargs = _declared(scope["method"], scope["path"])
         if declared is not None:
             refusal = await sync_to_async(_refusal_for)(declared, headers, url_kwargs)
             if refusal is not None:
                 return await _answer(scope, send, refusal)
             limit = declared.limit
-        else:  # Django's own limit for a body read into memory (None: no limit but the server's)
-            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE or settings.REQUEST_MAX_BODY_BYTES
+        else:
+            limit = _small_limit()
         length = headers.get("content-length")
         if length is not None:
             if not length.isdigit() or int(length) > limit:
-                return await _answer(scope, send, _too_large(limit))
+                return await _answer(scope, send, too_large(limit))
             return await self.app(scope, receive, send)
         return await self._counted(scope, receive, send, limit)
 
@@ -188,16 +225,17 @@ class BodyGate:
 
         await self.app(scope, counting_receive, watching_send)
         if over and not started:
-            await _answer(scope, send, _too_large(limit))
+            await _answer(scope, send, too_large(limit))
 
 
-def _too_large(limit: int) -> Refusal:
+def too_large(limit: int) -> Refusal:
     return Refusal(413, f"The request body is larger than this address accepts ({limit:,} bytes).")
 
 
-async def _answer(scope, send, refusal: Refusal) -> None:
+def refusal_response(path: str, refusal: Refusal) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """The headers and JSON body of a refusal (the web server writes the same ones itself)."""
     body = {"detail": refusal.message}
-    if not scope["path"].startswith("/api/"):
+    if not path.startswith("/api/"):
         body["errors"] = [refusal.message]  # what the upload page's script shows
     payload = json.dumps(body).encode()
     headers = [
@@ -207,5 +245,10 @@ async def _answer(scope, send, refusal: Refusal) -> None:
     ]
     if refusal.status == 401:
         headers.append((b"www-authenticate", b"Bearer"))
+    return headers, payload
+
+
+async def _answer(scope, send, refusal: Refusal) -> None:
+    headers, payload = refusal_response(scope["path"], refusal)
     await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})

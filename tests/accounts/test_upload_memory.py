@@ -146,11 +146,17 @@ def test_500_mb_from_an_anonymous_caller_costs_no_memory(web_server):
     port, process = web_server()
     _warm_up(port, dataset.pk)
     for path in (f"/api/v1/datasets/{dataset.pk}/imports/", f"/datasets/{dataset.pk}/upload/"):
-        with PeakRss(process) as rss:
-            status, _ = _post_streamed(
-                port, path, 500 * MB, headers={"Cookie": f"csrftoken={CSRF}"}
-            )
-        assert status == 401, path
+        head, tail = _multipart_parts(500 * MB)
+        request = _upload_head(
+            path, len(head) + 500 * MB + len(tail), f"Cookie: csrftoken={CSRF}\r\n"
+        )
+        with (
+            PeakRss(process) as rss,
+            socket.create_connection(("127.0.0.1", port), timeout=60) as sock,
+        ):
+            sock.sendall(request)
+            answer = sock.recv(4096)  # from the headers alone: the body is never read
+        assert answer.startswith(b"HTTP/1.1 401 "), (path, answer[:200])
         assert rss.growth_mb < 100, f"{path}: the web process grew by {rss.growth_mb:.0f} MB"
 
 
@@ -197,3 +203,75 @@ def test_the_server_cuts_off_a_chunked_body_past_the_limit(web_server):
                 sock.sendall(chunk)
         answer = sock.recv(4096)
     assert answer.startswith(b"HTTP/1.1 413 ")
+
+
+def _send_headers_and_read(port: int, head: bytes, timeout: float = 10) -> bytes:
+    """Sends a request's headers only; what the server answers before any of the body."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(head)
+        return sock.recv(4096)
+
+
+def _upload_head(path: str, length: int, extra: str = "") -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n"
+        f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
+        f"Content-Length: {length}\r\n{extra}\r\n"
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    ["", "Authorization: Bearer ilp_not-a-token\r\n", "Cookie: sessionid=forged\r\n"],
+    ids=["anonymous", "unknown-token", "forged-session"],
+)
+def test_a_caller_who_may_not_upload_is_refused_from_the_headers_alone(web_server, credentials):
+    """No body is sent: the server must answer without waiting for one (it used to spool all of
+    it first, so an anonymous client could fill the disk), and must not invite it with a 100."""
+    dataset = DatasetFactory()
+    port, _ = web_server()
+    path = f"/api/v1/datasets/{dataset.pk}/imports/"
+    answer = _send_headers_and_read(port, _upload_head(path, 50 * MB, credentials))
+    assert answer.startswith(b"HTTP/1.1 401 "), answer[:200]
+    assert b"Log in" in answer
+    expecting = _send_headers_and_read(
+        port, _upload_head(path, 50 * MB, credentials + "Expect: 100-continue\r\n")
+    )
+    assert expecting.startswith(b"HTTP/1.1 401 "), expecting[:200]
+
+
+def test_an_admitted_large_upload_gets_its_100_continue_and_goes_through(web_server, client):
+    dataset = DatasetFactory()
+    port, _ = web_server()
+    session = _session_headers(client, UserFactory(role="labeler"))
+    size = 3 * MB  # above Django's in-memory limit: decided at the headers
+    head, tail = _multipart_parts(size)
+    cookies = "".join(f"{name}: {value}\r\n" for name, value in session.items())
+    request = _upload_head(
+        f"/api/v1/datasets/{dataset.pk}/imports/",
+        len(head) + size + len(tail),
+        cookies + "Expect: 100-continue\r\n",
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(request)
+        assert sock.recv(4096).startswith(b"HTTP/1.1 100 Continue")
+        sock.sendall(head + b"\0" * size + tail)
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 202 "), answer[:300]
+
+
+def test_a_chunked_body_is_cut_off_past_the_views_own_limit(web_server):
+    """A view that reads bodies into memory takes DATA_UPLOAD_MAX_MEMORY_SIZE; a chunked body is
+    refused once it passes that, not only at the server's much larger limit."""
+    port, _ = web_server()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /api/v1/datasets/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        chunk = b"%x\r\n%s\r\n" % (64 * 1024, b"x" * 64 * 1024)
+        with contextlib.suppress(OSError):  # the server closes the connection mid-upload
+            for _ in range(64):  # 4 MB, never finished
+                sock.sendall(chunk)
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]

@@ -170,6 +170,15 @@ def test_when_every_decoding_slot_is_taken_a_request_gets_503_with_retry_after(
     assert again.status_code == 200
 
 
+@pytest.mark.parametrize("loop_id", [99999, 10**19])
+def test_an_unknown_loop_is_404_as_raw_body_and_as_multipart(edge_loop, device, loop_id):
+    url = reverse("api-edge-predict", args=[loop_id])
+    raw = device.post(url, scene_png(1), content_type="image/png")
+    multipart = device.post(url, {"image": _file(scene_png(1), "a.png")})
+    assert (raw.status_code, multipart.status_code) == (404, 404), (raw.content, multipart.content)
+    assert raw.json()["detail"] == multipart.json()["detail"] == "No Loop matches the given query."
+
+
 def test_no_deployed_model_is_409(edge_loop, device):
     from apps.loops.models import Loop
 
