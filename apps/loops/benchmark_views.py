@@ -13,6 +13,14 @@ from apps.jobs.models import ACTIVE_STATUSES
 from apps.loops import benchmarks, services
 from apps.loops.models import Loop
 
+SMALLEST_INPUT, LARGEST_INPUT = benchmarks.LIMITS["input_size"]
+
+
+def _setting(name: str, **kwargs) -> forms.IntegerField:
+    """An integer setting of the benchmark, within its ``benchmarks.LIMITS``."""
+    low, high = benchmarks.LIMITS[name]
+    return forms.IntegerField(min_value=low, max_value=high, **kwargs)
+
 
 class BenchmarkForm(forms.Form):
     strategies = forms.MultipleChoiceField(
@@ -22,21 +30,26 @@ class BenchmarkForm(forms.Form):
     seeds = forms.CharField(
         initial="0", help_text="Space-separated, e.g. '0 1 2'; every seed is a separate run."
     )
-    rounds = forms.IntegerField(initial=3, min_value=1, max_value=5)
-    stream_per_round = forms.IntegerField(
-        initial=40, min_value=4, max_value=120, label="Images streamed per round"
-    )
+    # Bounds from benchmarks.LIMITS (input_size's lower one is the FPN's), so the form and the
+    # service cannot drift apart.
+    rounds = _setting("rounds", initial=3)
+    stream_per_round = _setting("stream_per_round", initial=40, label="Images streamed per round")
     budget_ratio = forms.FloatField(
-        initial=0.1, min_value=0.01, max_value=1.0, help_text="Labels per round / images streamed."
+        initial=0.1,
+        min_value=0.01,
+        max_value=1.0,
+        help_text="Labels per round / images streamed; must give at least 1 label per round.",
     )
-    input_size = forms.IntegerField(
-        initial=128, min_value=32, max_value=256, help_text="A multiple of 32."
+    input_size = _setting(
+        "input_size",
+        initial=128,
+        help_text=f"A multiple of 32, from {SMALLEST_INPUT} to {LARGEST_INPUT}.",
     )
-    initial_images = forms.IntegerField(initial=240, min_value=8, max_value=600)
-    initial_steps = forms.IntegerField(initial=300, min_value=1, max_value=1000)
-    finetune_steps = forms.IntegerField(initial=120, min_value=1, max_value=500)
-    gate_images = forms.IntegerField(initial=40, min_value=4, max_value=200)
-    test_images = forms.IntegerField(initial=80, min_value=4, max_value=200)
+    initial_images = _setting("initial_images", initial=240)
+    initial_steps = _setting("initial_steps", initial=300)
+    finetune_steps = _setting("finetune_steps", initial=120)
+    gate_images = _setting("gate_images", initial=40)
+    test_images = _setting("test_images", initial=80)
 
     SETTINGS = (
         "rounds",

@@ -25,11 +25,20 @@ from apps.loops.models import Loop
 
 KIND = "benchmark"
 DEFAULT_STRATEGIES = ("Coverage", "Threshold", "Random")
-# Settings a user may change on the start page, with the portal's limits (a job, not a night run).
+
+
+def _fpn_minimum(name: str) -> int:
+    from worker.ml.rounds import fpn_param  # the FPN module imports no TensorFlow
+
+    return int(fpn_param(name).minimum)
+
+
+# Settings a user may change on the start page, with the portal's limits (a job, not a night run);
+# input_size from the FPN's smallest, so the form never accepts a size the model refuses.
 LIMITS = {
     "rounds": (1, 5),
     "stream_per_round": (4, 120),
-    "input_size": (32, 256),
+    "input_size": (_fpn_minimum("input_size"), 256),
     "initial_images": (8, 600),
     "initial_steps": (1, 1000),
     "finetune_steps": (1, 500),
@@ -72,15 +81,15 @@ def strategy_names() -> list[str]:
 def check_request(strategies, seeds, settings: dict) -> dict:
     """The job's params from a user's choice; LoopError says what is wrong."""
     from worker.ml.errors import ConfigError
-    from worker.ml.rounds import RoundSettings, check_strategies
+    from worker.ml.rounds import RoundSettings, check_seeds, check_strategies
 
     try:
         strategies = check_strategies(dict.fromkeys(strategies))
     except ConfigError as exc:
         raise services.LoopError(f"Strategies: {exc}") from exc
     seeds = sorted(dict.fromkeys(int(seed) for seed in seeds))
-    if not seeds or len(seeds) > MAX_SEEDS or any(seed < 0 for seed in seeds):
-        raise services.LoopError(f"Choose 1 to {MAX_SEEDS} seeds, each >= 0.")
+    if not seeds or len(seeds) > MAX_SEEDS:
+        raise services.LoopError(f"Choose 1 to {MAX_SEEDS} seeds.")
     for name, value in settings.items():
         if name in LIMITS and not LIMITS[name][0] <= value <= LIMITS[name][1]:
             low, high = LIMITS[name]
@@ -91,7 +100,11 @@ def check_request(strategies, seeds, settings: dict) -> dict:
     except TypeError as exc:
         raise services.LoopError(f"Unknown benchmark setting: {exc}") from exc
     except ConfigError as exc:
-        raise services.LoopError(f"Benchmark setting {exc}") from exc
+        raise services.LoopError(f"Benchmark setting {exc}.") from exc
+    try:
+        check_seeds(seeds, round_settings.rounds)
+    except ConfigError as exc:
+        raise services.LoopError(f"Choose 1 to {MAX_SEEDS} {exc}.") from exc
     return {"strategies": strategies, "seeds": seeds, "settings": settings}
 
 
@@ -135,11 +148,18 @@ def run_benchmark(job: Job, progress: JobProgress) -> dict:
         done += 1
         progress.update(2 + 96 * done / total, message, force=True)
 
+    def training(step_index: int, steps: int, logs: dict) -> None:
+        # Throttled; raises JobCancelled when the job was cancelled: a cancel stops a training
+        # within about a second instead of at the end of the round.
+        progress.update(2 + 96 * done / total, f"training: step {step_index}/{steps}")
+
     progress.update(1, f"Benchmark of {', '.join(strategies)} on seeds {seeds}", force=True)
     initial_rows = []
     for seed in seeds:
         data = rounds.make_data(settings, seed)
-        initial, initial_path = rounds.initial_model(settings, seed, data)
+        initial, initial_path = rounds.initial_model(
+            settings, seed, data, training_progress=training
+        )
         initial_row = rounds.initial_scores(initial, data, seed)
         initial_rows.append(initial_row)
         step(f"seed {seed}: initial model edge F1 {initial_row['edge_f1']:.3f}")
@@ -155,7 +175,9 @@ def run_benchmark(job: Job, progress: JobProgress) -> dict:
             step(line)
 
         for name in strategies:
-            rounds.run_strategy(name, settings, seed, data, initial_path, initial_rows[-1], log)
+            rounds.run_strategy(
+                name, settings, seed, data, initial_path, initial_rows[-1], log, training
+            )
     progress.log(f"Benchmark finished in {time.monotonic() - started:.0f} s")
     board = rounds.leaderboard(rows)
     return {
@@ -221,11 +243,15 @@ def leaderboard_csv(job: Job) -> str:
     return out.getvalue()
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _cell(value):
     if isinstance(value, float):
         return f"{value:.4f}"
-    # A strategy name is ours, but a leading =, +, - or @ would be a formula in a spreadsheet.
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+    # A strategy name is ours, but a leading =, +, -, @, tab or CR would be a formula in a
+    # spreadsheet (static/js/line_chart.js's csvCell applies the same rule to the charts' CSV).
+    if isinstance(value, str) and value[:1] in FORMULA_STARTS:
         return "'" + value
     return value
 

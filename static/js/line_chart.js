@@ -4,9 +4,15 @@
 (function () {
   const COLOURS = ["#2f6fed", "#c0392b", "#1a7f4b", "#b7791f", "#794bc4", "#00a3a8"];
 
+  // A text cell that starts with =, +, -, @, tab or CR is a formula to a spreadsheet (device and
+  // class names are user input): it gets a ' in front, as the server's benchmark CSV does
+  // (apps/loops/benchmarks.py, _cell). Numbers stay numbers: -0.5 is a value, not a formula.
+  const FORMULA_START = /^[=+\-@\t\r]/;
+
   function csvCell(value) {
-    const text = value === null || value === undefined ? "" : String(value);
-    return /[",\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
+    let text = value === null || value === undefined ? "" : String(value);
+    if (typeof value === "string" && FORMULA_START.test(text)) text = "'" + text;
+    return /[",\n\r]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
   }
 
   // A <details> with the table of the numbers and a CSV link, kept in sync with the chart.
@@ -52,6 +58,12 @@
     return canvas;
   }
 
+  // Every value 0 (or none yet): Chart.js would centre the axis on 0 (-1 … 1), but the portal's
+  // series (scores, counts, losses) are never negative, so the axis shows 0 … 1 instead.
+  function flatAtZero(datasets) {
+    return datasets.every((d) => d.data.every((v) => v === null || v === 0));
+  }
+
   function axes(xTitle, yTitle, yRange) {
     return {
       x: { title: { display: true, text: xTitle }, grid: { color: "#eef1f5" } },
@@ -82,12 +94,20 @@
       spanGaps: true,
     }));
     const canvas = canvasIn(element, `${yTitle} over ${xTitle}`);
+    const flat = flatAtZero(datasets);
     if (element._chart) {
       element._chart.data.labels = labels;
       element._chart.data.datasets.forEach((d, i) => (d.data = datasets[i].data));
+      const y = element._chart.options.scales.y;
+      y.min = flat ? 0 : undefined;
+      y.max = flat ? 1 : undefined;
       element._chart.update("none");
     } else {
       const bars = options.kind === "bar";
+      const yRange = {
+        ...(bars ? { beginAtZero: true, ticks: { precision: 0 } } : {}),
+        ...(flat ? { min: 0, max: 1 } : {}),
+      };
       element._chart = new Chart(canvas, {
         type: bars ? "bar" : "line",
         data: { labels, datasets },
@@ -95,7 +115,7 @@
           animation: false,
           maintainAspectRatio: false,
           interaction: { mode: "index", intersect: false },
-          scales: axes(xTitle, yTitle, bars ? { beginAtZero: true, ticks: { precision: 0 } } : null),
+          scales: axes(xTitle, yTitle, yRange),
           plugins: { legend: { position: "bottom" } },
         },
       });

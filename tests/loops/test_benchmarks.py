@@ -102,6 +102,18 @@ def test_start_queues_a_benchmark_job_on_the_train_queue(
         (["Random"], list(range(9)), TINY, "seeds"),
         (["Random"], [0], {**TINY, "rounds": 50}, "rounds must lie"),
         (["Random"], [0], {**TINY, "input_size": 100}, "multiple of 32"),
+        # The FPN needs >= 64: a job with 32 used to be queued and then always fail.
+        (["Random"], [0], {**TINY, "input_size": 32}, r"input_size must lie in \[64, 256\]"),
+        # 0.01 x 40 = 0.4: no label per round, and the job used to crash in its first round.
+        (
+            ["Random"],
+            [0],
+            {**TINY, "budget_ratio": 0.01, "stream_per_round": 40},
+            "gives 0 labels per round; at least 1 is needed",
+        ),
+        # numpy takes seeds below 2**32, and a run derives seed * 100 + round from its seed.
+        (["Random"], [2**32], TINY, r"seeds: each must lie in \[0, 42949672\]"),
+        (["Random"], [0, 42949673], TINY, r"seeds: each must lie in \[0, 42949672\]"),
         (["Random"], [0], {**TINY, "budget_ratio": 2.0}, "budget_ratio"),
         (["Random"], [0], {**TINY, "bogus": 1}, "Unknown benchmark setting"),
     ],
@@ -134,6 +146,44 @@ def test_start_page_for_admins_only(tiny_loop, admin_user, viewer_user, client_f
     assert Job.objects.filter(kind="benchmark").count() == 1
 
 
+@pytest.mark.parametrize(
+    "change, error",
+    [
+        ({"input_size": 32}, "Ensure this value is greater than or equal to 64."),
+        (
+            {"budget_ratio": 0.01, "stream_per_round": 40},
+            "0.01 × 40 images streamed per round gives 0 labels per round; at least 1 is needed",
+        ),
+        ({"seeds": "0 4294967296"}, "got 4294967296 (numpy&#x27;s seeds end at 2**32 - 1"),
+    ],
+)
+def test_the_form_refuses_settings_the_job_would_fail_on(
+    tiny_loop, admin_user, client_for, enqueued, change, error
+):
+    url = reverse("loops:benchmarks", args=[tiny_loop.pk])
+    form = {"strategies": ["Random"], "seeds": "0", **TINY, **change}
+    response = client_for(admin_user).post(url, form)
+    assert response.status_code == 200
+    assert error in response.content.decode()
+    assert not Job.objects.exists() and not enqueued
+
+
+def test_the_forms_bounds_are_settings_a_job_runs_with(tiny_loop, admin_user, enqueued):
+    """Every bound the form offers passes the service and the FPN the job builds."""
+    from apps.loops.benchmark_views import BenchmarkForm
+    from worker.ml.fpn import FPNModel
+    from worker.ml.rounds import fpn_param
+
+    form = BenchmarkForm()
+    assert form.fields["input_size"].min_value == fpn_param("input_size").minimum == 64
+    for name, (low, high) in benchmarks.LIMITS.items():
+        assert (form.fields[name].min_value, form.fields[name].max_value) == (low, high)
+        for value in (low, high):
+            benchmarks.check_request(["Random"], [0], {**TINY, name: value})
+    for size in benchmarks.LIMITS["input_size"]:
+        FPNModel(input_size=size, **benchmarks._model_params(tiny_loop))
+
+
 def test_loop_page_links_to_benchmarks(tiny_loop, admin_user, client_for):
     page = client_for(admin_user).get(reverse("loops:detail", args=[tiny_loop.pk]))
     assert reverse("loops:benchmarks", args=[tiny_loop.pk]).encode() in page.content
@@ -157,6 +207,25 @@ def test_leaderboard_page_and_csv_are_ranked_f1_then_str(tiny_loop, admin_user, 
     assert coverage["f1"] == "0.6000" and coverage["STR"] == "0.1000"
     assert coverage["labels"] == "2" and coverage["rank"] == "2"
     assert len(lines) == 1 + 4 + 1 + 1 + len(ROWS)  # leaderboard, blank, round header, rows
+
+
+def test_csv_neutralises_formulas_but_not_numbers(tiny_loop, admin_user, client_for):
+    rows = [
+        row("=1+1", 0.5, 0.2),
+        row("\t=2+2", 0.4, 0.2),
+        row("\r@SUM(A1)", 0.3, 0.2),
+        {**row("Random", 0.2, 0.2), "forgetting": -0.25},
+    ]
+    job = finished_benchmark(tiny_loop, rows)
+    response = client_for(admin_user).get(
+        reverse("loops:benchmark_csv", args=[tiny_loop.pk, job.pk])
+    )
+    lines = list(csv.reader(io.StringIO(response.content.decode(), newline="")))
+    assert [line[1] for line in lines[1:5]] == ["'=1+1", "'\t=2+2", "'\r@SUM(A1)", "Random"]
+    assert lines[-1][ROW_FIELDS_INDEX["forgetting"]] == "-0.2500"
+
+
+ROW_FIELDS_INDEX = {name: i for i, name in enumerate(benchmarks.ROW_FIELDS)}
 
 
 def test_benchmark_of_another_loop_is_not_found(tiny_loop, admin_user, client_for):
@@ -214,3 +283,34 @@ def test_use_miner_service_validates_like_the_settings_page(tiny_loop):
     assert "Coverage" not in Loop.objects.get(pk=tiny_loop.pk).algorithm_yaml
     loop.algorithm_yaml = ""
     assert "Coverage" in benchmarks.use_miner(loop, "Coverage").algorithm_yaml
+
+
+def test_a_cancel_stops_the_benchmark_from_inside_a_training(tiny_loop):
+    """The job's progress raises JobCancelled once the job is cancelled; the trainings report to
+    it, so a cancel does not wait for the round (or the initial model) to finish training."""
+    from apps.jobs.runner import JobCancelled
+
+    class CancelledDuringTraining:
+        def __init__(self):
+            self.messages, self.logged = [], []
+
+        def update(self, percent, message="", **kwargs):
+            self.messages.append(message)
+            if message.startswith("training"):
+                raise JobCancelled()
+
+        def log(self, line):
+            self.logged.append(line)
+
+    job = Job.objects.create(
+        kind=benchmarks.KIND,
+        scope=tiny_loop.job_scope,
+        trigger="manual",
+        params={"loop_id": tiny_loop.pk, "strategies": ["Random"], "seeds": [0], "settings": TINY},
+    )
+    progress = CancelledDuringTraining()
+    with pytest.raises(JobCancelled):
+        benchmarks.run_benchmark(job, progress)
+    assert progress.messages[-1].startswith("training: step ")  # raised inside train()
+    assert not any("initial model" in m for m in progress.messages)  # it never finished
+    assert progress.logged == []

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from worker.ml.data import DetectionData
@@ -80,8 +80,6 @@ class RoundSettings:
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"must be >= 1, got {getattr(self, name)}", name)
-        if self.input_size < 32 or self.input_size % 32:
-            raise ConfigError(f"must be a multiple of 32, got {self.input_size}", "input_size")
         for name in ("budget_ratio", "replay_ratio", "shift", "empty_share", "night_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"must lie in [0, 1], got {getattr(self, name)}", name)
@@ -89,9 +87,74 @@ class RoundSettings:
             value = getattr(self, name)
             if value is not None and not 0.0 <= value <= 1.0:
                 raise ConfigError(f"must lie in [0, 1], got {value}", name)
+        self._check_fpn()
+        labels = self.labels_per_round()
+        if labels < 1:
+            raise ConfigError(
+                f"{self.budget_ratio:g} × {self.stream_per_round} images streamed per round gives "
+                f"{labels} labels per round; at least 1 is needed (raise the budget or the "
+                "images per round)",
+                "budget_ratio",
+            )
+
+    def labels_per_round(self) -> int:
+        """Labels a strategy other than All takes per round (run_strategy's budget)."""
+        return int(self.budget_ratio * self.stream_per_round)
+
+    def _check_fpn(self) -> None:
+        """What the FPN would refuse mid-run, refused here: its declared limits (worker/ml/fpn.py)
+        on the settings passed to it, then its own checks of the whole parameter set."""
+        from worker.ml.fpn import FPNModel  # no TensorFlow: that comes with a network
+        from worker.ml.params import validate_params
+
+        for name, key in FPN_SETTINGS.items():
+            replace(fpn_param(key), name=name).check(getattr(self, name), "")
+        params = {**self.model_params, "input_size": self.input_size}
+        FPNModel._check_params(validate_params(FPNModel.HYPERPARAMETERS, params, "FPN"))
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+# Settings handed to the FPN as its hyperparameters: setting -> the FPN's name for it.
+FPN_SETTINGS = {
+    "input_size": "input_size",
+    "finetune_lr": "learning_rate",
+    "replay_ratio": "replay_ratio",
+}
+
+
+def fpn_param(name: str):
+    """The FPN's declaration of hyperparameter ``name`` (worker/ml/fpn.py), with its limits."""
+    from worker.ml.fpn import FPNModel
+
+    return next(param for param in FPNModel.HYPERPARAMETERS if param.name == name)
+
+
+# numpy's RandomState and keras.utils.set_random_seed (the FPN's build) take seeds in [0, 2**32).
+SEED_LIMIT = 2**32
+
+
+def max_seed(rounds: int) -> int:
+    """The largest seed whose derived seeds all stay below SEED_LIMIT in a run of ``rounds``
+    rounds: the seed itself (the initial model), make_data's 1000 + seed ... 6000 + seed, and
+    run_strategy's seed * 100 + round (fine-tuning and selection), to which the Coverage selector
+    adds up to 2."""
+    return min(SEED_LIMIT - 1 - 6000, (SEED_LIMIT - 1 - 2 - rounds) // 100)
+
+
+def check_seeds(seeds, rounds: int) -> list[int]:
+    """``seeds`` if every one of them (and every seed derived from it) is a valid numpy seed."""
+    seeds = list(seeds)
+    highest = max_seed(rounds)
+    bad = [seed for seed in seeds if not 0 <= seed <= highest]
+    if bad:
+        raise ConfigError(
+            f"each must lie in [0, {highest}], got {bad[0]} (numpy's seeds end at 2**32 - 1, "
+            f"and a run derives seeds up to seed × 100 + {rounds + 2} from each)",
+            "seeds",
+        )
+    return seeds
 
 
 def check_strategies(names) -> list[str]:
@@ -155,8 +218,11 @@ def _fpn(settings: RoundSettings, **params):
     return FPNModel(**{**settings.model_params, **params})
 
 
-def initial_model(settings: RoundSettings, seed: int, data: dict, cache_dir=None):
-    """Train the initial model, or reuse one from ``cache_dir`` with equal settings."""
+def initial_model(
+    settings: RoundSettings, seed: int, data: dict, cache_dir=None, training_progress=None
+):
+    """Train the initial model, or reuse one from ``cache_dir`` with equal settings.
+    ``training_progress`` is the FPN's ``train(progress=...)`` callback (it may raise to stop)."""
     params = {"input_size": settings.input_size, "seed": seed}
     if settings.initial_night_augment:  # else the algorithm's own (model_params), if any
         params["initial_night_augment"] = settings.initial_night_augment
@@ -170,7 +236,8 @@ def initial_model(settings: RoundSettings, seed: int, data: dict, cache_dir=None
     if cached is not None and cached.is_file():
         model.load(cached)
         return model, str(cached)
-    model.train(data["initial_train"])  # a model without weights: initial_night_augment applies
+    # A model without weights: initial_night_augment applies.
+    model.train(data["initial_train"], progress=training_progress)
     path = model.save(cached if cached is not None else Path(model.work_dir) / name)
     return model, path
 
@@ -211,8 +278,10 @@ def run_strategy(
     initial_path: str,
     initial: dict,
     log: Callable[[dict], None] = lambda row: None,
+    training_progress: Callable | None = None,
 ) -> list[dict]:
-    """Every round of one strategy in one seed; ``log`` gets each round's row as it finishes."""
+    """Every round of one strategy in one seed; ``log`` gets each round's row as it finishes,
+    ``training_progress`` is each fine-tuning's ``train(progress=...)`` callback."""
     alias, _ = STRATEGIES[name]
     miner = build_strategy(name, seed)
     current = _fpn(settings)
@@ -228,7 +297,7 @@ def run_strategy(
             stream, flip=(alias == "MissedObject"), with_features=miner.needs_features
         )
         results = [miner.mine(inference) for inference in inferences]
-        budget = len(stream) if name == "All" else int(settings.budget_ratio * len(stream))
+        budget = len(stream) if name == "All" else settings.labels_per_round()
         chosen = miner.select(inferences, budget, seed=seed * 100 + round_index)
         flagged = sum(result.is_hard for result in results)
         labeled.append(stream.subset(chosen))  # the simulated annotator copies ground truth
@@ -257,6 +326,7 @@ def run_strategy(
             learning_rate=settings.finetune_lr,
             warmup_steps=min(10, settings.finetune_steps),
             seed=seed * 100 + round_index,
+            progress=training_progress,
             **(
                 {"night_augment": settings.night_augment}
                 if settings.night_augment is not None
