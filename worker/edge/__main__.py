@@ -26,6 +26,9 @@ def parse_args(argv):
     parser.add_argument("--home", default=os.environ.get("ILP_EDGE_HOME", "var/edge-agent"))
     parser.add_argument("--poll", type=float, default=30.0, help="seconds between model polls")
     parser.add_argument("--max-queue", type=int, default=1000, help="images kept for upload")
+    parser.add_argument(
+        "--max-queue-mb", type=float, default=1024.0, help="megabytes kept for upload"
+    )
     parser.add_argument("--simulate", action="store_true", help="stream synthetic edge images")
     parser.add_argument("--images", type=int, default=0, help="with --simulate: stop after N")
     parser.add_argument("--rate", type=float, default=2.0, help="with --simulate: images/s")
@@ -49,6 +52,7 @@ def main(argv=None) -> int:
         Path(args.home) / f"loop-{args.loop}",
         poll_interval_s=args.poll,
         max_queue=args.max_queue,
+        max_queue_bytes=int(args.max_queue_mb * 1024**2),
     ).start()
     try:
         if args.files:

@@ -1,28 +1,54 @@
-"""The agent's side of the portal's edge API, over the standard library's HTTP client."""
+"""The agent's side of the portal's edge API, over the standard library's HTTP client.
+
+Every failure of one request is one of two exceptions, never anything else: ``PortalUnreachable``
+(try again later: no answer, a 5xx, a broken or unreadable answer, an answer that is not the
+portal's JSON, a request past its total deadline) or ``PortalRefused`` (a 4xx from the portal).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import email.utils
 import hashlib
+import http.client
 import json
 import os
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass
 
+CHUNK = 64 * 1024
+MAX_RETRY_AFTER_S = 3600.0
+MAX_JSON_BYTES = 16 * 1024**2
+MAX_MODEL_BYTES = 2 * 1024**3  # when the manifest gives no size
+
 
 class PortalUnreachable(Exception):
-    """No answer (network down, portal stopped, 5xx): try again later."""
+    """No usable answer (network down, portal stopped, 5xx, a broken answer): try again later."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class PortalRefused(Exception):
-    """A 4xx answer: retrying the same request will not help (except 429, see retry_after)."""
+    """A 4xx answer. ``from_portal``: the body was the portal's JSON error (with a `detail`),
+    not a page from a proxy in between; ``retry_after`` from the Retry-After header."""
 
-    def __init__(self, code: int, message: str, retry_after: float | None = None):
+    def __init__(
+        self,
+        code: int,
+        message: str,
+        retry_after: float | None = None,
+        from_portal: bool = False,
+    ):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.retry_after = retry_after
+        self.from_portal = from_portal
 
 
 @dataclass
@@ -32,41 +58,96 @@ class Answer:
     headers: dict
 
     def json(self):
-        return json.loads(self.body or b"null")
+        """The body as JSON; a 2xx that is not JSON (a captive portal's page, a proxy's error
+        page) is not the portal's answer: PortalUnreachable."""
+        try:
+            return json.loads(self.body or b"null")
+        except ValueError as exc:
+            start = self.body[:60].decode(errors="replace")
+            raise PortalUnreachable(
+                f"{self.status} answer is not JSON (a proxy or captive portal?): {start!r}"
+            ) from exc
+
+
+def parse_retry_after(value) -> float | None:
+    """Seconds from a Retry-After header: delay-seconds or an HTTP-date (RFC 9110, 10.2.3).
+    None when absent or invalid; at most an hour."""
+    if not value:
+        return None
+    value = str(value).strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - time.time()
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
 
 class PortalClient:
-    def __init__(self, portal_url: str, token: str, loop_id: int, timeout_s: float = 30.0):
+    """``timeout_s`` bounds each socket operation; ``deadline_s`` (default 3 × timeout_s) the
+    whole of one API request, and ``download_deadline_s`` the whole of one model download (so a
+    portal that trickles one byte at a time cannot hold the agent)."""
+
+    def __init__(
+        self,
+        portal_url: str,
+        token: str,
+        loop_id: int,
+        timeout_s: float = 30.0,
+        deadline_s: float | None = None,
+        download_deadline_s: float = 600.0,
+    ):
         self.base = portal_url.rstrip("/")
         self.token = token
         self.loop_id = int(loop_id)
         self.timeout_s = timeout_s
+        self.deadline_s = deadline_s if deadline_s is not None else 3 * timeout_s
+        self.download_deadline_s = download_deadline_s
 
     def url(self, tail: str) -> str:
         return f"{self.base}/api/v1/loops/{self.loop_id}/{tail}"
 
-    def request(self, method, url, *, body=None, headers=None) -> Answer:
+    def request(self, method, url, *, body=None, headers=None, sink=None, limit=None) -> Answer:
+        """One request. A 2xx body goes to ``sink`` (a callable taking chunks) if given, else
+        into ``Answer.body`` (at most ``limit`` bytes either way)."""
         headers = {"Authorization": f"Bearer {self.token}", **(headers or {})}
-        request = urllib.request.Request(url, data=body, method=method, headers=headers)
+        deadline = time.monotonic() + (self.download_deadline_s if sink else self.deadline_s)
+        limit = limit or MAX_JSON_BYTES
         try:
+            request = urllib.request.Request(url, data=body, method=method, headers=headers)
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                return Answer(response.status, response.read(), dict(response.headers))
+                data = _read(response, deadline, limit, sink)
+                return Answer(response.status, data, dict(response.headers))
         except urllib.error.HTTPError as exc:
-            payload = exc.read()
+            with exc:
+                try:
+                    payload = _read(exc, deadline, 64 * 1024, None)
+                except (PortalUnreachable, http.client.HTTPException, OSError, ValueError):
+                    payload = b""  # the status says enough
+            retry_after = parse_retry_after(exc.headers.get("Retry-After"))
             if exc.code == 304:
                 return Answer(304, b"", dict(exc.headers))
-            if exc.code >= 500:
-                raise PortalUnreachable(f"{exc.code} from the portal") from exc
-            try:
-                message = json.loads(payload).get("detail", "")
-            except ValueError:
-                message = payload[:200].decode(errors="replace")
-            retry_after = exc.headers.get("Retry-After")
-            raise PortalRefused(
-                exc.code, message, float(retry_after) if retry_after else None
-            ) from exc
-        except (urllib.error.URLError, OSError, TimeoutError) as exc:
-            raise PortalUnreachable(str(exc)) from exc
+            if exc.code >= 500 or exc.code < 400:
+                raise PortalUnreachable(
+                    f"{exc.code} from the portal", retry_after=retry_after
+                ) from exc
+            message, from_portal = _detail(payload)
+            raise PortalRefused(exc.code, message, retry_after, from_portal) from exc
+        except PortalUnreachable:
+            raise
+        except (http.client.HTTPException, urllib.error.URLError, OSError, ValueError) as exc:
+            # BadStatusLine, IncompleteRead, LineTooLong, RemoteDisconnected, refused, reset,
+            # timeouts, a malformed header: all mean "no usable answer this time".
+            raise PortalUnreachable(f"{type(exc).__name__}: {exc}") from exc
 
     def manifest(self, etag: str | None) -> tuple[dict | None, str | None]:
         """(manifest, etag), or (None, etag) when nothing changed since ``etag``."""
@@ -74,19 +155,38 @@ class PortalClient:
         answer = self.request("GET", self.url("model/"), headers=headers)
         if answer.status == 304:
             return None, etag
-        return answer.json(), answer.headers.get("ETag")
+        manifest = answer.json()
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("version"), dict):
+            raise PortalUnreachable(f"{answer.status} answer is not a model manifest")
+        return manifest, answer.headers.get("ETag")
 
-    def download(self, url: str, sha256: str, directory: str) -> str:
-        """The file at ``url`` in ``directory``, checked against ``sha256`` (else refused)."""
-        answer = self.request("GET", url)
-        digest = hashlib.sha256(answer.body).hexdigest()
-        if digest != sha256:
-            raise ChecksumMismatch(
-                f"downloaded file has sha256 {digest[:12]}…, expected {sha256[:12]}…"
-            )
+    def download(self, url: str, sha256: str, directory: str, size: int | None = None) -> str:
+        """The file at ``url`` in ``directory``, checked against ``sha256`` (else refused).
+
+        Streamed to a ``.part`` file (removed on any failure), within ``download_deadline_s``
+        and at most ``size`` bytes (the manifest's) or MAX_MODEL_BYTES."""
+        limit = int(size) if size else MAX_MODEL_BYTES
+        digest = hashlib.sha256()
         handle, path = tempfile.mkstemp(dir=directory, suffix=".part")
-        with os.fdopen(handle, "wb") as local:
-            local.write(answer.body)
+        try:
+            with os.fdopen(handle, "wb") as local:
+
+                def sink(chunk: bytes) -> None:
+                    digest.update(chunk)
+                    local.write(chunk)
+
+                self.request("GET", url, sink=sink, limit=limit)
+                local.flush()
+                os.fsync(local.fileno())
+            if digest.hexdigest() != sha256:
+                raise ChecksumMismatch(
+                    f"downloaded file has sha256 {digest.hexdigest()[:12]}…, "
+                    f"expected {sha256[:12]}…"
+                )
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.remove(path)
+            raise
         return path
 
     def upload(self, image: bytes, name: str, detection: dict, version_id, key: str) -> dict:
@@ -112,6 +212,43 @@ class PortalClient:
 
 class ChecksumMismatch(Exception):
     pass
+
+
+def _read(response, deadline: float, limit: int, sink) -> bytes:
+    """The body, one socket read at a time (``read1``), so that the total deadline holds even
+    when each read returns a single byte just within the socket timeout."""
+    parts = []
+    total = 0
+    while True:
+        if time.monotonic() > deadline:
+            raise PortalUnreachable("the answer took longer than the deadline (too slow)")
+        chunk = response.read1(CHUNK) if hasattr(response, "read1") else response.read(CHUNK)
+        if not chunk:
+            break
+        total += len(chunk)
+        if total > limit:
+            if sink is not None:
+                raise ChecksumMismatch(f"the file is larger than the {limit:,} bytes announced")
+            raise PortalUnreachable(f"the answer is larger than {limit:,} bytes")
+        if sink is not None:
+            sink(chunk)
+        else:
+            parts.append(chunk)
+    length = response.headers.get("Content-Length") if response.headers else None
+    if length and length.isdigit() and int(length) != total:
+        raise PortalUnreachable(f"the answer was cut: {total} of {length} bytes")
+    return b"".join(parts)
+
+
+def _detail(payload: bytes) -> tuple[str, bool]:
+    """The portal's `detail`, and whether the body was the portal's JSON error at all."""
+    try:
+        parsed = json.loads(payload)
+    except ValueError:
+        return payload[:200].decode(errors="replace"), False
+    if isinstance(parsed, dict) and "detail" in parsed:
+        return str(parsed["detail"])[:500], True
+    return payload[:200].decode(errors="replace"), False
 
 
 def _multipart(fields: dict, file_part: tuple[str, str, bytes]) -> tuple[bytes, str]:
