@@ -8,6 +8,7 @@ from django.core.files.storage import default_storage
 from PIL import Image
 
 from apps.datasets.models import Sample
+from worker.ml.orientation import as_rgb
 
 
 def thumbnail_storage_name(sample: Sample) -> str:
@@ -18,7 +19,7 @@ def render_thumbnail(image_bytes: bytes, size: int) -> bytes:
     """A JPEG thumbnail of stored pixels (already as shown: see image_checks.stored_image_bytes)."""
     with Image.open(io.BytesIO(image_bytes)) as image:
         image.draft("RGB", (size, size))  # JPEG decodes at a reduced scale: much faster
-        image = image.convert("RGB")
+        image = as_rgb(image)
         image.thumbnail((size, size), Image.Resampling.LANCZOS)
         out = io.BytesIO()
         image.save(out, format="JPEG", quality=82, optimize=True)

@@ -10,6 +10,7 @@ from PIL import Image
 
 from apps.datasets.models import Sample, SampleSource, SampleStatus, Split
 from apps.datasets.services import boxes_by_annotation, labeled_snapshot
+from worker.ml.orientation import as_rgb
 
 
 class NoDataError(Exception):
@@ -51,7 +52,7 @@ def read_image(name: str) -> np.ndarray:
     with default_storage.open(name, "rb") as handle:
         data = handle.read()
     with Image.open(io.BytesIO(data)) as image:
-        return np.asarray(image.convert("RGB"))
+        return np.asarray(as_rgb(image))
 
 
 def load_detection_data(pairs: list[tuple[int, int]], class_names: list[str]):

@@ -536,3 +536,31 @@ def test_the_ml_cores_coco_loader_reads_images_as_shown(tmp_path):
     )
     loaded = DetectionData.from_coco(tmp_path / "annotations.json")
     assert_object_at(loaded.x[0], loaded.y[0][0, :4])
+
+
+def test_a_16_bit_grayscale_png_is_read_as_a_browser_shows_it_not_clipped_white(dataset):
+    """Pillow's own conversion clips 16-bit values at 255 (a frame 99 % white); every reader
+    takes the high byte instead: predict, storage's thumbnail, the training loader."""
+    from worker.edge.inference import decode_image
+
+    width, height = 64, 32
+    values = np.tile(np.linspace(0, 65535, width, dtype=np.uint16), (height, 1))
+    buffer = io.BytesIO()
+    Image.fromarray(values).save(buffer, format="PNG")  # a 16-bit grayscale PNG
+    data = buffer.getvalue()
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.mode.startswith("I")
+    expected = np.repeat((values >> 8).astype(np.uint8)[..., None], 3, axis=2)
+
+    assert np.array_equal(decode_image(data, max_bytes=10**7, max_pixels=10**7), expected)
+    assert np.array_equal(decode_rgb(data), expected)
+    stored = services.store_sample(
+        dataset, data, original_name="depth.png", source="upload", boxes=[], split="train"
+    )
+    training = load_detection_data(
+        [(stored.sample.pk, stored.sample.current_annotation_id)], dataset.class_names
+    )
+    assert np.array_equal(training.x[0], expected)
+    with default_storage.open(ensure_thumbnail(stored.sample), "rb") as handle:
+        thumbnail = plain_pixels(handle.read()).astype(int)
+    assert abs(thumbnail.mean() - expected.mean()) < 3  # a JPEG of the gradient, not white

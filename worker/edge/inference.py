@@ -16,6 +16,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from worker.ml.data import ImageInference
 from worker.ml.errors import MLInputError
 from worker.ml.litert import EdgeRunner
+from worker.ml.orientation import as_rgb
 from worker.ml.registry import ClassFactory, ClassType
 
 
@@ -70,7 +71,7 @@ def decode_image(
                 # copies they would make cost as much as the JPEG decode itself.
                 image.load()
                 ImageOps.exif_transpose(image, in_place=True)
-                array = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+                array = np.asarray(as_rgb(image))
             except (OSError, ValueError, SyntaxError, Image.DecompressionBombWarning) as exc:
                 raise ImageUnusable(f"corrupt or truncated image ({exc})") from exc
     return array

@@ -130,7 +130,7 @@ class DetectionData:
         """
         from PIL import Image
 
-        from worker.ml.orientation import oriented
+        from worker.ml.orientation import as_rgb, oriented
 
         annotation_file = Path(annotation_file)
         try:
@@ -151,7 +151,7 @@ class DetectionData:
             path = image_dir / image["file_name"]
             try:
                 with Image.open(path) as handle:  # as shown: boxes are drawn on that
-                    images.append(np.asarray(oriented(handle).convert("RGB")))
+                    images.append(np.asarray(as_rgb(oriented(handle))))
             except OSError as exc:
                 raise MLInputError(f"cannot read image {path}: {exc}") from exc
             labels.append(np.asarray(labels_by_image[image["id"]], np.float32).reshape(-1, 5))

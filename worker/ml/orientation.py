@@ -63,10 +63,22 @@ def oriented(image: Image.Image, orientation: int | None = None) -> Image.Image:
     return image if method is None else image.transpose(method)
 
 
+def as_rgb(image: Image.Image) -> Image.Image:
+    """The image as 8-bit RGB, as a browser shows it. Pillow's own conversion clips 16-bit
+    grayscale (modes ``I;16*`` and ``I``) at 255 instead of scaling it, which turns a 16-bit
+    frame almost all white; its high byte is what browsers show."""
+    if image.mode == "RGB":
+        return image
+    if image.mode.startswith("I"):
+        values = np.clip(np.asarray(image, dtype=np.int64), 0, 65535) >> 8
+        return Image.fromarray(values.astype(np.uint8), "L").convert("RGB")
+    return image.convert("RGB")
+
+
 def decode_rgb(data: bytes) -> np.ndarray:
     """Camera bytes → the shown image as uint8 HxWx3 (what a model must see)."""
     with Image.open(io.BytesIO(data)) as image:
-        return np.asarray(oriented(image).convert("RGB"))
+        return np.asarray(as_rgb(oriented(image)))
 
 
 def point_to_shown(x: float, y: float, width: int, height: int, orientation: int):
