@@ -7,10 +7,13 @@ the loop permissions. Rejected requests store nothing and are counted as the dev
 import hashlib
 import json
 import math
+import mimetypes
+import re
 
 from django.conf import settings
 from django.http import FileResponse, HttpResponse
 from django.shortcuts import get_object_or_404
+from django.utils.http import content_disposition_header, parse_etags
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import permissions, serializers, status
 from rest_framework.exceptions import PermissionDenied
@@ -20,6 +23,8 @@ from rest_framework.views import APIView
 
 from apps.accounts.api_auth import is_device
 from apps.accounts.body_gate import LargeBody
+from apps.datasets.boxes import BoxRejected, check_boxes
+from apps.datasets.formats.base import LabeledBox
 from apps.datasets.models import SampleSource
 from apps.edge import prediction, services, serving
 from apps.edge.models import IntakeMode
@@ -31,6 +36,7 @@ from apps.edge.prediction import (
     decode,
 )
 from apps.loops.models import Loop, ModelVersion
+from ilportal.api_schema import ApiErrorSerializer
 
 # Multipart boundaries and headers around the images, and the intake upload's detection JSON.
 MULTIPART_OVERHEAD_BYTES = 1024**2
@@ -44,9 +50,11 @@ class EdgeAccess(permissions.BasePermission):
     def has_permission(self, request, view) -> bool:
         if not request.user or not request.user.is_authenticated:
             return False
+        # HEAD is a GET without the body: allowed wherever GET is.
+        method = "GET" if request.method == "HEAD" else request.method
         if is_device(request.user):
-            return request.method in getattr(view, "device_methods", ())
-        needed = getattr(view, "user_permissions", {}).get(request.method)
+            return method in getattr(view, "device_methods", ())
+        needed = getattr(view, "user_permissions", {}).get(method)
         return needed is not None and request.user.has_perm(needed)
 
 
@@ -93,11 +101,14 @@ class RawBodyParser(BaseParser):
         return {}
 
 
+def _is_multipart(request) -> bool:
+    return (request.content_type or "").startswith("multipart/form-data")
+
+
 def _read_images(request) -> list[tuple[str, bytes]]:
     """(name, bytes) of each image: multipart `image`/`images` parts, or the raw body."""
     max_bytes = settings.EDGE_MAX_IMAGE_BYTES
-    content_type = request.content_type or ""
-    if content_type.startswith("multipart/form-data"):
+    if _is_multipart(request):
         files = request.FILES.getlist("images") + request.FILES.getlist("image")
         if not files:
             raise RequestRejected(
@@ -217,6 +228,12 @@ class PredictView(EdgeView):
 # --- Intake from edge agents -----------------------------------------------------------------
 
 
+INTAKE_MULTIPART = (
+    "Send an intake upload as multipart/form-data with the parts image, detection (JSON) and "
+    "version."
+)
+
+
 class IntakeUploadView(EdgeView):
     """An agent sends an image it answered and mined itself; the loop's policy decides."""
 
@@ -232,8 +249,8 @@ class IntakeUploadView(EdgeView):
                 {
                     "image": serializers.FileField(),
                     "detection": serializers.CharField(
-                        help_text='JSON: {"boxes": [...], "hard": bool, "hardness": float, '
-                        '"miner": str}'
+                        help_text='JSON: {"boxes": [...], "hard": true/false, "hardness": float, '
+                        '"miner": str}; boxes in pixels of the image as sent (upright)'
                     ),
                     "version": serializers.IntegerField(help_text="The version that answered."),
                 },
@@ -244,47 +261,90 @@ class IntakeUploadView(EdgeView):
                 "Idempotency-Key",
                 str,
                 OpenApiParameter.HEADER,
-                description="A retry with the same key gets the first answer, stores nothing.",
+                description="A retry with the same key (same loop, same image) gets the first "
+                "answer and stores nothing; the key with another loop or image: 422; while the "
+                "first request with it still runs: 409 with Retry-After.",
             )
         ],
-        responses={200: inline_serializer("IntakeDecision", RESULT_FIELDS)},
+        responses={
+            200: inline_serializer(
+                "IntakeDecision",
+                {
+                    **RESULT_FIELDS,
+                    "warnings": serializers.ListField(
+                        child=serializers.CharField(),
+                        help_text="Boxes clipped to the image.",
+                    ),
+                    "replayed": serializers.BooleanField(required=False),
+                },
+            ),
+            409: ApiErrorSerializer,
+            415: ApiErrorSerializer,
+            422: ApiErrorSerializer,
+        },
+        description="An agent's hard example (multipart only: 415 otherwise). Boxes are "
+        "judged against the image as annotations are (400 outside it, clipped with `warnings` "
+        "when they overhang). With an Idempotency-Key: a retry gets the first answer "
+        "(`replayed`), the key with another loop or image 422, while the first request with "
+        "it still runs 409 with Retry-After.",
     )
     def post(self, request, loop_id: int):
         loop = self.loop_for(request, loop_id)
         device = self.device(request, loop)
-        token = request.user.token
         key = (request.headers.get("Idempotency-Key") or "").strip()[:100]
-        if key:
-            earlier = services.receipt(token, key)
-            if earlier is not None:
-                return Response(earlier | {"replayed": True})
+        claim = None
         try:
+            if not _is_multipart(request):  # before the body is read or decoded
+                raise RequestRejected(415, INTAKE_MULTIPART)
             self.check_rate(request)
             images = _read_images(request)
             if len(images) != 1:
                 raise RequestRejected(400, "Send one image per intake upload.")
-            (array,) = decode(images)
-            detection = _parse_detection(request.data.get("detection"), loop)
-            version_id = _parse_version(request.data.get("version"), loop)
+            if key:
+                claim, earlier = _claim(request.user.token, key, loop, images[0][1])
+                if earlier is not None:
+                    return Response(earlier | {"replayed": True})
+            body = self._take_in(request, loop, device, images)
         except RequestRejected as exc:
+            services.release_receipt(claim)
             return self.rejected(exc, device)
+        except BaseException:
+            services.release_receipt(claim)
+            raise
+        return Response(services.keep_receipt(claim, body))
+
+    def _take_in(self, request, loop: Loop, device, images) -> dict:
+        detection = _parse_detection(request.data.get("detection"), loop)
+        version_id = _parse_version(request.data.get("version"), loop)
         label = ModelVersion.objects.filter(pk=version_id).values_list("number", flat=True).first()
-        item = services.IntakeItem(
-            data=images[0][1],
-            original_name=images[0][0],
-            image=array,
-            detection=detection,
-            version_id=version_id,
-            version_label=f"v{label}" if label else "",
-        )
-        (decision,) = services.take_in(loop, [item], device=device, source=SampleSource.DEVICE)
+        with prediction.decoding_slot():
+            (array,) = decode(images)
+            height, width = array.shape[:2]
+            warnings = _fit_boxes(detection, loop, width, height)
+            item = services.IntakeItem(
+                data=images[0][1],
+                original_name=images[0][0],
+                image=array,
+                detection=detection,
+                version_id=version_id,
+                version_label=f"v{label}" if label else "",
+            )
+            (decision,) = services.take_in(loop, [item], device=device, source=SampleSource.DEVICE)
         services.record_activity(
-            device, version_id=version_id, images=1, hard=int(bool(detection["hard"]))
+            device, version_id=version_id, images=1, hard=int(detection["hard"])
         )
-        body = {**detection, **decision.as_dict()}
-        if key:
-            body = services.keep_receipt(token, key, body)
-        return Response(body)
+        answer = {**detection, "width": width, "height": height, **decision.as_dict()}
+        return answer | {"warnings": warnings}
+
+
+def _claim(token, key: str, loop: Loop, image: bytes):
+    try:
+        return services.claim_receipt(
+            token, key, loop=loop, image_sha256=hashlib.sha256(image).hexdigest()
+        )
+    except services.ReceiptConflict as exc:
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+        raise RequestRejected(exc.code, str(exc), headers) from exc
 
 
 def _finite(value, what: str) -> float:
@@ -298,6 +358,10 @@ def _finite(value, what: str) -> float:
 
 
 def _parse_detection(raw, loop: Loop) -> dict:
+    """The agent's detection, checked for form; its boxes are checked against the image by
+    `_fit_boxes` once the image is decoded."""
+    if not isinstance(raw, str | None):
+        raise RequestRejected(400, "detection must be a form field holding JSON, not a file")
     try:
         data = json.loads(raw or "")
     except ValueError as exc:
@@ -305,35 +369,81 @@ def _parse_detection(raw, loop: Loop) -> dict:
     if not isinstance(data, dict) or not isinstance(data.get("boxes", []), list):
         raise RequestRejected(400, 'detection must be {"boxes": [...], "hard": ..., ...}')
     boxes = []
-    for index, box in enumerate(data.get("boxes", [])):
+    for number, box in enumerate(data.get("boxes", []), start=1):
         if not isinstance(box, dict) or box.get("class_name") not in loop.dataset.class_names:
-            raise RequestRejected(400, f"detection: box {index} has no known class_name")
+            raise RequestRejected(400, f"detection: box {number} has no known class_name")
         numbers = {
-            name: _finite(box.get(name), f"box {index} {name}")
+            name: _finite(box.get(name), f"box {number} {name}")
             for name in ("score", "x1", "y1", "x2", "y2")
         }
-        if numbers["x2"] <= numbers["x1"] or numbers["y2"] <= numbers["y1"]:
-            raise RequestRejected(400, f"detection: box {index} is empty or inverted")
         if not 0.0 <= numbers["score"] <= 1.0:
-            raise RequestRejected(400, f"detection: box {index} score must lie in [0, 1]")
+            raise RequestRejected(400, f"detection: box {number} score must lie in [0, 1]")
         boxes.append({"class_name": box["class_name"], **numbers})
+    hard = data.get("hard", False)
+    if not isinstance(hard, bool):
+        raise RequestRejected(
+            400, f'detection: "hard" must be true or false (a JSON boolean), not {_shown(hard)}'
+        )
     hardness = _finite(data.get("hardness", 0.0), "hardness")
     return {
         "boxes": boxes,
-        "hard": bool(data.get("hard")),
+        "hard": hard,
         "hardness": min(max(hardness, 0.0), 1.0),
         "miner": str(data.get("miner", ""))[:60],
     }
 
 
-def _parse_version(raw, loop: Loop) -> int | None:
-    if raw in (None, ""):
-        return None
+def _fit_boxes(detection: dict, loop: Loop, width: int, height: int) -> list[str]:
+    """Judges the boxes against the image as the annotations API does (at most
+    DATASET_MAX_BOXES_PER_IMAGE; inverted, empty or wholly outside boxes refused, overhanging
+    ones clipped); returns the clip warnings."""
+    boxes = detection["boxes"]
     try:
+        checked = check_boxes(
+            [LabeledBox(b["class_name"], b["x1"], b["y1"], b["x2"], b["y2"]) for b in boxes],
+            width,
+            height,
+            loop.dataset.class_names,
+        )
+    except BoxRejected as exc:
+        raise RequestRejected(400, f"detection: {exc}") from exc
+    detection["boxes"] = [
+        {"class_name": box["class_name"], "score": box["score"]}
+        | {"x1": fitted.x1, "y1": fitted.y1, "x2": fitted.x2, "y2": fitted.y2}
+        for box, fitted in zip(boxes, checked.boxes, strict=True)
+    ]
+    return checked.warnings
+
+
+def _shown(value) -> str:
+    """A value as JSON for a message, cut short."""
+    text = json.dumps(value) if not hasattr(value, "read") else "a file"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+# Ids are 64-bit (BigAutoField); a string id is ASCII digits.
+_ID = re.compile(r"[0-9]{1,19}")
+
+
+def _parse_version(raw, loop: Loop) -> int | None:
+    """A version id of this loop: an integer (JSON) or its digits (a form field); None if not
+    sent. ``true`` or ``1.5`` is not an id."""
+    if raw is None or raw == "":
+        return None
+    version_id = None
+    if isinstance(raw, bool):
+        pass
+    elif isinstance(raw, int):
+        version_id = raw
+    elif isinstance(raw, float) and raw.is_integer():
         version_id = int(raw)
-    except (TypeError, ValueError) as exc:
-        raise RequestRejected(400, "version must be a version id") from exc
-    if not ModelVersion.objects.filter(pk=version_id, loop=loop).exists():
+    elif isinstance(raw, str) and _ID.fullmatch(raw.strip()):
+        version_id = int(raw.strip())
+    if version_id is None:
+        raise RequestRejected(400, f"version must be a version id (an integer), not {_shown(raw)}")
+    if not 0 < version_id < 2**63 or not (
+        ModelVersion.objects.filter(pk=version_id, loop=loop).exists()
+    ):
         raise RequestRejected(400, f"version {version_id} is not a version of this loop")
     return version_id
 
@@ -356,6 +466,10 @@ class HeartbeatView(EdgeView):
         device = self.device(request, loop)
         try:
             self.check_rate(request)
+            if not isinstance(request.data, dict):
+                raise RequestRejected(
+                    400, 'The body must be a JSON object: {"version": <id>, "health": {...}}.'
+                )
             version_id = _parse_version(request.data.get("version"), loop)
         except RequestRejected as exc:
             return self.rejected(exc, device)
@@ -418,8 +532,10 @@ def _etag(*parts) -> str:
 
 
 def _not_modified(request, etag: str) -> bool:
-    sent = request.headers.get("If-None-Match", "")
-    return etag in [tag.strip() for tag in sent.split(",")] or sent.strip() == "*"
+    """If-None-Match by the weak comparison (RFC 9110, 13.1.2): `W/"x"` matches `"x"` (proxies
+    that compress make ETags weak), as does `*`."""
+    sent = parse_etags(request.headers.get("If-None-Match", ""))
+    return sent == ["*"] or etag.removeprefix("W/") in {tag.removeprefix("W/") for tag in sent}
 
 
 class ModelManifestView(EdgeView):
@@ -484,6 +600,12 @@ class _ModelFileView(EdgeView):
             return HttpResponse(status=304, headers=headers)
         from django.core.files.storage import default_storage
 
+        if request.method == "HEAD":  # GET's headers, without opening the file
+            content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+            response = HttpResponse(content_type=content_type, headers=headers)
+            response["Content-Length"] = str(default_storage.size(name))
+            response["Content-Disposition"] = content_disposition_header(True, filename)
+            return response
         response = FileResponse(
             default_storage.open(name, "rb"), as_attachment=True, filename=filename
         )
@@ -510,13 +632,29 @@ class ModelArchiveView(_ModelFileView):
 # --- Intake policy ---------------------------------------------------------------------------
 
 
+# The largest value of a PositiveIntegerField on every database Django supports.
+POSITIVE_INT_MAX = 2**31 - 1
+
+
 class IntakePolicySerializer(serializers.Serializer):
     mode = serializers.ChoiceField(choices=IntakeMode.choices, required=False)
     sample_percent = serializers.FloatField(min_value=0, max_value=100, required=False)
-    hard_per_hour = serializers.IntegerField(min_value=0, required=False)
-    hard_per_day = serializers.IntegerField(min_value=0, required=False)
+    hard_per_hour = serializers.IntegerField(
+        min_value=0, max_value=POSITIVE_INT_MAX, required=False
+    )
+    hard_per_day = serializers.IntegerField(min_value=0, max_value=POSITIVE_INT_MAX, required=False)
     duplicate_window = serializers.IntegerField(min_value=0, max_value=10000, required=False)
     duplicate_distance = serializers.IntegerField(min_value=0, max_value=64, required=False)
+
+    def validate(self, attrs):
+        if isinstance(self.initial_data, dict):
+            unknown = sorted(set(self.initial_data) - set(self.fields))
+            if unknown:
+                allowed = ", ".join(self.fields)
+                raise serializers.ValidationError(
+                    {name: [f"Not an intake setting; they are: {allowed}."] for name in unknown}
+                )
+        return attrs
 
 
 class IntakePolicyView(EdgeView):

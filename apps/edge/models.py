@@ -109,11 +109,28 @@ class EdgeDevice(models.Model):
 
 
 class UploadReceipt(models.Model):
-    """The answer to an upload with an idempotency key: a retry gets it again, stores nothing."""
+    """An upload's idempotency key, claimed before the upload is looked at: while ``response`` is
+    empty the first request is still being answered (a concurrent retry waits for it, then gets
+    its answer); a request that fails deletes its claim, so that a retry can succeed. The key is
+    bound to the loop and the image it was first sent with: the same key with another loop or
+    another image is refused, not answered with another upload's answer."""
 
     token = models.ForeignKey("accounts.DeviceToken", on_delete=models.CASCADE, related_name="+")
     key = models.CharField(max_length=100)
-    response = models.JSONField()
+    loop = models.ForeignKey(
+        "loops.Loop",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+        help_text="The loop the upload went to (empty on receipts kept before keys were bound).",
+    )
+    image_sha256 = models.CharField(
+        max_length=64, blank=True, help_text="sha256 of the uploaded image's bytes."
+    )
+    response = models.JSONField(
+        null=True, blank=True, help_text="The answer; empty while the first request runs."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -3,6 +3,7 @@ fleet's books; set the policy. The API views call these and nothing else."""
 
 import logging
 import random
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -264,20 +265,108 @@ def intake_counts(loop: Loop, since) -> dict[str, int]:
 
 # --- Idempotent uploads ----------------------------------------------------------------------
 
+# A request that finds its key claimed by a request still running waits this long for that one's
+# answer (a retry racing its first attempt), then is told to retry later.
+RECEIPT_WAIT_S = 5.0
+RECEIPT_POLL_S = 0.05
+# A claim without an answer this old belongs to a request that died (a killed process): the
+# next request with that key takes it over. Far above how long an intake upload takes.
+RECEIPT_STALE_S = 300
+RECEIPT_RETRY_AFTER_S = 2
 
-def receipt(token, key: str) -> dict | None:
-    found = UploadReceipt.objects.filter(token=token, key=key).first()
-    return found.response if found else None
+
+class ReceiptConflict(EdgeError):
+    """The key cannot be used for this request: ``code`` 422 when it was used for another
+    request, 409 (with ``retry_after``) while the first request with it is still running."""
+
+    def __init__(self, message: str, *, code: int, retry_after: int | None = None):
+        super().__init__(message)
+        self.code = code
+        self.retry_after = retry_after
 
 
-def keep_receipt(token, key: str, response: dict) -> dict:
-    """Records the answer to ``key``; if a concurrent retry recorded one first, returns that."""
-    try:
-        with transaction.atomic():
-            UploadReceipt.objects.create(token=token, key=key, response=response)
-    except IntegrityError:
-        return UploadReceipt.objects.get(token=token, key=key).response
+def claim_receipt(token, key: str, *, loop: Loop, image_sha256: str):
+    """Claims ``key`` for this upload before anything is stored: one request per key does the
+    work, however many arrive at once (the unique (token, key) row decides, on PostgreSQL and
+    SQLite alike).
+
+    Returns ``(claim, None)`` when this request is the one to answer: it then calls
+    ``keep_receipt(claim, answer)``, or ``release_receipt(claim)`` if it fails; ``(None,
+    answer)`` for a retry of an answered upload (same loop, same image). Raises ReceiptConflict
+    when the key was used with another loop or image, or its first request is still running
+    after ``RECEIPT_WAIT_S``.
+    """
+    deadline = time.monotonic() + RECEIPT_WAIT_S
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            with transaction.atomic():  # its own transaction: other requests see it at once
+                claim = UploadReceipt.objects.create(
+                    token=token, key=key, loop=loop, image_sha256=image_sha256, response=None
+                )
+            return claim, None
+        except IntegrityError:
+            if attempts >= 5:  # the key keeps vanishing: something else refuses the row
+                raise
+        answer = _wait_for_answer(token, key, loop, image_sha256, deadline)
+        if answer is not None:
+            return None, answer
+        # The first request failed and gave the key back (or died): claim it again.
+
+
+def _wait_for_answer(token, key: str, loop: Loop, image_sha256: str, deadline: float):
+    """The answer of the request holding the key, once it has one; None when the key was given
+    back (or its claim went stale and was removed). Reads only: a waiting request takes no write
+    lock (SQLite has one for the whole database)."""
+    while True:
+        earlier = UploadReceipt.objects.filter(token=token, key=key).first()
+        if earlier is None:
+            return None
+        _check_same_upload(earlier, key, loop, image_sha256)
+        if earlier.response is not None:
+            return earlier.response
+        if earlier.created_at < timezone.now() - timedelta(seconds=RECEIPT_STALE_S):
+            UploadReceipt.objects.filter(pk=earlier.pk, response__isnull=True).delete()
+            return None
+        if time.monotonic() >= deadline:
+            raise ReceiptConflict(
+                f"A request with this Idempotency-Key ({key!r}) is in progress; retry in "
+                f"{RECEIPT_RETRY_AFTER_S} s to get its answer.",
+                code=409,
+                retry_after=RECEIPT_RETRY_AFTER_S,
+            )
+        time.sleep(RECEIPT_POLL_S)
+
+
+def _check_same_upload(earlier: UploadReceipt, key: str, loop: Loop, image_sha256: str) -> None:
+    """A key names one upload: its loop and image (receipts kept before keys were bound to them
+    have neither, and answer any retry)."""
+    if earlier.loop_id is not None and earlier.loop_id != loop.pk:
+        raise ReceiptConflict(
+            f"Idempotency-Key {key!r} was already used for an upload to loop {earlier.loop_id}; "
+            "use a new key for each upload.",
+            code=422,
+        )
+    if earlier.image_sha256 and earlier.image_sha256 != image_sha256:
+        raise ReceiptConflict(
+            f"Idempotency-Key {key!r} was already used with another image; use a new key for "
+            "each upload.",
+            code=422,
+        )
+
+
+def keep_receipt(claim: UploadReceipt | None, response: dict) -> dict:
+    """Records the answer of the request that holds ``claim``; retries get it from now on."""
+    if claim is not None:
+        UploadReceipt.objects.filter(pk=claim.pk, response__isnull=True).update(response=response)
     return response
+
+
+def release_receipt(claim: UploadReceipt | None) -> None:
+    """Gives a failed request's key back, so that a retry can succeed."""
+    if claim is not None:
+        UploadReceipt.objects.filter(pk=claim.pk, response__isnull=True).delete()
 
 
 # --- Fleet bookkeeping -----------------------------------------------------------------------

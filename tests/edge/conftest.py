@@ -9,6 +9,7 @@ from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from django.test import Client
 from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
+from django.urls import reverse
 from PIL import Image
 
 from apps.accounts.services import create_device_token
@@ -106,6 +107,23 @@ def device_client(*loops, all_loops=False, name="cam-1", transport="rest"):
     client.raw_token = issued.raw_token
     client.transport = transport
     return client
+
+
+def named_file(data: bytes, name: str = "frame.png"):
+    upload = io.BytesIO(data)
+    upload.name = name
+    return upload
+
+
+def agent_upload(client, loop, data, key=None, hard=True, boxes=None, detection=None, **fields):
+    """An edge agent's intake upload: multipart image, detection and version."""
+    if detection is None:
+        detection = {"boxes": boxes or [], "hard": hard, "hardness": 0.8, "miner": "IBT"}
+    return client.post(
+        reverse("api-edge-intake", args=[loop.pk]),
+        {"image": named_file(data), "detection": json.dumps(detection), **fields},
+        headers={"Idempotency-Key": key} if key else None,
+    )
 
 
 @pytest.fixture

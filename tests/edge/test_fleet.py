@@ -56,6 +56,52 @@ def test_heartbeat_reports_the_version_an_agent_runs(edge_loop, device):
     assert bad.status_code == 400
 
 
+@pytest.mark.parametrize("body", ["[1]", '"text"', "3", "null", "true"])
+def test_a_heartbeat_that_is_not_a_json_object_is_a_400(edge_loop, device, body):
+    """A JSON list, string, number or null is refused with a message (it was a 500)."""
+    response = device.post(
+        reverse("api-edge-heartbeat", args=[edge_loop.pk]), body, content_type="application/json"
+    )
+    assert response.status_code == 400, response.content
+    assert "must be a JSON object" in response.json()["detail"]
+    assert EdgeDevice.objects.get(token=device.token).errors == 1
+
+
+@pytest.mark.parametrize(
+    "version_of",
+    [
+        pytest.param(lambda v: True, id="true"),
+        pytest.param(lambda v: v + 0.5, id="non-integral"),
+        pytest.param(lambda v: f"{v}.5", id="non-integral-string"),
+        pytest.param(lambda v: "true", id="true-string"),
+        pytest.param(lambda v: [v], id="list"),
+        pytest.param(lambda v: {"id": v}, id="object"),
+    ],
+)
+def test_a_heartbeat_version_must_be_an_integer_id(edge_loop, device, version_of):
+    """`true` and `1.9` are not version ids, though int() made 1 of them."""
+    response = device.post(
+        reverse("api-edge-heartbeat", args=[edge_loop.pk]),
+        {"version": version_of(edge_loop.deployed_version_id)},
+        content_type="application/json",
+    )
+    assert response.status_code == 400, response.content
+    assert "version must be a version id (an integer)" in response.json()["detail"]
+    flush_device_books()
+    assert EdgeDevice.objects.get(token=device.token).version_id is None
+
+
+def test_a_heartbeat_version_may_be_an_integral_number_or_its_digits(edge_loop, device):
+    url = reverse("api-edge-heartbeat", args=[edge_loop.pk])
+    version_id = edge_loop.deployed_version_id
+    for version in (float(version_id), str(version_id), None):
+        answer = device.post(url, {"version": version}, content_type="application/json")
+        assert answer.status_code == 204, (version, answer.content)
+    for unknown in (10**30, -version_id, 0):
+        answer = device.post(url, {"version": unknown}, content_type="application/json")
+        assert answer.status_code == 400 and "not a version of this loop" in answer.json()["detail"]
+
+
 def test_the_fleet_page_needs_a_login(client):
     response = client.get(reverse("edge:fleet"))
     assert response.status_code == 302

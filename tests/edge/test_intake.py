@@ -10,7 +10,7 @@ from apps.datasets.models import Sample
 from apps.edge import services
 from apps.edge.models import IntakeOutcome, IntakeRecord
 from apps.loops.models import Loop
-from tests.edge.conftest import device_client, loop_yaml, scene_png
+from tests.edge.conftest import agent_upload, device_client, loop_yaml, named_file, scene_png
 
 pytestmark = pytest.mark.django_db
 
@@ -137,15 +137,6 @@ def test_policy_page(edge_loop, client_for, admin_user):
     assert refused.status_code == 200 and b"0 to 100" in refused.content
 
 
-def agent_upload(client, loop, data, key, hard=True, boxes=None):
-    detection = {"boxes": boxes or [], "hard": hard, "hardness": 0.8, "miner": "IBT"}
-    return client.post(
-        reverse("api-edge-intake", args=[loop.pk]),
-        {"image": _named(data), "detection": json.dumps(detection)},
-        headers={"Idempotency-Key": key},
-    )
-
-
 def test_an_agent_upload_with_an_idempotency_key_is_stored_once(edge_loop, device):
     box = {"class_name": "cone", "score": 0.4, "x1": 1, "y1": 2, "x2": 30, "y2": 40}
     first = agent_upload(device, edge_loop, scene_png(50), "img-50", boxes=[box])
@@ -188,7 +179,7 @@ def test_an_agent_upload_with_an_idempotency_key_is_stored_once(edge_loop, devic
 def test_a_bad_agent_upload_stores_nothing(edge_loop, device, detection, message):
     response = device.post(
         reverse("api-edge-intake", args=[edge_loop.pk]),
-        {"image": _named(scene_png(51)), "detection": detection},
+        {"image": named_file(scene_png(51)), "detection": detection},
     )
     assert response.status_code == 400 and message in response.json()["detail"]
     assert not Sample.objects.exists()
@@ -196,17 +187,9 @@ def test_a_bad_agent_upload_stores_nothing(edge_loop, device, detection, message
 
 def test_users_cannot_use_the_agent_intake(edge_loop, client_for, admin_user):
     response = client_for(admin_user).post(
-        reverse("api-edge-intake", args=[edge_loop.pk]), {"image": _named(scene_png(1))}
+        reverse("api-edge-intake", args=[edge_loop.pk]), {"image": named_file(scene_png(1))}
     )
     assert response.status_code == 403
-
-
-def _named(data: bytes):
-    import io
-
-    upload = io.BytesIO(data)
-    upload.name = "frame.png"
-    return upload
 
 
 def test_the_labeling_queue_finds_a_devices_hard_examples(edge_loop, device):
@@ -225,3 +208,107 @@ def test_the_labeling_queue_finds_a_devices_hard_examples(edge_loop, device):
     assert waiting("cam-1") == [mine]
     assert waiting("cam-2") == [theirs]
     assert waiting("cam-3") == []
+
+
+def test_a_raw_body_is_refused_before_it_is_decoded(edge_loop, device, monkeypatch):
+    """The intake takes multipart only: a raw image body gets 415 saying what to send, without
+    the image being read or decoded (it used to be decoded, then answered 500)."""
+    from apps.edge import api
+
+    def no_decode(images):
+        raise AssertionError("the image was decoded")
+
+    monkeypatch.setattr(api, "decode", no_decode)
+    response = device.post(
+        reverse("api-edge-intake", args=[edge_loop.pk]),
+        scene_png(52),
+        content_type="image/png",
+        headers={"Idempotency-Key": "raw-52"},
+    )
+    assert response.status_code == 415, response.content
+    detail = response.json()["detail"]
+    assert "multipart" in detail and all(part in detail for part in ("image", "detection"))
+    assert not Sample.objects.exists() and not IntakeRecord.objects.exists()
+
+
+@pytest.mark.parametrize("hard", ["false", "true", 0, 1, None, [], {}])
+def test_hard_must_be_a_json_boolean(edge_loop, device, hard):
+    """`"hard": "false"` used to count as hard (truthy): the image was queued."""
+    response = agent_upload(device, edge_loop, scene_png(53), hard=hard)
+    assert response.status_code == 400, response.content
+    assert '"hard" must be true or false' in response.json()["detail"]
+    assert not Sample.objects.exists() and not IntakeRecord.objects.exists()
+
+
+def test_boxes_overhanging_the_image_are_clipped_with_a_warning(edge_loop, device):
+    """As the annotations API does: the 96x72 image's boxes are clipped to it and stored so."""
+    boxes = [
+        {"class_name": "cone", "score": 0.5, "x1": -10, "y1": 5, "x2": 40, "y2": 500},
+        {"class_name": "vest", "score": 0.7, "x1": 10, "y1": 10, "x2": 20, "y2": 20},
+    ]
+    response = agent_upload(device, edge_loop, scene_png(54), boxes=boxes)
+    assert response.status_code == 200, response.content
+    body = response.json()
+    clipped = {"class_name": "cone", "score": 0.5, "x1": 0.0, "y1": 5.0, "x2": 40.0, "y2": 72.0}
+    assert body["boxes"][0] == clipped and body["boxes"][1]["x2"] == 20.0
+    assert (body["width"], body["height"]) == (96, 72)
+    assert len(body["warnings"]) == 1 and "96x72 image: clipped" in body["warnings"][0]
+    assert Sample.objects.get(pk=body["sample_id"]).prediction["boxes"] == body["boxes"]
+
+
+@pytest.mark.parametrize(
+    "box, message",
+    [
+        ({"x1": -1e9, "y1": -1e9, "x2": -5, "y2": -5}, "outside the 96x72 image"),
+        ({"x1": 200, "y1": 10, "x2": 1e9, "y2": 20}, "outside the 96x72 image"),
+        ({"x1": 10, "y1": 10, "x2": 10, "y2": 20}, "empty"),
+    ],
+)
+def test_boxes_outside_the_image_are_refused(edge_loop, device, box, message):
+    boxes = [{"class_name": "cone", "score": 0.5, **box}]
+    response = agent_upload(device, edge_loop, scene_png(55), boxes=boxes)
+    assert response.status_code == 400 and message in response.json()["detail"]
+    assert not Sample.objects.exists() and not IntakeRecord.objects.exists()
+
+
+def test_the_boxes_of_one_image_are_capped(edge_loop, device, settings):
+    """DATASET_MAX_BOXES_PER_IMAGE, the annotations' limit, bounds an upload's boxes too."""
+    settings.DATASET_MAX_BOXES_PER_IMAGE = 3
+    box = {"class_name": "cone", "score": 0.5, "x1": 1, "y1": 1, "x2": 9, "y2": 9}
+    assert agent_upload(device, edge_loop, scene_png(56), boxes=[box] * 3).status_code == 200
+    response = agent_upload(device, edge_loop, scene_png(57), boxes=[box] * 4)
+    assert response.status_code == 400
+    assert "DATASET_MAX_BOXES_PER_IMAGE" in response.json()["detail"]
+    assert Sample.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"hard_per_hour": 1180591620717411303424},
+        {"hard_per_day": 9223372036854775808},
+        {"hard_per_day": 2**31},
+        {"duplicate_window": 10**30},
+        {"duplicate_distance": 10**30},
+    ],
+)
+def test_policy_api_names_a_number_too_large(edge_loop, client_for, admin_user, change):
+    """A number beyond the column's range is a 400 naming the field (it was a 500)."""
+    url = reverse("api-edge-intake-policy", args=[edge_loop.pk])
+    response = client_for(admin_user).put(url, change, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert list(response.json()) == list(change)
+    assert services.policy_for(Loop.objects.get(pk=edge_loop.pk)).hard_per_day == 1000
+
+
+def test_policy_api_takes_the_largest_budget_and_refuses_unknown_settings(
+    edge_loop, client_for, admin_user
+):
+    url = reverse("api-edge-intake-policy", args=[edge_loop.pk])
+    admin = client_for(admin_user)
+    largest = {"hard_per_hour": 2**31 - 1, "hard_per_day": 2**31 - 1}
+    response = admin.put(url, largest, content_type="application/json")
+    assert response.status_code == 200 and response.json()["hard_per_day"] == 2**31 - 1
+    unknown = admin.put(url, {"bogus": 1, "mode": "nothing"}, content_type="application/json")
+    assert unknown.status_code == 400 and "bogus" in unknown.json()
+    assert services.policy_for(Loop.objects.get(pk=edge_loop.pk)).mode == "hard"

@@ -11,6 +11,8 @@ from tests.edge.conftest import device_client
 
 pytestmark = pytest.mark.django_db
 
+MODEL_URLS = ["api-edge-model", "api-edge-model-litert", "api-edge-model-archive"]
+
 
 def test_manifest_names_files_sha256_decoder_and_miner(edge_loop, device):
     response = device.get(reverse("api-edge-model", args=[edge_loop.pk]))
@@ -62,3 +64,31 @@ def test_download_needs_scope_and_a_deployed_model(edge_loop, admin_user):
     nothing = stranger.get(reverse("api-edge-model", args=[other.pk]))
     assert nothing.status_code == 409 and "no deployed model" in nothing.json()["detail"]
     assert stranger.get(reverse("api-edge-model-litert", args=[other.pk])).status_code == 409
+
+
+@pytest.mark.parametrize("name", MODEL_URLS)
+def test_a_weak_etag_matches(edge_loop, device, name):
+    """If-None-Match compares weakly (RFC 9110): a proxy that compresses makes `"x"` into
+    `W/"x"`, and polling through it must still get 304s."""
+    url = reverse(name, args=[edge_loop.pk])
+    etag = device.get(url)["ETag"]
+    for sent in (f"W/{etag}", f'"nothing", W/{etag}', f"W/{etag}, *"):
+        assert device.get(url, headers={"If-None-Match": sent}).status_code == 304, sent
+    assert device.get(url, headers={"If-None-Match": 'W/"other"'}).status_code == 200
+
+
+@pytest.mark.parametrize("name", MODEL_URLS)
+def test_head_answers_wherever_get_does(edge_loop, device, name, client_for, viewer_user):
+    """HEAD (a device checking for a new model without downloading it) gets GET's status and
+    headers without the body, for devices and people alike."""
+    url = reverse(name, args=[edge_loop.pk])
+    got = device.get(url)
+    for client in (device, client_for(viewer_user)):
+        head = client.head(url)
+        assert head.status_code == 200, head.content
+        assert not head.content and not getattr(head, "streaming_content", None)
+        for header in ("ETag", "Content-Type", "Content-Length"):
+            assert head[header] == got[header], header
+        assert head.get("X-Content-SHA256") == got.get("X-Content-SHA256")
+        assert head.get("Content-Disposition") == got.get("Content-Disposition")
+        assert client.head(url, headers={"If-None-Match": got["ETag"]}).status_code == 304
