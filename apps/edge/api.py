@@ -491,6 +491,17 @@ def _deployed(loop: Loop) -> ModelVersion:
     return ModelVersion.objects.get(pk=loop.deployed_version_id)
 
 
+def _requested_version(loop: Loop, value: str | None) -> ModelVersion:
+    if value is None:
+        return _deployed(loop)
+    if not value.isdigit() or len(value) > 18:
+        raise RequestRejected(400, f"version must be a version id, got {value[:40]!r}.")
+    version = ModelVersion.objects.filter(pk=int(value), loop=loop).first()
+    if version is None:
+        raise RequestRejected(404, f"Loop {loop.name!r} has no version with id {value}.")
+    return version
+
+
 def _manifest(request, loop: Loop, version: ModelVersion) -> dict:
     from django.urls import reverse
 
@@ -506,15 +517,21 @@ def _manifest(request, loop: Loop, version: ModelVersion) -> dict:
         "loop": {"id": loop.pk, "name": loop.name},
         "version": {"id": version.pk, "number": version.number, "label": version.label},
         "class_names": version.class_names,
+        # The file URLs name the version: a download that starts after a deploy or rollback
+        # still gets the file this manifest describes (its sha256), not the next version's.
         "litert": {
-            "url": request.build_absolute_uri(reverse("api-edge-model-litert", args=[loop.pk])),
+            "url": request.build_absolute_uri(
+                reverse("api-edge-model-litert", args=[loop.pk]) + f"?version={version.pk}"
+            ),
             "sha256": version.litert_sha256,
             "size": version.litert.size if version.litert_sha256 else None,
         }
         if version.litert_sha256
         else None,
         "archive": {
-            "url": request.build_absolute_uri(reverse("api-edge-model-archive", args=[loop.pk])),
+            "url": request.build_absolute_uri(
+                reverse("api-edge-model-archive", args=[loop.pk]) + f"?version={version.pk}"
+            ),
             "sha256": version.artifact_sha256,
             "size": version.artifact_size,
         },
@@ -580,12 +597,22 @@ class _ModelFileView(EdgeView):
     def file_of(self, version: ModelVersion) -> tuple[str, str, str]:
         raise NotImplementedError
 
-    @extend_schema(responses={(200, "application/octet-stream"): bytes, 304: None, 409: None})
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "version",
+                int,
+                description="A version of this loop (the manifest's URLs name theirs); without "
+                "it, the deployed version.",
+            )
+        ],
+        responses={(200, "application/octet-stream"): bytes, 304: None, 404: None, 409: None},
+    )
     def get(self, request, loop_id: int):
         loop = self.loop_for(request, loop_id)
         device = self.device(request, loop)
         try:
-            version = _deployed(loop)
+            version = _requested_version(loop, request.query_params.get("version"))
             name, sha256, filename = self.file_of(version)
         except RequestRejected as exc:
             return self.rejected(exc, device)

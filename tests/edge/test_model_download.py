@@ -92,3 +92,30 @@ def test_head_answers_wherever_get_does(edge_loop, device, name, client_for, vie
         assert head.get("X-Content-SHA256") == got.get("X-Content-SHA256")
         assert head.get("Content-Disposition") == got.get("Content-Disposition")
         assert client.head(url, headers={"If-None-Match": got["ETag"]}).status_code == 304
+
+
+@pytest.mark.parametrize("name", ["litert", "archive"])
+def test_the_manifests_file_urls_keep_their_version_after_a_deploy(
+    edge_loop, device, edge_archive, name
+):
+    """A download that starts just after the pointer moved still gets the file the manifest
+    named (an agent would otherwise see another version's bytes and refuse a good model)."""
+    v1 = edge_loop.deployed_version
+    manifest = device.get(reverse("api-edge-model", args=[edge_loop.pk])).json()
+    v2 = loops.register_version(edge_loop, edge_archive["with_litert"], source="uploaded")
+    loops.move_deployed_pointer(v2.pk, action="force", started_by="t", reason="t", job_id=None)
+    pinned = device.get(manifest[name]["url"])
+    assert pinned.status_code == 200 and pinned["X-Model-Version"] == str(v1.pk)
+    assert pinned["X-Content-SHA256"] == manifest[name]["sha256"]
+    deployed = device.get(reverse(f"api-edge-model-{name}", args=[edge_loop.pk]))
+    assert deployed["X-Model-Version"] == str(v2.pk)  # without a version: the deployed one
+
+
+def test_a_file_of_an_unknown_or_another_loops_version_is_refused(edge_loop, device, edge_archive):
+    url = reverse("api-edge-model-litert", args=[edge_loop.pk])
+    assert device.get(url + "?version=abc").status_code == 400
+    assert device.get(url + "?version=999999").status_code == 404
+    other = loops.create_loop(name="elsewhere", dataset=edge_loop.dataset)
+    foreign = loops.register_version(other, edge_archive["with_litert"], source="uploaded")
+    refused = device.get(url + f"?version={foreign.pk}")
+    assert refused.status_code == 404 and "no version with id" in refused.json()["detail"]

@@ -31,8 +31,12 @@ def test_train_evaluates_and_auto_deploys_through_the_worker(live_portal, tiny_l
     )
     loop = Loop.objects.get(pk=tiny_loop.pk)
     services.start_training(loop, user=admin_user)
+    # The deploy job is marked succeeded just after it moves the pointer: wait for both.
     wait_for(
-        lambda: Loop.objects.get(pk=loop.pk).deployed_version_id is not None,
+        lambda: (
+            Loop.objects.get(pk=loop.pk).deployed_version_id is not None
+            and Job.objects.filter(kind="deploy", status=JobStatus.SUCCEEDED).exists()
+        ),
         live_portal,
         what="train → evaluate → deploy",
     )
