@@ -516,7 +516,7 @@ def test_counts_are_kept_in_memory_while_the_disk_is_full(tmp_path, monkeypatch)
     def full(*args):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(queue_module, "_atomic_write", full)
+    monkeypatch.setattr(queue_module, "atomic_write", full)
     assert queue.put(b"a", "a.jpg", {}, None) is None
     assert queue.counters["dropped"] == 1
     monkeypatch.undo()

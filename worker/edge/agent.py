@@ -41,7 +41,7 @@ from worker.edge.portal import (
     PortalUnreachable,
 )
 from worker.edge.smoke import smoke_test
-from worker.edge.upload_queue import UploadQueue
+from worker.edge.upload_queue import UploadQueue, atomic_write
 
 logger = logging.getLogger("ilportal.edge.agent")
 
@@ -382,17 +382,7 @@ class EdgeAgent:
         if previous is not None and previous.sha256 != model.sha256:
             writes.insert(0, (self.models_dir / "previous.json", previous))
         for target, described in writes:
-            temporary = target.with_name(target.name + ".tmp")
-            try:
-                with open(temporary, "w") as handle:
-                    handle.write(json.dumps(self._last_manifest_for(described)))
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(temporary, target)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    temporary.unlink()
-                raise
+            atomic_write(target, json.dumps(self._last_manifest_for(described)).encode())
 
     def _last_manifest_for(self, model: LocalModel) -> dict:
         return {

@@ -72,7 +72,7 @@ class UploadQueue:
         for name, count in self._unsaved.items():
             state[name] += count
         try:
-            _atomic_write(self._state_path, json.dumps(state).encode())
+            atomic_write(self._state_path, json.dumps(state).encode())
         except OSError:
             return  # disk full: kept in memory, written with the next count that fits
         self._unsaved = dict.fromkeys(COUNTERS, 0)
@@ -151,8 +151,8 @@ class UploadQueue:
             stem = f"{self._sequence:012d}-{key}"
             image_path = self.directory / f"{stem}.img"
             try:
-                _atomic_write(image_path, image)
-                _atomic_write(self.directory / f"{stem}.json.item", encoded)
+                atomic_write(image_path, image)
+                atomic_write(self.directory / f"{stem}.json.item", encoded)
             except OSError:
                 image_path.unlink(missing_ok=True)
                 self._bump("dropped")
@@ -203,7 +203,7 @@ class UploadQueue:
                 path.unlink()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
     """Written to a temporary name, then renamed; the temporary file never stays behind."""
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
