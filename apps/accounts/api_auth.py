@@ -76,7 +76,9 @@ class ModelPermissions(permissions.BasePermission):
     def has_permission(self, request, view) -> bool:
         if not request.user or not request.user.is_authenticated:
             return False  # DRF answers 401 when no authenticator succeeded
-        needed = getattr(view, "required_permissions", {}).get(request.method)
+        # HEAD is GET without the body (Django answers it with the view's get): same permission.
+        method = "GET" if request.method == "HEAD" else request.method
+        needed = getattr(view, "required_permissions", {}).get(method)
         if needed is None:
             return request.method == "OPTIONS"
         return request.user.has_perm(needed)

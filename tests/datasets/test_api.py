@@ -41,6 +41,15 @@ def test_a_session_user_lists_and_reads_datasets(client_for, viewer_user, datase
     assert one["class_names"] == ["helmet", "vest", "cone"]
 
 
+def test_head_is_answered_wherever_get_is(client_for, viewer_user, dataset):
+    client = client_for(viewer_user)
+    for url in (reverse("api-datasets"), reverse("api-dataset", args=[dataset.pk])):
+        got, head = client.get(url), client.head(url)
+        assert (got.status_code, head.status_code) == (200, 200), (url, head.content)
+        assert head.content == b"" and head["Content-Type"] == got["Content-Type"]
+    assert Client().head(reverse("api-datasets")).status_code == 401
+
+
 def test_an_admin_creates_and_changes_a_dataset(client_for, admin_user):
     client = client_for(admin_user)
     created = client.post(

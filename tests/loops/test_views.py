@@ -91,6 +91,20 @@ def test_only_admins_train_evaluate_and_deploy(client, tiny_loop, role):
     assert not Job.objects.exists()
 
 
+def test_the_version_pages_running_job_buttons_are_live_like_the_loop_pages(client, tiny_loop):
+    """The version page shows the same running-job buttons (loops/_buttons.html) and loads the
+    script that makes them live (its behaviour: tests/browser/test_loop_page.py)."""
+    _fake_version(tiny_loop, gate_passed=None)
+    job = Job.objects.create(
+        kind="evaluate", status="running", trigger="manual", scope=tiny_loop.job_scope
+    )
+    client.force_login(UserFactory(role="admin"))
+    for page in (f"/loops/{tiny_loop.pk}/", f"/loops/{tiny_loop.pk}/v1/"):
+        text = client.get(page).content.decode()
+        assert f'data-live-job="{job.pk}"' in text, page
+        assert "js/live_jobs.js" in text and "js/job_socket.js" in text, page
+
+
 def test_deploying_a_version_that_failed_its_gate_says_why(client, tiny_loop):
     version = _fake_version(tiny_loop, gate_passed=False)
     client.force_login(UserFactory(role="admin"))
