@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -56,8 +57,13 @@ def test_scratch_folders_of_dead_processes_go_and_live_ones_stay(tmp_path, setti
 
 
 @pytest.mark.django_db
-def test_files_without_rows_go_after_the_grace_and_referenced_ones_stay(settings, capsys):
+def test_files_without_rows_go_after_the_grace_and_referenced_ones_stay(
+    settings, capsys, monkeypatch, tmp_path
+):
     settings.SWEEP_GRACE_S = 3600
+    # The command sweeps the temp dir too: an empty one here, not the machine's (where a process
+    # killed earlier may have left a scratch folder that would be counted).
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     media = Path(settings.MEDIA_ROOT)
     sample = make_sample(DatasetFactory(), seed=1)
     orphan_image = default_storage.save("datasets/9/images/ab/orphan.png", ContentFile(b"img"))
