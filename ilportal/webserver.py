@@ -99,9 +99,7 @@ class BoundedWebRequest(WebRequest):
         if self.channel is None or self._refused:  # the client went away meanwhile
             return
         self._admitting = False
-        if refusal is None and length is not None and length > limit:
-            refusal = body_gate.too_large(limit)
-        if refusal is None and self._received > limit:
+        if refusal is None and max(length or 0, self._received) > limit:
             refusal = body_gate.too_large(limit)
         if refusal is not None:
             self._refuse(refusal)

@@ -300,11 +300,13 @@ class IntakeUploadView(EdgeView):
             images = _read_images(request)
             if len(images) != 1:
                 raise RequestRejected(400, "Send one image per intake upload.")
+            sha256 = None
             if key:
-                claim, earlier = _claim(request.user.token, key, loop, images[0][1])
+                sha256 = hashlib.sha256(images[0][1]).hexdigest()
+                claim, earlier = _claim(request.user.token, key, loop, sha256)
                 if earlier is not None:
                     return Response(earlier | {"replayed": True})
-            body = self._take_in(request, loop, device, images)
+            body = self._take_in(request, loop, device, images[0], sha256)
         except RequestRejected as exc:
             services.release_receipt(claim)
             return self.rejected(exc, device)
@@ -313,23 +315,27 @@ class IntakeUploadView(EdgeView):
             raise
         return Response(services.keep_receipt(claim, body))
 
-    def _take_in(self, request, loop: Loop, device, images) -> dict:
+    def _take_in(self, request, loop: Loop, device, image, sha256: str | None) -> dict:
+        name, data = image
         detection = _parse_detection(request.data.get("detection"), loop)
         version_id = _parse_version(request.data.get("version"), loop)
         label = ModelVersion.objects.filter(pk=version_id).values_list("number", flat=True).first()
         with prediction.decoding_slot():
-            (array,) = decode(images)
+            (array,) = decode([image])
             height, width = array.shape[:2]
             warnings = _fit_boxes(detection, loop, width, height)
-            item = services.IntakeItem(
-                data=images[0][1],
-                original_name=images[0][0],
-                image=array,
-                detection=detection,
-                version_id=version_id,
-                version_label=f"v{label}" if label else "",
-            )
-            (decision,) = services.take_in(loop, [item], device=device, source=SampleSource.DEVICE)
+            (image_hash,) = services.perceptual_hashes(loop, [array], [detection])
+            del array
+        item = services.IntakeItem(
+            data=data,
+            original_name=name,
+            detection=detection,
+            version_id=version_id,
+            version_label=f"v{label}" if label else "",
+            image_hash=image_hash,
+            sha256=sha256,
+        )
+        (decision,) = services.take_in(loop, [item], device=device, source=SampleSource.DEVICE)
         services.record_activity(
             device, version_id=version_id, images=1, hard=int(detection["hard"])
         )
@@ -337,11 +343,9 @@ class IntakeUploadView(EdgeView):
         return answer | {"warnings": warnings}
 
 
-def _claim(token, key: str, loop: Loop, image: bytes):
+def _claim(token, key: str, loop: Loop, image_sha256: str):
     try:
-        return services.claim_receipt(
-            token, key, loop=loop, image_sha256=hashlib.sha256(image).hexdigest()
-        )
+        return services.claim_receipt(token, key, loop=loop, image_sha256=image_sha256)
     except services.ReceiptConflict as exc:
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
         raise RequestRejected(exc.code, str(exc), headers) from exc

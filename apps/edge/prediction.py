@@ -171,34 +171,17 @@ def check_raw_body(data: bytes) -> None:
         raise RequestRejected(400, "Empty body: send the image's bytes (or multipart 'image').")
 
 
-def _detect_and_take_in(user, loop: Loop, device: EdgeDevice | None, images):
-    """The part that holds decoded images: they are dropped when it returns."""
+def _detect(loop: Loop, device: EdgeDevice | None, images):
+    """The part that holds decoded images (call it inside ``decoding_slot()``): they are
+    dropped when it returns, with what the intake needs of them (the perceptual hashes)."""
     with errors_counted(device):
         arrays = decode(images)
         try:
             model = serving.served_model(loop)
         except serving.NotServable as exc:
             raise RequestRejected(409, str(exc)) from exc
-        detections = model.detector.detect(arrays)
-    items = [
-        services.IntakeItem(
-            data=data,
-            original_name=name,
-            image=array,
-            detection=detection.as_dict(),
-            version_id=model.version_id,
-            version_label=model.label,
-        )
-        for (name, data), array, detection in zip(images, arrays, detections, strict=True)
-    ]
-    decisions = services.take_in(
-        loop,
-        items,
-        device=device,
-        source=SampleSource.DEVICE if device else SampleSource.UPLOAD,
-        user=None if device else user,
-    )
-    return model, detections, decisions
+        detections = [detection.as_dict() for detection in model.detector.detect(arrays)]
+    return model, detections, services.perceptual_hashes(loop, arrays, detections)
 
 
 def predict(
@@ -207,9 +190,27 @@ def predict(
     """The answer to an admitted request: boxes, the miner's verdict and what the intake kept,
     for one image, or under `results` for a batch."""
     with decoding_slot():
-        model, detections, decisions = _detect_and_take_in(user, loop, device, images)
+        model, detections, hashes = _detect(loop, device, images)
+    items = [
+        services.IntakeItem(
+            data=data,
+            original_name=name,
+            detection=detection,
+            version_id=model.version_id,
+            version_label=model.label,
+            image_hash=image_hash,
+        )
+        for (name, data), detection, image_hash in zip(images, detections, hashes, strict=True)
+    ]
+    decisions = services.take_in(
+        loop,
+        items,
+        device=device,
+        source=SampleSource.DEVICE if device else SampleSource.UPLOAD,
+        user=None if device else user,
+    )
     results = [
-        detection.as_dict() | decision.as_dict()
+        detection | decision.as_dict()
         for detection, decision in zip(detections, decisions, strict=True)
     ]
     if device is not None:

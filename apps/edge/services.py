@@ -6,7 +6,6 @@ import random
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import cached_property
 
 import redis
 from django.db import IntegrityError, transaction
@@ -90,18 +89,31 @@ class IntakeItem:
 
     data: bytes
     original_name: str
-    image: object  # the decoded RGB array (numpy)
     detection: dict  # boxes, hard, hardness, miner
     version_id: int | None
     version_label: str
+    image_hash: int | None  # perceptual, unsigned 64-bit; None where the policy keeps nothing
     captured_at: object = None
+    sha256: str | None = None  # of `data`, where the caller has it already
 
-    @cached_property
-    def image_hash(self) -> int:
-        """Unsigned 64-bit perceptual hash; computed only for an image the policy may keep."""
-        from worker.edge.inference import perceptual_hash
 
-        return perceptual_hash(self.image)
+def _may_keep(policy: IntakePolicy, detection: dict) -> bool:
+    return policy.mode == IntakeMode.SAMPLE or (
+        policy.mode == IntakeMode.HARD and bool(detection.get("hard"))
+    )
+
+
+def perceptual_hashes(loop: Loop, arrays, detections: list[dict]) -> list[int | None]:
+    """The near-duplicate hash of each decoded image the loop's policy may keep, None for the
+    rest: computed while the caller holds the decoded arrays, so that it can drop them (and its
+    decoding place) before the intake writes anything."""
+    from worker.edge.inference import perceptual_hash
+
+    policy = policy_for(loop)
+    return [
+        perceptual_hash(array) if _may_keep(policy, detection) else None
+        for array, detection in zip(arrays, detections, strict=True)
+    ]
 
 
 @dataclass
@@ -130,10 +142,8 @@ def take_in(
     from worker.edge.inference import to_signed64
 
     policy = policy_for(loop)  # read with the loop by the API: no query
-    might_store = policy.mode == IntakeMode.SAMPLE or (
-        policy.mode == IntakeMode.HARD and any(item.detection.get("hard") for item in items)
-    )
-    if not might_store:  # the common case of a healthy model: no lock, no write
+    # The common case of a healthy model: no lock, no write.
+    if not any(_may_keep(policy, item.detection) for item in items):
         reason = "the loop's intake policy stores nothing"
         if policy.mode != IntakeMode.NOTHING:
             reason = "not hard"
@@ -159,6 +169,8 @@ def _take_one(loop, policy, item, device, source, user, to_signed64) -> IntakeDe
     else:
         sampled = ", not sampled" if policy.mode == IntakeMode.SAMPLE else ""
         return IntakeDecision(reason=f"not hard{sampled}")
+    if item.image_hash is None:  # the policy was changed to keep more during this request
+        return IntakeDecision(reason="the intake policy changed while this image was answered")
 
     def record(result_outcome, sample_id=None):
         IntakeRecord.objects.create(
@@ -190,6 +202,7 @@ def _take_one(loop, policy, item, device, source, user, to_signed64) -> IntakeDe
         source=source,
         user=user,
         captured_at=item.captured_at,
+        sha256=item.sha256,
     )
     if not stored.created:
         record(IntakeOutcome.DUPLICATE, stored.sample.pk)

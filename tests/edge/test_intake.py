@@ -312,3 +312,56 @@ def test_policy_api_takes_the_largest_budget_and_refuses_unknown_settings(
     unknown = admin.put(url, {"bogus": 1, "mode": "nothing"}, content_type="application/json")
     assert unknown.status_code == 400 and "bogus" in unknown.json()
     assert services.policy_for(Loop.objects.get(pk=edge_loop.pk)).mode == "hard"
+
+
+def _slot_is_free() -> bool:
+    from apps.edge import prediction
+
+    if not prediction._decode_slots.acquire(timeout=0):
+        return False
+    prediction._decode_slots.release()
+    return True
+
+
+def test_the_decoding_place_is_given_back_before_the_intake_stores(
+    edge_loop, device, settings, monkeypatch
+):
+    """Storing (a write to object storage, the database) may be slow: a request that stores
+    must not keep other requests from decoding meanwhile."""
+    import threading
+
+    from apps.datasets import services as datasets
+    from apps.edge import prediction
+
+    monkeypatch.setattr(prediction, "_decode_slots", threading.BoundedSemaphore(1))
+    seen = []
+    real_store = datasets.store_sample
+
+    def store_and_look(*args, **kwargs):
+        seen.append((_slot_is_free(), kwargs.get("sha256")))
+        return real_store(*args, **kwargs)
+
+    monkeypatch.setattr(datasets, "store_sample", store_and_look)
+    assert predict(device, edge_loop, scene_png(61))["stored"]
+    response = agent_upload(device, edge_loop, scene_png(62), key="k-62")
+    assert response.status_code == 200 and response.json()["stored"], response.content
+    assert [free for free, _ in seen] == [True, True]
+    # The intake's digest for the Idempotency-Key is the one the sample is stored under.
+    assert seen[1][1] == Sample.objects.get(pk=response.json()["sample_id"]).sha256
+
+
+def test_an_image_without_a_hash_is_not_stored(edge_loop):
+    """Hashes are taken while the images are decoded, for those the policy kept then; an image
+    that a policy changed meanwhile would keep has none and is not stored without one."""
+    services.update_policy(edge_loop, mode="sample", sample_percent=100)
+    item = services.IntakeItem(
+        data=scene_png(63),
+        original_name="a.png",
+        detection={"boxes": [], "hard": False},
+        version_id=edge_loop.deployed_version_id,
+        version_label="v1",
+        image_hash=None,
+    )
+    (decision,) = services.take_in(edge_loop, [item], device=None, source="device")
+    assert not decision.stored and "changed" in decision.reason
+    assert not Sample.objects.exists()
