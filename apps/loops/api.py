@@ -58,6 +58,7 @@ DEFAULT_GATE = {
     "gate_min_gain": {"f1": 0.01},
     "gate_per_class_gain": False,
     "gate_max_forgetting": 0.02,
+    "gate_min_edge_images": 1,
 }
 
 
@@ -109,6 +110,7 @@ class LoopSerializer(serializers.ModelSerializer):
             "gate_min_gain",
             "gate_per_class_gain",
             "gate_max_forgetting",
+            "gate_min_edge_images",
             "auto_evaluate",
             "auto_deploy",
             "retry_lost_jobs",
@@ -164,6 +166,13 @@ class GateSettingsSerializer(serializers.Serializer):
         min_value=0,
         max_value=1,
         help_text="Largest allowed mAP drop on the regression set; null: not checked.",
+    )
+    gate_min_edge_images = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=1_000_000,
+        help_text="Fewest labeled edge evaluation images the gate judges on; with fewer, its "
+        "bounds and gains use the regression set.",
     )
     auto_evaluate = serializers.BooleanField(required=False)
     auto_deploy = serializers.BooleanField(required=False)

@@ -57,6 +57,7 @@ def run_evaluation(job: Job, progress: JobProgress) -> dict:
     candidate_model = ml_models.load_version(version)
     baseline_model = None  # loaded only when no stored metrics of the baseline fit the data
     measured: dict[str, tuple[dict, dict | None]] = {}
+    image_counts: dict[str, int] = {}
     try:
         sets = (EvaluationSet.EDGE, EvaluationSet.REGRESSION)
         for index, evaluation_set in enumerate(sets):
@@ -92,6 +93,7 @@ def run_evaluation(job: Job, progress: JobProgress) -> dict:
                 baseline_metrics=baseline_metrics,
             )
             measured[evaluation_set] = (metrics, baseline_metrics)
+            image_counts[evaluation_set] = len(pairs)
             progress.log(
                 f"{evaluation_set}: {version.label} mAP {metrics['mAP']:.3f} F1 {metrics['f1']:.3f}"
                 + (
@@ -114,6 +116,7 @@ def run_evaluation(job: Job, progress: JobProgress) -> dict:
         baseline_edge=baseline_edge,
         baseline_regression=baseline_regression,
         has_baseline=baseline is not None,
+        edge_images=image_counts.get(EvaluationSet.EDGE),
     )
     version.gate_passed = verdict.passed
     version.gate_reasons = verdict.as_json()

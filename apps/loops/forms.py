@@ -38,6 +38,15 @@ class LoopForm(forms.Form):
         max_value=1,
         initial=0.02,
     )
+    gate_min_edge_images = forms.IntegerField(
+        label="Fewest edge evaluation images to judge on",
+        required=False,
+        min_value=1,
+        max_value=1_000_000,
+        initial=1,
+        help_text="With fewer labeled eval images from devices, the gate uses the regression set "
+        "(on a few images one box moves F1 a lot).",
+    )
     auto_evaluate = forms.BooleanField(initial=True, required=False)
     auto_deploy = forms.BooleanField(
         label="Deploy when the gate passes", initial=True, required=False
@@ -70,6 +79,7 @@ class LoopForm(forms.Form):
             "gate_min_gain": {"f1": gain} if gain is not None else {},
             "gate_per_class_gain": data["gate_per_class_gain"],
             "gate_max_forgetting": data.get("gate_max_forgetting"),
+            "gate_min_edge_images": data.get("gate_min_edge_images") or 1,
             "auto_evaluate": data["auto_evaluate"],
             "auto_deploy": data["auto_deploy"],
         }
@@ -95,6 +105,7 @@ class LoopSettingsForm(LoopForm):
                 gate_min_f1_gain=loop.gate_min_gain.get("f1"),
                 gate_per_class_gain=loop.gate_per_class_gain,
                 gate_max_forgetting=loop.gate_max_forgetting,
+                gate_min_edge_images=loop.gate_min_edge_images,
                 auto_evaluate=loop.auto_evaluate,
                 auto_deploy=loop.auto_deploy,
                 retry_lost_jobs=loop.retry_lost_jobs,

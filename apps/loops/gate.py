@@ -22,6 +22,7 @@ class GatePolicy:
     min_gain: dict[str, float] = field(default_factory=dict)
     per_class_gain: bool = False
     max_forgetting: float | None = None
+    min_edge_images: int = 1
 
     def __post_init__(self):
         for what, bounds in (("minimum", self.min_metrics), ("minimum gain", self.min_gain)):
@@ -43,6 +44,8 @@ class GatePolicy:
                 )
         if self.max_forgetting is not None and self.max_forgetting < 0:
             raise GatePolicyError("maximum forgetting must be 0 or more (a drop of mAP)")
+        if self.min_edge_images < 1:
+            raise GatePolicyError("the fewest edge evaluation images must be 1 or more")
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,10 @@ class GateVerdict:
         return [{"passed": c.passed, "text": c.text} for c in self.checks]
 
 
+def _images(count: int) -> str:
+    return f"{count} image" if count == 1 else f"{count} images"
+
+
 def _compare(value: float, bound: float) -> tuple[bool, str]:
     passed = value >= bound - _EPSILON
     return passed, "≥" if passed else "<"
@@ -80,7 +87,9 @@ def judge(
     baseline_edge: dict | None = None,
     baseline_regression: dict | None = None,
     has_baseline: bool = False,
+    edge_images: int | None = None,
 ) -> GateVerdict:
+    """`edge_images`: how many images `edge` was measured on (None: not known, not checked)."""
     checks: list[GateCheck] = []
     judged, judged_baseline = edge, baseline_edge
     if edge is None:
@@ -90,6 +99,19 @@ def judge(
                 True, "No edge evaluation samples yet: bounds and gains use the regression set"
             )
         )
+    elif edge_images is not None and edge_images < policy.min_edge_images:
+        judged, judged_baseline = regression, baseline_regression
+        too_few = (
+            f"Only {_images(edge_images)} in the edge evaluation set, fewer than the "
+            f"{policy.min_edge_images} the gate judges on"
+        )
+        if regression is None:
+            return GateVerdict(
+                (GateCheck(False, f"{too_few}, and no regression set: label more eval samples"),)
+            )
+        checks.append(GateCheck(True, f"{too_few}: bounds and gains use the regression set"))
+    elif edge_images is not None:
+        checks.append(GateCheck(True, f"Judged on {_images(edge_images)} of the edge set"))
     if judged is None:
         return GateVerdict((GateCheck(False, "No evaluation data: label some samples first"),))
 

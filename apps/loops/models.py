@@ -35,6 +35,11 @@ class Loop(models.Model):
         default=0.02,
         help_text="Largest allowed drop of mAP on the regression set (0.02 = two points).",
     )
+    gate_min_edge_images = models.PositiveIntegerField(
+        default=1,
+        help_text="Fewest labeled edge evaluation images the gate judges on; with fewer, its "
+        "bounds and gains use the regression set (one box moves F1 a lot on a few images).",
+    )
     auto_deploy = models.BooleanField(default=True, help_text="Deploy a version that passes.")
     auto_evaluate = models.BooleanField(default=True, help_text="Evaluate after training.")
     retry_lost_jobs = models.BooleanField(

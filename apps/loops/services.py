@@ -70,6 +70,7 @@ def gate_policy(loop: Loop) -> GatePolicy:
         min_gain=loop.gate_min_gain,
         per_class_gain=loop.gate_per_class_gain,
         max_forgetting=loop.gate_max_forgetting,
+        min_edge_images=loop.gate_min_edge_images,
     )
 
 

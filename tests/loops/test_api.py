@@ -419,7 +419,7 @@ def test_an_admin_creates_a_loop_with_the_forms_defaults(client, admin_user):
     assert response.status_code == 201, response.content
     body = response.json()
     assert body["gate_min_metrics"] == {"f1": 0.5} and body["gate_min_gain"] == {"f1": 0.01}
-    assert body["gate_max_forgetting"] == 0.02
+    assert body["gate_max_forgetting"] == 0.02 and body["gate_min_edge_images"] == 1
     assert body["auto_evaluate"] is True and body["auto_deploy"] is True
     assert 'class_names: ["helmet", "vest", "cone"]' in body["algorithm_yaml"]
     assert body["created_by"] == "alice-admin" and body["deployed_version"] is None
@@ -440,6 +440,8 @@ def test_an_admin_creates_a_loop_with_the_forms_defaults(client, admin_user):
         ({"gate_min_metrics": {"f1": "high"}}, "A valid number is required"),
         ({"gate_per_class_gain": True, "gate_min_gain": {"mAP": 0.1}}, "per-class gains"),
         ({"gate_max_forgetting": -0.5}, "gate_max_forgetting"),
+        ({"gate_min_edge_images": 0}, "gate_min_edge_images"),
+        ({"gate_min_edge_images": "many"}, "gate_min_edge_images"),
         ({"name": ""}, "name: This field may not be blank."),
         ({"name": "line-3"}, "already exists"),
         ({"dataset": 9999}, "dataset: Invalid pk"),
@@ -470,10 +472,16 @@ def test_an_admin_changes_the_settings_and_bad_ones_change_nothing(client, admin
     url = reverse("api-loop", args=[loop.pk])
     changed = client.patch(
         url,
-        {"gate_min_gain": {"f1": 0.05, "mAP": 0.01}, "auto_deploy": False, "description": "north"},
+        {
+            "gate_min_gain": {"f1": 0.05, "mAP": 0.01},
+            "auto_deploy": False,
+            "description": "north",
+            "gate_min_edge_images": 30,
+        },
         content_type="application/json",
     )
     assert changed.status_code == 200, changed.content
+    assert changed.json()["gate_min_edge_images"] == 30
     loop.refresh_from_db()
     assert loop.gate_min_gain == {"f1": 0.05, "mAP": 0.01} and loop.auto_deploy is False
     assert loop.algorithm_yaml == tiny_yaml().strip() and loop.description == "north"

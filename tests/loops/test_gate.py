@@ -87,6 +87,40 @@ def test_no_data_at_all_fails():
     ]
 
 
+def test_too_few_edge_images_hand_the_judgement_to_the_regression_set():
+    """Three edge images: v2 looks +0.2 better there (one box), but the loop asks for 20."""
+    policy = GatePolicy(min_gain={"f1": 0.01}, min_edge_images=20)
+    judged = {
+        "policy": policy,
+        "edge": metrics(f1=0.9),
+        "regression": metrics(f1=0.60),
+        "baseline_edge": metrics(f1=0.7),
+        "baseline_regression": metrics(f1=0.62),
+        "has_baseline": True,
+    }
+    few = judge(**judged, edge_images=3)
+    assert few.failures == ["Δf1 -0.020 < +0.010"]
+    assert few.checks[0].text == (
+        "Only 3 images in the edge evaluation set, fewer than the 20 the gate judges on: "
+        "bounds and gains use the regression set"
+    )
+    enough = judge(**judged, edge_images=20)
+    assert enough.passed
+    assert [c.text for c in enough.checks] == [
+        "Judged on 20 images of the edge set",
+        "Δf1 +0.200 ≥ +0.010",
+    ]
+
+
+def test_too_few_edge_images_and_no_regression_set_fail():
+    policy = GatePolicy(min_metrics={"f1": 0.5}, min_edge_images=5)
+    verdict = judge(policy, edge=metrics(f1=0.9), regression=None, edge_images=1)
+    assert verdict.failures == [
+        "Only 1 image in the edge evaluation set, fewer than the 5 the gate judges on, "
+        "and no regression set: label more eval samples"
+    ]
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -94,6 +128,7 @@ def test_no_data_at_all_fails():
         ({"min_metrics": {"f1": "high"}}, "expected a number"),
         ({"min_gain": {"mAP": 0.1}, "per_class_gain": True}, "per-class gains exist for"),
         ({"max_forgetting": -0.1}, "must be 0 or more"),
+        ({"min_edge_images": 0}, "1 or more"),
     ],
 )
 def test_bad_policies_are_refused_with_a_message(kwargs, message):

@@ -74,6 +74,7 @@ def test_evaluate_gate_and_deploy_then_a_failing_version_stays_candidate_then_ro
     assert {e.evaluation_set for e in v1.evaluations.all()} == {"edge", "regression"}
     edge = v1.evaluations.get(evaluation_set="edge")
     assert edge.image_count == 6 and set(edge.metrics["per_class"]) == {"helmet", "vest", "cone"}
+    assert v1.gate_reasons[0] == {"passed": True, "text": "Judged on 6 images of the edge set"}
 
     run(services.start_deploy(v1, user=admin_user), run_deploy)
     tiny_loop.refresh_from_db()

@@ -157,13 +157,19 @@ def test_settings_are_edited_and_validated(client, tiny_loop):
         "algorithm_yaml": tiny_yaml(steps=9),
         "gate_min_f1": "0.7",
         "gate_max_forgetting": "0.05",
+        "gate_min_edge_images": "25",
         "auto_deploy": "on",
     }
     assert client.post(f"/loops/{tiny_loop.pk}/settings/", form).status_code == 302
     tiny_loop.refresh_from_db()
+    assert tiny_loop.gate_min_edge_images == 25
     assert "max_iteration: 9" in tiny_loop.algorithm_yaml
     assert tiny_loop.gate_min_metrics == {"f1": 0.7} and tiny_loop.gate_min_gain == {}
     assert tiny_loop.auto_deploy and not tiny_loop.auto_evaluate
+
+    too_few = {**form, "gate_min_edge_images": "0"}
+    response = client.post(f"/loops/{tiny_loop.pk}/settings/", too_few)
+    assert response.status_code == 200 and "greater than or equal to 1" in response.content.decode()
 
     bad = {**form, "algorithm_yaml": "basemodel: {name: FPN, hyperparameters: {momentum: 7}}"}
     response = client.post(f"/loops/{tiny_loop.pk}/settings/", bad)
