@@ -160,11 +160,11 @@ def check_image(data: bytes, *, max_bytes: int | None = None, max_pixels: int | 
                     f"{width}x{height} = {width * height:,} pixels, more than the limit of "
                     f"{max_pixels:,} (a decompression bomb?)"
                 )
+            orientation = read_orientation(image)  # before load(): see its docstring
             try:
                 image.load()  # an animation: its first frame
             except (OSError, ValueError, SyntaxError, Image.DecompressionBombWarning) as exc:
                 raise ImageRejected(f"corrupt or truncated image ({exc})") from exc
-            orientation = read_orientation(image)
             width, height = shown_size(width, height, orientation)
             return ImageInfo(
                 width=width,
@@ -232,8 +232,6 @@ def stored_image_bytes(data: bytes, info: ImageInfo) -> bytes:
                 "qtables": image.quantization,
                 "subsampling": JpegImagePlugin.get_sampling(image),
             }
-        elif stored_format == "WEBP":
-            options["lossless"] = True
         turned = oriented(image, info.orientation)
         try:
             return _encoded(turned, stored_format, options)

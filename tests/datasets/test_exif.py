@@ -458,18 +458,106 @@ def test_a_single_upload_of_an_unsupported_format_is_refused_with_its_name(datas
     assert Sample.objects.count() == 0
 
 
-@pytest.mark.parametrize("fmt", ["PNG", "WEBP"])
-def test_a_turned_png_or_webp_is_stored_turned_without_loss(dataset, fmt):
+def test_a_turned_png_is_stored_turned_without_loss(dataset):
     stored = shown_image().transpose(TRANSPOSE_FOR_ORIENTATION[8])  # undoes orientation 6
     exif = Image.Exif()
     exif[0x0112] = 6
     out = io.BytesIO()
-    stored.save(out, fmt, exif=exif.tobytes(), **({"lossless": True} if fmt == "WEBP" else {}))
+    stored.save(out, "PNG", exif=exif.tobytes())
     sample = services.store_sample(
-        dataset, out.getvalue(), original_name=f"a.{fmt.lower()}", source="upload"
+        dataset, out.getvalue(), original_name="a.png", source="upload"
     ).sample
     assert (sample.width, sample.height) == SHOWN_SIZE
     assert np.array_equal(plain_pixels(stored_bytes(sample)), np.asarray(shown_image()))
+
+
+# --- orientations that browsers do not apply ------------------------------------------------
+
+
+def _exif_with_orientation(kind: int, count: int = 1, value: int = 6) -> bytes:
+    """Little-endian EXIF whose only tag is the orientation, of this TIFF type and count."""
+    import struct
+
+    packed = struct.pack("<H", value).ljust(4, b"\0") if kind == 3 else struct.pack("<I", value)
+    entry = struct.pack("<HHI", 0x0112, kind, count) + packed
+    return b"Exif\0\0II*\0" + struct.pack("<IH", 8, 1) + entry + struct.pack("<I", 0)
+
+
+def _jpeg_with_xmp_orientation(value: int = 6) -> bytes:
+    stored = shown_image().transpose(TRANSPOSE_FOR_ORIENTATION[8])
+    out = io.BytesIO()
+    stored.save(out, "JPEG", quality=95)
+    packet = (
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+        'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description '
+        f'xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="{value}"/>'
+        "</rdf:RDF></x:xmpmeta>"
+    ).encode()
+    body = b"http://ns.adobe.com/xap/1.0/\0" + packet
+    segment = b"\xff\xe1" + (len(body) + 2).to_bytes(2, "big") + body
+    data = out.getvalue()
+    return data[:2] + segment + data[2:]
+
+
+def _png_with_exif_after_the_image_data() -> bytes:
+    import struct
+    import zlib
+
+    stored = shown_image().transpose(TRANSPOSE_FOR_ORIENTATION[8])
+    out = io.BytesIO()
+    stored.save(out, "PNG")
+    data = out.getvalue()
+    payload = _exif_with_orientation(3)[6:]  # a PNG's eXIf holds the TIFF bytes only
+    chunk = struct.pack(">I", len(payload)) + b"eXIf" + payload
+    chunk += struct.pack(">I", zlib.crc32(b"eXIf" + payload))
+    end = data.rindex(b"IEND") - 4
+    return data[:end] + chunk + data[end:]
+
+
+def _webp_with_exif() -> bytes:
+    stored = shown_image().transpose(TRANSPOSE_FOR_ORIENTATION[8])
+    out = io.BytesIO()
+    stored.save(out, "WEBP", lossless=True, exif=_exif_with_orientation(3))
+    return out.getvalue()
+
+
+def _jpeg_with_exif(exif: bytes) -> bytes:
+    out = io.BytesIO()
+    shown_image().transpose(TRANSPOSE_FOR_ORIENTATION[8]).save(out, "JPEG", exif=exif)
+    return out.getvalue()
+
+
+BROWSERS_SHOW_AS_STORED = {
+    "orientation in WebP's EXIF": _webp_with_exif,
+    "orientation only in XMP": _jpeg_with_xmp_orientation,
+    "orientation typed LONG": lambda: _jpeg_with_exif(_exif_with_orientation(4)),
+    "orientation with two values": lambda: _jpeg_with_exif(_exif_with_orientation(3, count=2)),
+    "PNG eXIf after the image data": _png_with_exif_after_the_image_data,
+}
+
+
+@pytest.mark.parametrize("make", BROWSERS_SHOW_AS_STORED.values(), ids=BROWSERS_SHOW_AS_STORED)
+def test_an_orientation_that_browsers_ignore_is_ignored_everywhere(dataset, make):
+    """Chromium shows these files as stored (checked in the browser by an audit), so boxes drawn
+    on them elsewhere are on the stored pixels: the portal, the predict path and the agent read
+    them the same way, unturned."""
+    from worker.edge.inference import decode_image
+
+    data = make()
+    as_stored = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    assert as_stored.shape[:2] == (SHOWN_SIZE[0], SHOWN_SIZE[1])  # 32 wide, 48 high
+    assert check_image(data).orientation == 1
+    sample = services.store_sample(dataset, data, original_name="x", source="upload").sample
+    assert (sample.width, sample.height) == (SHOWN_SIZE[1], SHOWN_SIZE[0])
+    assert stored_bytes(sample) == data
+    edge = decode_image(data, max_bytes=len(data), max_pixels=10**6)
+    assert decode_rgb(data).shape == edge.shape == as_stored.shape
+
+
+def test_the_same_orientation_typed_short_is_applied():
+    """The control for the test above: the tag as cameras write it."""
+    assert check_image(_jpeg_with_exif(_exif_with_orientation(3))).orientation == 6
+    assert read_orientation(Image.open(io.BytesIO(camera_jpeg(8)))) == 8
 
 
 # --- images stored before the rule ---------------------------------------------------------

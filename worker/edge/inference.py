@@ -11,12 +11,12 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from worker.ml.data import ImageInference
 from worker.ml.errors import MLInputError
 from worker.ml.litert import EdgeRunner
-from worker.ml.orientation import as_rgb
+from worker.ml.orientation import as_rgb, oriented, read_orientation
 from worker.ml.registry import ClassFactory, ClassType
 
 
@@ -67,11 +67,11 @@ def decode_image(
             if width < 8 or height < 8:
                 raise ImageUnusable(f"{width}x{height} is too small (at least 8x8 pixels)")
             try:
-                # In place and without a conversion when the image is upright RGB already: the
-                # copies they would make cost as much as the JPEG decode itself.
+                # No copy and no conversion when the image is upright RGB already: they would
+                # cost as much as the JPEG decode itself.
+                orientation = read_orientation(image)  # before load(): see its docstring
                 image.load()
-                ImageOps.exif_transpose(image, in_place=True)
-                array = np.asarray(as_rgb(image))
+                array = np.asarray(as_rgb(oriented(image, orientation)))
             except (OSError, ValueError, SyntaxError, Image.DecompressionBombWarning) as exc:
                 raise ImageUnusable(f"corrupt or truncated image ({exc})") from exc
     return array

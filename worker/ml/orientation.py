@@ -9,6 +9,7 @@ edge agent) uses ``decode_rgb`` so that its boxes are in the same frame. No Djan
 from __future__ import annotations
 
 import io
+import struct
 
 import numpy as np
 from PIL import Image
@@ -38,13 +39,49 @@ DESCRIPTIONS = {
 }
 
 
+# The formats whose EXIF orientation browsers apply. Chromium ignores the EXIF of a WebP file, the
+# XMP copy of the tag, an Orientation of another type than SHORT or with more than one value,
+# and a PNG eXIf chunk after the image data: such files are shown as stored, so they are read so.
+ORIENTED_FORMATS = ("JPEG", "MPO", "PNG")
+
+
 def read_orientation(image: Image.Image) -> int:
-    """The image's EXIF orientation, 1 when it has none or an invalid one (as browsers do)."""
-    try:
-        value = image.getexif().get(ORIENTATION_TAG, 1)
-    except (OSError, ValueError, SyntaxError, TypeError, KeyError, IndexError):
-        return 1  # broken EXIF is ignored, like browsers ignore it
-    return value if isinstance(value, int) and value in TRANSPOSE_FOR_ORIENTATION else 1
+    """The EXIF orientation a browser applies to this image, 1 when none (or a broken one).
+    Call it before ``image.load()``: a PNG's eXIf chunk after the image data, which browsers
+    ignore, is in ``image.info`` only once the image is loaded."""
+    if image.format not in ORIENTED_FORMATS:
+        return 1
+    raw = image.info.get("exif")
+    return orientation_in_exif(raw) if isinstance(raw, bytes) else 1
+
+
+def orientation_in_exif(raw: bytes) -> int:
+    """Tag 0x0112 of the first IFD of EXIF bytes (TIFF layout, with or without the "Exif"
+    header), read as Chromium reads it: one SHORT value from 1 to 8; anything else is 1."""
+    if raw.startswith(b"Exif\x00\x00"):
+        raw = raw[6:]
+    order = {b"II": "<", b"MM": ">"}.get(raw[:2])
+    if order is None or len(raw) < 8:
+        return 1
+    magic, ifd = struct.unpack(order + "HI", raw[2:8])
+    if magic != 42 or ifd + 2 > len(raw):
+        return 1
+    (entries,) = struct.unpack(order + "H", raw[ifd : ifd + 2])
+    for index in range(entries):
+        entry = ifd + 2 + 12 * index
+        if entry + 12 > len(raw):
+            return 1
+        tag, kind, count = struct.unpack(order + "HHI", raw[entry : entry + 8])
+        if tag != ORIENTATION_TAG:
+            continue
+        if kind != _EXIF_SHORT or count != 1:
+            return 1
+        (value,) = struct.unpack(order + "H", raw[entry + 8 : entry + 10])
+        return value if value in TRANSPOSE_FOR_ORIENTATION else 1
+    return 1
+
+
+_EXIF_SHORT = 3
 
 
 def swaps_axes(orientation: int) -> bool:
@@ -78,7 +115,8 @@ def as_rgb(image: Image.Image) -> Image.Image:
 def decode_rgb(data: bytes) -> np.ndarray:
     """Camera bytes → the shown image as uint8 HxWx3 (what a model must see)."""
     with Image.open(io.BytesIO(data)) as image:
-        return np.asarray(as_rgb(oriented(image)))
+        orientation = read_orientation(image)
+        return np.asarray(as_rgb(oriented(image, orientation)))
 
 
 def point_to_shown(x: float, y: float, width: int, height: int, orientation: int):
