@@ -238,6 +238,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["apps.accounts.api_auth.ModelPermissions"],
+    "DEFAULT_PARSER_CLASSES": [
+        "ilportal.api_parsers.JSONBodyParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "ilportal.api_schema.ApiAutoSchema",  # documents error answers
     "DEFAULT_PAGINATION_CLASS": None,
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "ilportal.api_negotiation.BlankAcceptIsAny",

@@ -13,7 +13,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import renderers, serializers, status
 from rest_framework.exceptions import ValidationError
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -36,6 +36,7 @@ from apps.datasets.pagination import keyset_page
 from apps.datasets.views import export_file_response, import_report_response
 from apps.jobs import events
 from apps.jobs.models import Job
+from ilportal.api_parsers import JSONBodyParser
 from ilportal.api_schema import ApiErrorSerializer
 
 MAX_API_PAGE = 500
@@ -164,7 +165,7 @@ class SampleUploadSerializer(serializers.Serializer):
     def validate_boxes(self, raw):
         try:
             data = json.loads(raw)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise ValidationError(f"not valid JSON: {exc}") from exc
         boxes = BoxSerializer(data=data, many=True)
         boxes.is_valid(raise_exception=True)
@@ -491,7 +492,7 @@ class SampleDetailView(JsonRefusalsMixin, APIView):
 
 class SampleAnnotationsView(JsonRefusalsMixin, APIView):
     required_permissions = {"GET": "datasets.view_annotation", "POST": "datasets.add_annotation"}
-    parser_classes = [JSONParser]
+    parser_classes = [JSONBodyParser]
 
     @extend_schema(responses=AnnotationSerializer(many=True))
     def get(self, request, sample_id: int):
@@ -609,7 +610,7 @@ def _job_of_kind(job_id: int, kind: str, user) -> tuple[Job, Response | None]:
 
 class DatasetExportView(APIView):
     required_permissions = {"POST": "datasets.view_dataset"}
-    parser_classes = [JSONParser, FormParser, MultiPartParser]
+    parser_classes = [JSONBodyParser, FormParser, MultiPartParser]
 
     @extend_schema(
         request=ExportRequestSerializer,

@@ -17,7 +17,7 @@ from django.utils.http import content_disposition_header, parse_etags
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import permissions, serializers, status
 from rest_framework.exceptions import PermissionDenied
-from rest_framework.parsers import BaseParser, FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import BaseParser, FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -36,6 +36,7 @@ from apps.edge.prediction import (
     decode,
 )
 from apps.loops.models import Loop, ModelVersion
+from ilportal.api_parsers import JSONBodyParser
 from ilportal.api_schema import ApiErrorSerializer
 
 # Multipart boundaries and headers around the images, and the intake upload's detection JSON.
@@ -368,7 +369,7 @@ def _parse_detection(raw, loop: Loop) -> dict:
         raise RequestRejected(400, "detection must be a form field holding JSON, not a file")
     try:
         data = json.loads(raw or "")
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise RequestRejected(400, f"detection must be JSON: {exc}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("boxes", []), list):
         raise RequestRejected(400, 'detection must be {"boxes": [...], "hard": ..., ...}')
@@ -456,7 +457,7 @@ class HeartbeatView(EdgeView):
     """An agent says which version it runs and how it is; the fleet page shows it."""
 
     device_methods = ("POST",)
-    parser_classes = [JSONParser]
+    parser_classes = [JSONBodyParser]
 
     @extend_schema(
         request=inline_serializer(
@@ -691,7 +692,7 @@ class IntakePolicySerializer(serializers.Serializer):
 class IntakePolicyView(EdgeView):
     device_methods = ()
     user_permissions = {"GET": "loops.view_loop", "PUT": "loops.change_loop"}
-    parser_classes = [JSONParser]
+    parser_classes = [JSONBodyParser]
     rate_limited = False
 
     @extend_schema(responses=IntakePolicySerializer)

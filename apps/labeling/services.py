@@ -455,7 +455,12 @@ def save_label(
     return SavedLabel(annotation=annotation, warnings=warnings, held_for_review=hold)
 
 
-def skip_sample(sample_id: int, *, user, reason: str, note: str = "") -> Skip:
+def skip_sample(
+    sample_id: int, *, user, reason: str, note: str = "", base_revision: int | None = None
+) -> Skip:
+    """`base_revision`: the revision the labeler saw (0 for none); a skip from an editor that
+    did not see a newer label is refused (datasets.StaleRevision), as a save from it would be,
+    so that it cannot take that label out of training."""
     if reason not in SkipReason.values:
         raise LabelingError(
             f"Unknown skip reason {reason!r}; choose from {', '.join(SkipReason.values)}."
@@ -463,6 +468,13 @@ def skip_sample(sample_id: int, *, user, reason: str, note: str = "") -> Skip:
     sample = Sample.objects.only("id", "dataset_id").get(pk=sample_id)
     check_may_label(sample, user)
     with transaction.atomic():
+        locked = Sample.objects.select_for_update().get(pk=sample_id)
+        newest = datasets.latest_revision(locked)
+        if base_revision is not None and base_revision != newest:
+            raise datasets.StaleRevision(
+                f"Sample {sample_id} was labeled meanwhile (revision {newest}; you saw "
+                f"{base_revision or 'none'}): nothing was skipped. Reload it to see the label."
+            )
         skip = Skip.objects.create(sample_id=sample_id, user=user, reason=reason, note=note[:500])
         Sample.objects.filter(pk=sample_id).update(status=SampleStatus.SKIPPED)
         Claim.objects.filter(sample_id=sample_id).delete()

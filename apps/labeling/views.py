@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from apps.datasets import services as datasets
 from apps.datasets.models import Dataset, Sample, SampleSource, Split
 from apps.labeling import history, services
 from apps.labeling.models import Claim, LabelReview, ReviewState, Skip, SkipReason
@@ -45,7 +46,7 @@ def json_permission(permission: str):
 def _json_body(request) -> dict:
     try:
         body = json.loads(request.body or b"{}")
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
         return {}
     return body if isinstance(body, dict) else {}
 
@@ -193,15 +194,23 @@ def skip(request, sample_id: int):
     if not Sample.objects.filter(pk=sample_id).exists():
         return JsonResponse({"detail": f"There is no sample {sample_id}."}, status=404)
     body = _json_body(request)
+    base_revision = body.get("base_revision")
+    if base_revision is not None and (
+        not isinstance(base_revision, int) or isinstance(base_revision, bool)
+    ):
+        return JsonResponse({"detail": "base_revision must be a whole number."}, status=400)
     try:
         services.skip_sample(
             sample_id,
             user=request.user,
             reason=str(body.get("reason", "")),
             note=str(body.get("note", "")),
+            base_revision=base_revision,
         )
     except services.ClaimedByOther as exc:
         return JsonResponse({"detail": str(exc), "code": "claimed_by_other"}, status=exc.status)
+    except datasets.StaleRevision as exc:
+        return JsonResponse({"detail": str(exc), "code": "stale_revision"}, status=409)
     except services.LabelingError as exc:
         return JsonResponse({"detail": str(exc)}, status=exc.status)
     return JsonResponse({"skipped": sample_id})

@@ -13,7 +13,7 @@ from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, PermissionDenied
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from apps.accounts.api_auth import is_device
@@ -48,6 +48,7 @@ from apps.loops.models import (
     TrainedSample,
     VersionSource,
 )
+from ilportal.api_parsers import JSONBodyParser
 
 # Jobs started here say so (the pages' buttons start `manual` ones).
 API = JobTrigger.API
@@ -462,7 +463,7 @@ STARTED = {
 class LoopListView(DeviceReadableApiView):
     required_permissions = {"GET": "loops.view_loop", "POST": "loops.add_loop"}
     device_readable = True
-    parser_classes = [JSONParser]
+    parser_classes = [JSONBodyParser]
 
     @extend_schema(
         operation_id="loops_list",
@@ -514,7 +515,7 @@ class LoopListView(DeviceReadableApiView):
 class LoopDetailView(DeviceReadableApiView):
     required_permissions = {"GET": "loops.view_loop", "PATCH": "loops.change_loop"}
     device_readable = True
-    parser_classes = [JSONParser]
+    parser_classes = [JSONBodyParser]
 
     @extend_schema(responses={200: LoopSerializer, **error_responses(401, 403, 404)})
     def get(self, request, loop_id: int):
@@ -617,7 +618,7 @@ class VersionEvaluateView(DeviceReadableApiView):
 
 class _DeployActionView(DeviceReadableApiView):
     required_permissions = {"POST": "loops.operate_loop"}
-    parser_classes = [JSONParser, FormParser, MultiPartParser]
+    parser_classes = [JSONBodyParser, FormParser, MultiPartParser]
     action: str = DeploymentAction.DEPLOY
 
     def post(self, request, loop_id: int, number: int):

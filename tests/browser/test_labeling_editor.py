@@ -417,3 +417,43 @@ def test_label_this_and_a_claim_lost_to_someone_else(page, log_in, live_portal):
     expect(page.locator("[data-testid=message]")).to_contain_text("claimed by omar")
     expect(stage).not_to_have_attribute("data-sample", str(first.pk))
     assert not Annotation.objects.filter(sample=first).exists()
+
+
+def test_a_saved_no_objects_label_reopens_without_the_models_boxes(page, log_in, live_portal):
+    dataset = DatasetFactory(class_names=["helmet", "vest", "cone"])
+    prediction = [{"class_name": "cone", "score": 0.9, "x1": 20, "y1": 30, "x2": 80, "y2": 90}]
+    labeled, fresh = queued(dataset, 2, prediction=prediction)
+    lena = UserFactory(role="labeler")
+    services.save_label(labeled.pk, [], user=lena, base_revision=0)  # a person: "no objects"
+    log_in(lena)
+    page.goto(f"{live_portal.url}/label/samples/{labeled.pk}/")
+    page.click("[data-testid=label-this]")
+    expect(page.locator("[data-testid=stage]")).to_have_attribute("data-ready", str(labeled.pk))
+    assert state(page)["boxes"] == []
+    page.goto(f"{live_portal.url}/label/samples/{fresh.pk}/")
+    page.click("[data-testid=label-this]")
+    expect(page.locator("[data-testid=stage]")).to_have_attribute("data-ready", str(fresh.pk))
+    assert [box["pre"] for box in state(page)["boxes"]] == [True]
+
+
+def test_leaving_with_unsaved_boxes_asks_first(page, log_in, live_portal):
+    dataset = DatasetFactory(class_names=["helmet", "vest", "cone"])
+    queued(dataset, 2)
+    log_in(UserFactory(role="labeler"))
+    open_editor(page, live_portal, dataset)
+    asked = []
+
+    def answer(dialog):
+        asked.append(dialog.type)
+        dialog.dismiss()  # stay on the page
+
+    page.on("dialog", answer)
+    drag(page, (10, 10), (60, 60))
+    page.click("[data-testid=stage]")  # the user gesture a browser needs before it may ask
+    with pytest.raises(Exception):  # noqa: B017 (Playwright's error type differs by version)
+        page.goto(f"{live_portal.url}/label/", timeout=3_000)
+    assert asked == ["beforeunload"] and len(state(page)["boxes"]) == 1
+    page.keyboard.press("Control+Enter")  # saved: the next sample is clean, leaving is free
+    page.wait_for_function("document.body.dataset.lastSaved")
+    page.goto(f"{live_portal.url}/label/")
+    assert asked == ["beforeunload"]

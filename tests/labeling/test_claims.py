@@ -10,7 +10,7 @@ from django.utils import timezone
 from apps.labeling import services
 from apps.labeling.models import Claim
 from tests.factories import UserFactory
-from tests.labeling.conftest import queued_samples
+from tests.labeling.conftest import queued_samples, refresh
 
 
 def test_a_batch_is_claimed_in_hardness_order_nulls_last(dataset):
@@ -146,6 +146,44 @@ def test_skipping_needs_a_known_reason_and_frees_the_sample(dataset, labeler_use
     sample.refresh_from_db()
     assert sample.status == "skipped"
     assert not Claim.objects.exists()
+
+
+def test_a_skip_from_an_editor_that_did_not_see_a_newer_label_is_refused(
+    dataset, labeler_user, client_for
+):
+    """Lena's claim lapsed and Omar labeled the sample; her old editor's skip must not take
+    his label out of training (a save from it is refused the same way)."""
+    (sample,) = queued_samples(dataset, 1)
+    omar = UserFactory(role="labeler")
+    services.save_label(sample.pk, [], user=omar, base_revision=0)
+    url = f"/label/samples/{sample.pk}/skip/"
+    client = client_for(labeler_user)
+    stale = client.post(
+        url, {"reason": "bad_image", "base_revision": 0}, content_type="application/json"
+    )
+    assert stale.status_code == 409 and stale.json()["code"] == "stale_revision"
+    assert "nothing was skipped" in stale.json()["detail"]
+    assert refresh(sample).status == "labeled"
+    bad = client.post(
+        url, {"reason": "bad_image", "base_revision": "1"}, content_type="application/json"
+    )
+    assert bad.status_code == 400
+    seen = client.post(
+        url, {"reason": "bad_image", "base_revision": 1}, content_type="application/json"
+    )
+    assert seen.status_code == 200 and refresh(sample).status == "skipped"
+
+
+def test_a_body_nested_too_deeply_is_a_400_not_a_500(dataset, labeler_user, client_for):
+    (sample,) = queued_samples(dataset, 1)
+    deep = "[" * 100_000 + "]" * 100_000
+    client = client_for(labeler_user)
+    skip = client.post(f"/label/samples/{sample.pk}/skip/", deep, content_type="application/json")
+    assert skip.status_code == 400 and "reason" in skip.json()["detail"]
+    api = client.post(
+        f"/api/v1/samples/{sample.pk}/annotations/", deep, content_type="application/json"
+    )
+    assert api.status_code == 400 and "nested too deeply" in api.json()["detail"]
 
 
 @pytest.mark.parametrize(

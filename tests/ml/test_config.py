@@ -105,6 +105,17 @@ def test_unparsable_and_non_mapping_yaml():
         load_algorithm_config("/nonexistent/algorithm.yaml")
 
 
+def test_aliases_and_deep_nesting_are_refused_not_expanded():
+    laughs = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+        for i in range(9)
+    )
+    with pytest.raises(ConfigError, match="aliases"):
+        load_algorithm_config(laughs + "basemodel: {name: FPN}\n")
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_algorithm_config("basemodel: " + "[" * 20_000 + "]" * 20_000)
+
+
 def test_fpn_input_size_must_be_multiple_of_32():
     config = load_algorithm_config("basemodel: {name: FPN, hyperparameters: {input_size: 100}}")
     with pytest.raises(ConfigError, match="multiple of 32"):

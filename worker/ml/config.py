@@ -66,6 +66,19 @@ class AlgorithmConfig:
         return result
 
 
+class _PlainYamlLoader(yaml.SafeLoader):
+    """YAML without aliases: an algorithm file has no use for them, and a few nested aliases
+    expand to billions of values for any code that walks the result ("billion laughs")."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not supported here", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
 def _parse_yaml(path_or_text) -> dict:
     if isinstance(path_or_text, dict):
         return path_or_text
@@ -85,9 +98,11 @@ def _parse_yaml(path_or_text) -> dict:
             f"expected YAML text, a path or a dict, got {type(path_or_text).__name__}"
         )
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_PlainYamlLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"invalid YAML: {exc}") from exc
+    except RecursionError as exc:
+        raise ConfigError("invalid YAML: nested too deeply") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"the top level must be a mapping, got {type(data).__name__}")
     return data

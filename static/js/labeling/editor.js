@@ -48,6 +48,7 @@
   let drag = null; // {kind: draw|move|resize|pan, ...}
   let frameRequested = false;
   let undoStack = [];
+  let loadedBoxes = "[]"; // the shown sample's boxes as loaded: anything else is unsaved work
   let redoStack = [];
   let busy = false;
   let openStarted = 0;
@@ -363,11 +364,14 @@
     rejected.hidden = !payload.rejected_comment;
     rejected.textContent = payload.rejected_comment ? `Returned by the reviewer: ${payload.rejected_comment}` : "";
     boxes = payload.boxes.map((box) => ({ cls: box.class_name, x1: box.x1, y1: box.y1, x2: box.x2, y2: box.y2, pre: false, score: 1 }));
-    if (!payload.boxes.length) {
+    if (!payload.base_revision) {
+      // Only a sample nobody has labeled starts from the model's boxes: a saved "no objects"
+      // is a label too.
       for (const box of payload.prediction) {
         boxes.push({ cls: box.class_name, x1: box.x1, y1: box.y1, x2: box.x2, y2: box.y2, pre: true, score: box.score });
       }
     }
+    loadedBoxes = snapshot();
     const entry = preload(payload);
     image = entry.img;
     fit();
@@ -437,6 +441,7 @@
     skipDialog.hidden = true;
     if (!payload) return;
     const { ok, data } = await postJson(sampleUrl(config.skipUrl, payload.id), {
+      base_revision: payload.base_revision,
       reason: skipReason.value,
       note: $("[data-testid=skip-note]").value,
     });
@@ -817,6 +822,10 @@
     form.append("csrfmiddlewaretoken", csrfToken());
     form.append("samples", ids.join(","));
     navigator.sendBeacon(config.leaveUrl, form);
+  });
+  // Unsaved boxes are not lost without a question (the browser asks; its wording is its own).
+  window.addEventListener("beforeunload", (event) => {
+    if (sample && snapshot() !== loadedBoxes) event.preventDefault();
   });
   window.addEventListener("resize", () => {
     viewDirty = true;
