@@ -26,6 +26,11 @@ def to_pixels(boxes: list[LabeledBox], width: int, height: int) -> list[LabeledB
     ]
 
 
+# A side shorter than this is no box: it holds no pixel anyone could label, and the exports'
+# normalised coordinates (8 decimals in YOLO) would write it as 0, which every reader refuses.
+MIN_BOX_SIDE = 0.01
+
+
 def check_boxes(
     boxes: list[LabeledBox], width: int, height: int, class_names: list[str] | None = None
 ) -> CheckedBoxes:
@@ -47,8 +52,10 @@ def check_boxes(
             raise BoxRejected(f"{label}: class {box.class_name!r} is not one of the dataset's")
         if box.x2 < box.x1 or box.y2 < box.y1:
             raise BoxRejected(f"{label} is inverted: x2 < x1 or y2 < y1 in {coordinates}")
-        if box.x2 == box.x1 or box.y2 == box.y1:
-            raise BoxRejected(f"{label} is empty (zero width or height): {coordinates}")
+        if box.x2 - box.x1 < MIN_BOX_SIDE or box.y2 - box.y1 < MIN_BOX_SIDE:
+            raise BoxRejected(
+                f"{label} is empty (width or height under {MIN_BOX_SIDE} pixel): {coordinates}"
+            )
         clipped = LabeledBox(
             box.class_name,
             min(max(box.x1, 0.0), width),
@@ -56,7 +63,7 @@ def check_boxes(
             min(max(box.x2, 0.0), width),
             min(max(box.y2, 0.0), height),
         )
-        if clipped.x2 <= clipped.x1 or clipped.y2 <= clipped.y1:
+        if clipped.x2 - clipped.x1 < MIN_BOX_SIDE or clipped.y2 - clipped.y1 < MIN_BOX_SIDE:
             raise BoxRejected(f"{label} lies outside the {width}x{height} image: {coordinates}")
         if clipped != box:
             rounded = tuple(round(v, 1) for v in coordinates)

@@ -92,6 +92,11 @@ def test_a_bad_box_writes_no_revision(dataset):
         services.submit_annotation(sample.pk, [LabeledBox("helmet", 10, 2, 1, 20)])
     with pytest.raises(BoxRejected, match="not one of the dataset"):
         services.submit_annotation(sample.pk, [LabeledBox("dog", 1, 2, 10, 20)])
+    # A sliver no one could draw, which YOLO's 8 decimals would export as width 0.
+    with pytest.raises(BoxRejected, match="under 0.01 pixel"):
+        services.submit_annotation(sample.pk, [LabeledBox("helmet", 10, 2, 10.000000001, 20)])
+    with pytest.raises(BoxRejected, match="lies outside"):  # a sliver once clipped
+        services.submit_annotation(sample.pk, [LabeledBox("helmet", 63.999999, 2, 90, 20)])
     assert Annotation.objects.count() == 1 and Box.objects.count() == 1
 
 
