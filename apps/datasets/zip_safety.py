@@ -55,7 +55,10 @@ def safe_member_name(raw_name: str) -> str:
     parts = name.split("/")
     if ".." in parts:
         raise EntryRejected("'..' in a path is not allowed in a zip (it could escape the upload)")
-    return posixpath.normpath(name).lstrip("./") or name
+    # normpath drops "./" segments; stripping characters (lstrip("./")) would also turn
+    # ".hidden/a.jpg" into "hidden/a.jpg", another entry's name.
+    normalised = posixpath.normpath(name)
+    return normalised if normalised != "." else name
 
 
 def is_ignored(name: str) -> bool:
@@ -105,6 +108,10 @@ class SafeZip:
         self._unpacked = 0
 
     def _check_entry(self, name: str, info: zipfile.ZipInfo) -> None:
+        if info.flag_bits & 0x1:
+            raise EntryRejected(
+                "encrypted zip entries are not supported: zip it without a password"
+            )
         mode = info.external_attr >> 16
         if mode and stat.S_ISLNK(mode):
             raise EntryRejected("symbolic links are not allowed in a zip")
@@ -135,7 +142,7 @@ class SafeZip:
         try:
             with self.zip.open(info) as stream:
                 data = stream.read(budget + 1)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError) as exc:
             raise EntryRejected(f"corrupt zip entry ({exc})") from exc
         except NotImplementedError as exc:
             raise EntryRejected(f"unsupported compression ({exc})") from exc

@@ -123,3 +123,46 @@ def test_an_empty_file_among_good_ones_in_the_api(client, admin_user, run_worker
     job = Job.objects.get(kind="dataset_import")
     assert report_line(job, "empty.png")["outcome"] == "rejected"
     assert Sample.objects.filter(dataset=dataset).count() == 2
+
+
+def with_encrypted_flag(archive: bytes, name: str) -> bytes:
+    """The zip with `name` marked encrypted (flag bit 0, as `zip -e` writes it)."""
+    import io
+    import zipfile
+
+    raw = bytearray(archive)
+    info = zipfile.ZipFile(io.BytesIO(archive)).getinfo(name)
+    raw[info.header_offset + 6] |= 1  # local header's flags
+    central = raw.find(b"PK\x01\x02")
+    while raw[central + 46 : central + 46 + len(name)] != name.encode():
+        central = raw.find(b"PK\x01\x02", central + 1)
+    raw[central + 8] |= 1  # central directory entry's flags
+    return bytes(raw)
+
+
+@pytest.mark.parametrize(
+    "secret, data",
+    [("secret.png", image_bytes(2)), ("c.json", b'{"images": [], "annotations": []}')],
+)
+def test_an_encrypted_entry_is_rejected_by_name_and_the_good_files_kept(
+    dataset, run_upload, secret, data
+):
+    archive = zip_bytes({"good.png": image_bytes(1), secret: data})
+    job = run_upload(dataset, [("upload.zip", with_encrypted_flag(archive, secret))])
+    assert job.status == "succeeded", job.log
+    line = report_line(job, secret)
+    assert line["outcome"] == "rejected" and "encrypted" in line["message"], line
+    assert report_line(job, "good.png")["outcome"] == "accepted"
+    assert Sample.objects.count() == 1
+
+
+def test_entry_names_keep_their_leading_dots(dataset, run_upload):
+    archive = zip_bytes(
+        {"./a.png": image_bytes(1), ".hidden/h.png": image_bytes(2), "hidden/h.png": image_bytes(3)}
+    )
+    job = run_upload(dataset, [("upload.zip", archive)])
+    assert job.status == "succeeded", job.log
+    for name in ("a.png", ".hidden/h.png", "hidden/h.png"):  # "./" alone is dropped
+        assert report_line(job, name)["outcome"] == "accepted"
+    assert job.result["counts"]["rejected"] == 0
+    assert Sample.objects.count() == 3

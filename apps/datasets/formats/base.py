@@ -159,8 +159,14 @@ class ImageResolver:
             self.by_basename.setdefault(posixpath.basename(path), []).append(path)
 
     def resolve(self, reference: str, relative_to: str = "") -> str | None:
-        reference = reference.replace("\\", "/").lstrip("./")
-        for candidate in (posixpath.normpath(posixpath.join(relative_to, reference)), reference):
+        reference = reference.replace("\\", "/")
+        # As written from the upload's top: leading "/", "./" and "../" segments dropped (only
+        # whole segments: ".hidden/a.jpg" is not "hidden/a.jpg").
+        parts = posixpath.normpath(reference).split("/")
+        while parts[:1] in ([""], ["."], [".."]):
+            parts.pop(0)
+        from_top = "/".join(parts)
+        for candidate in (posixpath.normpath(posixpath.join(relative_to, reference)), from_top):
             if candidate in self.paths:
                 return candidate
         same_name = self.by_basename.get(posixpath.basename(reference), [])
