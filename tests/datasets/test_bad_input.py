@@ -320,3 +320,74 @@ def test_a_storage_write_failure_removes_the_files_written_beside_it(
     assert job.status == "failed" and "disk full" in job.message
     assert Sample.objects.count() == 0
     assert stored_names() == []
+
+
+def test_coco_annotations_that_are_not_objects_refuse_the_file(dataset, run_upload):
+    doc = json.dumps(
+        {"images": [{"id": 1, "file_name": "a.png"}], "annotations": [1], "categories": []}
+    ).encode()
+    job = run_upload(dataset, [("u.zip", zip_bytes({"a.png": image_bytes(1), "c.json": doc}))])
+    assert job.status == "succeeded", job.log
+    assert "every item of 'annotations' must be an object" in rejected(job, "c.json")
+    assert "c.json could not be read" in rejected(job, "a.png")
+
+
+def test_coco_with_a_huge_integer_in_a_bbox_rejects_that_image_only(dataset, run_upload):
+    doc = coco_json(
+        [("a.png", 64, 48), ("good.png", 64, 48)],
+        [(0, "helmet", [1, 10**400, 3, 4]), (1, "helmet", [1, 1, 5, 5])],
+        ["helmet"],
+    )
+    job = run_upload(
+        dataset, [("u.zip", zip_bytes({"a.png": image_bytes(1), "c.json": doc, **dict([GOOD])}))]
+    )
+    assert "is not 4 numbers" in rejected(job, "a.png")
+    assert_good_file_kept(job)
+
+
+@pytest.mark.parametrize(
+    "name, data, message",
+    [
+        ("c.json", b"[" * 200_000, "malformed COCO JSON: nested too deeply"),
+        ("data.yaml", b"names: " + b"[" * 50_000, "malformed YAML (nested too deeply)"),
+    ],
+)
+def test_deeply_nested_annotation_files_are_refused(dataset, run_upload, name, data, message):
+    archive = zip_bytes({"a.png": image_bytes(1), "a.txt": b"0 .5 .5 .1 .1\n", name: data})
+    job = run_upload(dataset, [("u.zip", archive)])
+    assert job.status == "succeeded", job.log
+    assert message in rejected(job, name)
+    assert "could not be read" in rejected(job, "a.png")
+
+
+def test_a_data_yaml_alias_bomb_is_refused_quickly(dataset, run_upload):
+    levels = ['a: &a ["x","x","x","x","x","x","x","x","x","x"]']
+    for previous, level in zip("abcdef", "bcdefg", strict=True):
+        levels.append(f"{level}: &{level} [{','.join([f'*{previous}'] * 10)}]")
+    bomb = "\n".join([*levels, "names: [*g]"]).encode()  # 10**7 strings once expanded
+    archive = zip_bytes({"data.yaml": bomb, "images/a.png": image_bytes(1), "labels/a.txt": b""})
+    job = run_upload(dataset, [("u.zip", archive)])
+    assert job.status == "succeeded", job.log
+    assert "aliases (*name) are not accepted" in rejected(job, "data.yaml")
+    assert len(json.dumps(job.result)) < 10_000
+
+
+@pytest.mark.parametrize("name", ["x", "names: [[cat, dog]]", "names: {0: {a: 1}}"])
+def test_data_yaml_names_must_be_strings(dataset, run_upload, name):
+    archive = zip_bytes(
+        {"data.yaml": name.encode(), "images/a.png": image_bytes(1), "labels/a.txt": b""}
+    )
+    job = run_upload(dataset, [("u.zip", archive)])
+    assert job.status == "succeeded", job.log
+    assert rejected(job, "data.yaml").startswith("data.yaml: ")
+
+
+def test_utf16_voc_xml_with_entities_is_refused(dataset, run_upload):
+    xml = (
+        '<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE annotation [<!ENTITY c "helmet">]>'
+        "<annotation><filename>a.png</filename><object><name>&c;</name><bndbox><xmin>1</xmin>"
+        "<ymin>1</ymin><xmax>5</xmax><ymax>5</ymax></bndbox></object></annotation>"
+    ).encode("utf-16")
+    job = run_upload(dataset, [("u.zip", zip_bytes({"a.png": image_bytes(1), "a.xml": xml}))])
+    assert "DOCTYPE" in rejected(job, "a.xml")
+    assert Sample.objects.count() == 0

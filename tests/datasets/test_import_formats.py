@@ -158,3 +158,41 @@ def test_a_duplicate_in_the_upload_is_reported_and_stored_once(dataset, run_uplo
     job = run_upload(dataset, [("a.png", image_bytes(1)), ("copy.png", image_bytes(1))])
     assert Sample.objects.count() == 1
     assert report_line(job, "copy.png")["outcome"] == "duplicate"
+
+
+def test_data_yaml_names_map_keys_are_class_indexes_even_quoted(dataset, run_upload):
+    names = "".join(f"  '{i}': c{i}\n" for i in range(12))  # sorted as text: 0, 1, 10, 11, 2
+    files = {
+        "data.yaml": f"names:\n{names}".encode(),
+        "images/a.png": image_bytes(1),
+        "labels/a.txt": b"2 0.5 0.5 0.5 0.5\n",
+    }
+    job = run_upload(dataset, [("yolo.zip", zip_bytes(files))], unknown_classes="add")
+    assert boxes_of(Sample.objects.get()) == [("c2", 16, 12, 48, 36)], job.result
+
+
+def test_a_gap_in_the_data_yaml_names_map_shifts_no_class(dataset, run_upload):
+    files = {
+        "data.yaml": b"names:\n  0: cone\n  2: helmet\n",
+        "images/a.png": image_bytes(1),
+        "labels/a.txt": b"2 0.5 0.5 0.5 0.5\n",
+        "images/b.png": image_bytes(2),
+        "labels/b.txt": b"1 0.5 0.5 0.5 0.5\n",
+    }
+    job = run_upload(dataset, [("yolo.zip", zip_bytes(files))])
+    assert boxes_of(Sample.objects.get(original_name="a.png")) == [("helmet", 16, 12, 48, 36)]
+    line = report_line(job, "images/b.png")
+    assert line["outcome"] == "rejected", line
+    assert "class index 1 has no name" in line["message"]
+
+
+def test_yolo_files_with_a_utf8_bom(dataset, run_upload):
+    bom = b"\xef\xbb\xbf"
+    files = {
+        "classes.txt": bom + b"cone\r\nhelmet\r\n",
+        "data.yaml": bom + b"names: [cone, helmet]\n",
+        "images/a.png": image_bytes(1),
+        "labels/a.txt": bom + b"1 0.5 0.5 0.5 0.5\n",
+    }
+    job = run_upload(dataset, [("yolo.zip", zip_bytes(files))])
+    assert boxes_of(Sample.objects.get()) == [("helmet", 16, 12, 48, 36)], job.result

@@ -29,7 +29,7 @@ def find_files(bundle: Bundle) -> list[str]:
         try:
             if is_coco_document(json.loads(bundle.read(name))):
                 found.append(name)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             found.append(name)  # a broken JSON file is reported by parse(), not skipped
     return found
 
@@ -43,6 +43,8 @@ def parse(bundle: Bundle, files: list[str] | None = None) -> ParsedLabels:
             _parse_document(name, json.loads(bundle.read(name)), resolver, parsed)
         except (ValueError, UnicodeDecodeError) as exc:
             parsed.file_problems[name] = f"malformed COCO JSON: {exc}"
+        except RecursionError:
+            parsed.file_problems[name] = "malformed COCO JSON: nested too deeply"
         except (KeyError, TypeError) as exc:
             parsed.file_problems[name] = f"malformed COCO JSON: missing or wrong field {exc}"
     return parsed
@@ -53,6 +55,9 @@ def _parse_document(name: str, doc, resolver: ImageResolver, parsed: ParsedLabel
         raise ValueError("needs 'images' and 'annotations' lists")
     if not isinstance(doc["images"], list) or not isinstance(doc["annotations"], list):
         raise ValueError("'images' and 'annotations' must be lists")
+    for field_name in ("images", "annotations", "categories"):
+        if not all(isinstance(item, dict) for item in doc.get(field_name, [])):
+            raise ValueError(f"every item of '{field_name}' must be an object")
     categories: dict = {}
     for category in doc.get("categories", []):
         category_id, category_name = category["id"], str(category["name"])
@@ -102,7 +107,7 @@ def _parse_document(name: str, doc, resolver: ImageResolver, parsed: ParsedLabel
             if not isinstance(bbox, list) or len(bbox) != 4:
                 raise ValueError
             x, y, width, height = (as_float(v) for v in bbox)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: a 400-digit integer
             parsed.image_problems[path] = f"{name}: bbox {bbox!r} is not 4 numbers"
             continue
         parsed.labels[path].append(LabeledBox(categories[category], x, y, x + width, y + height))

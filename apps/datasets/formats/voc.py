@@ -2,6 +2,7 @@
 
 import posixpath
 import xml.etree.ElementTree as ElementTree
+from xml.parsers import expat
 from xml.sax.saxutils import escape
 
 from apps.datasets.formats.base import (
@@ -23,13 +24,20 @@ class _Malformed(ValueError):
     pass
 
 
+def _refuse_dtd(*args) -> None:
+    raise _Malformed("XML with a DOCTYPE or entities is not accepted")
+
+
 def _root(data: bytes):
-    # Entity expansion is how XML bombs work; VOC files never need a DTD.
-    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
-        raise _Malformed("XML with a DOCTYPE or entities is not accepted")
+    # Entity expansion is how XML bombs work; VOC files never need a DTD. The parser looks for
+    # it (a byte search would miss it in UTF-16) and stops there, before any entity is read.
+    checker = expat.ParserCreate()
+    checker.StartDoctypeDeclHandler = _refuse_dtd
+    checker.EntityDeclHandler = _refuse_dtd
     try:
+        checker.Parse(data, True)
         return ElementTree.fromstring(data)
-    except ElementTree.ParseError as exc:
+    except (expat.ExpatError, ElementTree.ParseError) as exc:
         raise _Malformed(f"not well-formed XML ({exc})") from exc
 
 
@@ -128,7 +136,7 @@ def _read_image_sets(bundle: Bundle, parsed: ParsedLabels) -> None:
         split = _image_set_split(name)
         if split is None:
             continue
-        for line in bundle.read(name).decode(errors="replace").split():
+        for line in bundle.read(name).decode("utf-8-sig", errors="replace").split():
             if line in labeled:
                 parsed.splits[labeled[line]] = split
                 continue
@@ -168,7 +176,7 @@ def write_labelmap(class_names: list[str]) -> bytes:
 
 def read_labelmap(data: bytes) -> list[str]:
     names = []
-    for line in data.decode(errors="replace").splitlines():
+    for line in data.decode("utf-8-sig", errors="replace").splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue

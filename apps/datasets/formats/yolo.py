@@ -42,39 +42,74 @@ def find_files(bundle: Bundle) -> list[str]:
     ]
 
 
-def read_class_names(bundle: Bundle) -> tuple[list[str] | None, str | None]:
-    """(names, problem): the class names the upload's class files give, or a reason they are
-    unusable. Several class files (classes.txt, obj.names, data.yaml) must agree: a class index
-    would otherwise mean one class or another without a word."""
-    found: list[tuple[str, list[str]]] = []
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without aliases: `*name` repeats a whole subtree, so a few hundred bytes of nested
+    aliases expand to gigabytes ("billion laughs"). No data.yaml needs them."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.YAMLError("aliases (*name) are not accepted")
+        return super().compose_node(parent, index)
+
+
+def _yaml_class_names(name: str, data: bytes) -> dict[int, str]:
+    """data.yaml's `names` (a list, or a map of class index → name); raises ValueError."""
+    try:
+        names = yaml.load(data.decode("utf-8-sig"), Loader=_NoAliasLoader).get("names")
+    except (yaml.YAMLError, UnicodeDecodeError, AttributeError) as exc:
+        raise ValueError(f"{name}: malformed YAML ({exc})") from exc
+    except RecursionError as exc:
+        raise ValueError(f"{name}: malformed YAML (nested too deeply)") from exc
+    if isinstance(names, list):
+        names = dict(enumerate(names))
+    if not isinstance(names, dict):
+        raise ValueError(f"{name}: 'names' must be a list or a mapping")
+    index = {}
+    for key, value in names.items():
+        try:
+            if isinstance(key, bool):
+                raise ValueError
+            number = int(key)  # quoted keys too ('0': cat), as Ultralytics reads them
+        except (TypeError, ValueError):
+            raise ValueError(f"{name}: 'names' keys must be class indexes, not {key!r}") from None
+        if number < 0 or number in index:
+            raise ValueError(f"{name}: 'names' has class index {key!r} twice or below 0")
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ValueError(f"{name}: class {number} is not a name (a string)")
+        index[number] = str(value)
+    return index
+
+
+def read_class_names(bundle: Bundle) -> tuple[dict[int, str] | None, str | None]:
+    """(names, problem): class index → name as the upload's class files give them, or a reason
+    they are unusable. A data.yaml map may leave indexes out: those have no name. Several class
+    files (classes.txt, obj.names, data.yaml) must agree: a class index would otherwise mean one
+    class or another without a word."""
+    found: list[tuple[str, dict[int, str]]] = []
     for name in bundle.names:
         base = posixpath.basename(name)
         if base in CLASS_FILES:
-            lines = bundle.read(name).decode(errors="replace").splitlines()
-            found.append((name, [line.strip() for line in lines if line.strip()]))
+            lines = bundle.read(name).decode("utf-8-sig", errors="replace").splitlines()
+            found.append((name, dict(enumerate(line.strip() for line in lines if line.strip()))))
         elif base in YAML_FILES:
             try:
-                names = yaml.safe_load(bundle.read(name)).get("names")
-            except (yaml.YAMLError, AttributeError) as exc:
-                return None, f"{name}: malformed YAML ({exc})"
-            if isinstance(names, dict):
-                try:
-                    names = [names[key] for key in sorted(names)]
-                except TypeError:
-                    return None, f"{name}: 'names' keys must be class indexes"
-            if not isinstance(names, list):
-                return None, f"{name}: 'names' must be a list or a mapping"
-            found.append((name, [str(n) for n in names]))
+                found.append((name, _yaml_class_names(name, bundle.read(name))))
+            except ValueError as exc:
+                return None, str(exc)
     if not found:
         return None, None
     first_file, first = found[0]
     for other_file, other in found[1:]:
         if other != first:
             return None, (
-                f"{other_file}: its class names {other} differ from {first} in {first_file}; "
-                "keep one class file, or make them agree"
+                f"{other_file}: its class names {_listed(other)} differ from {_listed(first)} "
+                f"in {first_file}; keep one class file, or make them agree"
             )
     return first, None
+
+
+def _listed(names: dict[int, str]):
+    return list(names.values()) if list(names) == list(range(len(names))) else names
 
 
 class _ImageForLabel:
@@ -108,8 +143,8 @@ def parse(
         parsed.file_problems[problem.split(":", 1)[0]] = problem
         return parsed
     if class_names is None:
-        class_names = list(fallback_classes or [])
-    parsed.declared_classes = class_names
+        class_names = dict(enumerate(fallback_classes or []))
+    parsed.declared_classes = [class_names[index] for index in sorted(class_names)]
     images = _ImageForLabel(bundle.image_names())
     for name in files if files is not None else find_files(bundle):
         parsed.annotation_files.append(name)
@@ -130,10 +165,10 @@ def parse(
     return parsed
 
 
-def _parse_lines(name: str, data: bytes, class_names: list[str]) -> list[LabeledBox]:
+def _parse_lines(name: str, data: bytes, class_names: dict[int, str]) -> list[LabeledBox]:
     boxes = []
     try:
-        text = data.decode()
+        text = data.decode("utf-8-sig")  # Windows editors start a file with a BOM
     except UnicodeDecodeError as exc:
         raise _Malformed("not a text file") from exc
     for number, line in enumerate(text.splitlines(), start=1):
@@ -147,7 +182,11 @@ def _parse_lines(name: str, data: bytes, class_names: list[str]) -> list[Labeled
             cx, cy, w, h = (as_float(value) for value in fields[1:])
         except ValueError as exc:
             raise _Malformed(f"line {number}: not numbers: {line.strip()!r}") from exc
-        if not 0 <= index < len(class_names):
+        if index not in class_names:
+            if 0 <= index < max(class_names, default=-1):
+                raise _Malformed(
+                    f"line {number}: class index {index} has no name in the class file"
+                )
             known = f"{len(class_names)} classes" if class_names else "no classes.txt/data.yaml"
             raise _Malformed(f"line {number}: class index {index} is out of range ({known})")
         boxes.append(LabeledBox(class_names[index], cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
