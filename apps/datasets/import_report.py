@@ -27,6 +27,13 @@ class ImportOutcome:
 
 
 REPORT_COLUMNS = ("file", "outcome", "message")
+# A file name or message longer than this is cut (with "…"): a 100 kB class name repeated on
+# every image's line would otherwise make a small upload into a report of gigabytes.
+MAX_REPORT_TEXT = 500
+
+
+def _bounded(text: str) -> str:
+    return text if len(text) <= MAX_REPORT_TEXT else text[: MAX_REPORT_TEXT - 1] + "…"
 
 
 def _spreadsheet_safe(text: str) -> str:
@@ -59,6 +66,7 @@ class ImportReport:
         self._csv.writerow(REPORT_COLUMNS)
 
     def add(self, file: str, outcome: str, message: str = "") -> None:
+        file, message = _bounded(file), _bounded(message)
         self._csv.writerow((_spreadsheet_safe(file), outcome, _spreadsheet_safe(message)))
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
         if self.counts[outcome] <= self.lines_kept_per_outcome:

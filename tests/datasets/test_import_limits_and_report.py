@@ -127,3 +127,17 @@ def test_the_api_serves_the_full_report_as_csv(dataset, run_upload, client_for, 
     assert response.status_code == 200 and response["Content-Type"] == "text/csv"
     text = b"".join(response.streaming_content).decode()
     assert "notes.dat,ignored" in text and "good.png,accepted" in text
+
+
+def test_a_long_class_name_repeated_on_every_line_is_cut_short(dataset, run_upload):
+    name = "x" * 100_000  # not a class of the dataset: every image's line names it
+    images = [(f"{i}.png", 64, 48) for i in range(30)]
+    doc = coco_json(images, [(i, name, [1, 1, 5, 5]) for i in range(30)], [name])
+    files = {"c.json": doc, **{n: image_bytes(i) for i, (n, _, _) in enumerate(images)}}
+    job = run_upload(dataset, [("u.zip", zip_bytes(files))])
+    assert job.status == "succeeded", job.log
+    message = report_line(job, "0.png")["message"]
+    assert message.startswith("uses class 'xxx") and message.endswith("…"), message[:100]
+    assert len(message) == 500
+    assert len(json.dumps(job.result)) < 30 * 1000 and len(job.log) < 30 * 1000
+    assert len(job.result["report"]) == 31
