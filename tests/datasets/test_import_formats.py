@@ -196,3 +196,39 @@ def test_yolo_files_with_a_utf8_bom(dataset, run_upload):
     }
     job = run_upload(dataset, [("yolo.zip", zip_bytes(files))])
     assert boxes_of(Sample.objects.get()) == [("helmet", 16, 12, 48, 36)], job.result
+
+
+def test_coco_subsets_with_the_same_frame_names_keep_their_labels(dataset, run_upload):
+    """Datumaro/CVAT: annotations/instances_<subset>.json name files relative to
+    images/<subset>/, and CVAT calls the frames of every task frame_000000.jpg."""
+    classes = ["helmet", "vest", "cone"]
+    files = {
+        "images/train/frame_000000.png": image_bytes(1),
+        "images/val/frame_000000.png": image_bytes(2),
+        "annotations/instances_train.json": coco_json(
+            [("frame_000000.png", 64, 48)], [(0, "helmet", [1, 2, 10, 20])], classes
+        ),
+        "annotations/instances_val.json": coco_json(
+            [("frame_000000.png", 64, 48)], [(0, "cone", [30, 5, 4, 4])], classes
+        ),
+    }
+    job = run_upload(dataset, [("cvat.zip", zip_bytes(files))])
+    assert job.status == "succeeded", job.log
+    by_box = {boxes_of(sample)[0][0]: sample for sample in Sample.objects.all()}
+    assert sorted(by_box) == ["cone", "helmet"]
+    assert by_box["helmet"].split == "train" and by_box["cone"].split == "eval"
+
+
+def test_an_ambiguous_coco_file_name_is_reported_for_each_file_that_lists_it(dataset, run_upload):
+    classes = ["helmet", "vest", "cone"]
+    files = {
+        "site-a/frame.png": image_bytes(1),
+        "site-b/frame.png": image_bytes(2),
+        "labels/one.json": coco_json([("frame.png", 64, 48)], [], classes),
+        "labels/two.json": coco_json([("frame.png", 64, 48)], [], classes),
+    }
+    job = run_upload(dataset, [("two-sites.zip", zip_bytes(files))])
+    assert job.status == "succeeded", job.log
+    for key, listed_in in (("frame.png", "one"), ("frame.png (labels/two.json)", "two")):
+        line = report_line(job, key)
+        assert f"listed in labels/{listed_in}.json, but 2 files" in line["message"], line

@@ -158,7 +158,8 @@ class ImageResolver:
         for path in self.paths:
             self.by_basename.setdefault(posixpath.basename(path), []).append(path)
 
-    def resolve(self, reference: str, relative_to: str = "") -> str | None:
+    def resolve(self, reference: str, relative_to: str = "", *also_in: str) -> str | None:
+        """`also_in`: folders (from the upload's top) to look in after the file's own."""
         reference = reference.replace("\\", "/")
         # As written from the upload's top: leading "/", "./" and "../" segments dropped (only
         # whole segments: ".hidden/a.jpg" is not "hidden/a.jpg").
@@ -166,11 +167,20 @@ class ImageResolver:
         while parts[:1] in ([""], ["."], [".."]):
             parts.pop(0)
         from_top = "/".join(parts)
-        for candidate in (posixpath.normpath(posixpath.join(relative_to, reference)), from_top):
+        candidates = [
+            posixpath.normpath(posixpath.join(relative_to, reference)),
+            *(posixpath.normpath(posixpath.join(folder, reference)) for folder in also_in),
+            from_top,
+        ]
+        for candidate in candidates:
             if candidate in self.paths:
                 return candidate
         same_name = self.by_basename.get(posixpath.basename(reference), [])
         return same_name[0] if len(same_name) == 1 else None
+
+    def namesakes(self, reference: str) -> int:
+        """How many files of the upload bear the reference's file name."""
+        return len(self.by_basename.get(posixpath.basename(reference.replace("\\", "/")), []))
 
 
 def as_float(value) -> float:

@@ -70,6 +70,7 @@ def _parse_document(name: str, doc, resolver: ImageResolver, parsed: ParsedLabel
         categories[category_id] = category_name
     parsed.declared_classes = unique_class_names([*parsed.declared_classes, *categories.values()])
     base_dir = posixpath.dirname(name)
+    subset_dir = _datumaro_subset_dir(name)
     images = {}
     listed_ids = set()
     for entry in doc["images"]:
@@ -78,9 +79,17 @@ def _parse_document(name: str, doc, resolver: ImageResolver, parsed: ParsedLabel
             # Whose annotations are whose cannot be known.
             raise ValueError(f"image id {entry['id']!r} is listed twice in 'images'")
         listed_ids.add(entry["id"])
-        path = resolver.resolve(reference, base_dir)
+        path = resolver.resolve(reference, base_dir, *subset_dir)
         if path is None:
-            parsed.missing_images[reference] = f"listed in {name} but not in the upload"
+            namesakes = resolver.namesakes(reference)
+            problem = (
+                f"listed in {name}, but {namesakes} files of the upload have that name: give "
+                "its path from the upload's top (or beside the JSON file)"
+                if namesakes > 1
+                else f"listed in {name} but not in the upload"
+            )
+            key = reference if reference not in parsed.missing_images else f"{reference} ({name})"
+            parsed.missing_images[key] = problem
             continue
         if not parsed.claim(path, name):
             continue
@@ -220,3 +229,13 @@ class _SubsetParts:
     def close(self) -> None:
         self.images.close()
         self.annotations.close()
+
+
+def _datumaro_subset_dir(name: str) -> tuple[str, ...]:
+    """Datumaro and CVAT write `annotations/instances_<subset>.json` with file names relative to
+    `images/<subset>/` (CVAT names the frames of every task frame_000000.jpg...)."""
+    folder, file_name = posixpath.split(name)
+    stem = posixpath.splitext(file_name)[0]
+    if posixpath.basename(folder) != "annotations" or not stem.startswith("instances_"):
+        return ()
+    return (posixpath.join(posixpath.dirname(folder), "images", stem.removeprefix("instances_")),)
