@@ -124,3 +124,23 @@ def test_a_blank_accept_header_is_no_preference(admin):
     assert admin.get("/api/v1/datasets/", HTTP_ACCEPT="").status_code == 200
     assert admin.get("/api/v1/datasets/", HTTP_ACCEPT="  ").status_code == 200
     assert admin.get("/api/v1/datasets/", HTTP_ACCEPT="text/csv").status_code == 406
+
+
+@pytest.mark.parametrize(
+    "method, path",
+    [("put", "/api/v1/datasets/"), ("delete", "/api/v1/loops/"), ("post", "/api/v1/jobs/")],
+)
+def test_a_method_a_path_does_not_have_is_405_not_a_role_refusal(client, method, path):
+    for role in ("admin", "viewer"):
+        client.force_login(UserFactory(role=role))
+        response = getattr(client, method)(path, {}, content_type="application/json")
+        assert response.status_code == 405, (role, response.content)
+        assert "not allowed" in response.json()["detail"]
+    client.logout()
+    assert getattr(client, method)(path).status_code == 401  # who you are comes first
+
+
+def test_a_method_a_path_has_is_still_refused_to_a_role_without_it(client):
+    client.force_login(UserFactory(role="viewer"))
+    response = client.post("/api/v1/datasets/", {"name": "x"}, content_type="application/json")
+    assert response.status_code == 403 and "role" in response.json()["detail"]
