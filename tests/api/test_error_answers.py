@@ -144,3 +144,17 @@ def test_a_method_a_path_has_is_still_refused_to_a_role_without_it(client):
     client.force_login(UserFactory(role="viewer"))
     response = client.post("/api/v1/datasets/", {"name": "x"}, content_type="application/json")
     assert response.status_code == 403 and "role" in response.json()["detail"]
+
+
+def test_a_write_without_the_trailing_slash_is_redirected_keeping_its_method(admin):
+    response = admin.post(
+        "/api/v1/datasets?x=1", {"name": "x", "class_names": []}, content_type="application/json"
+    )
+    assert response.status_code == 308 and response["Location"] == "/api/v1/datasets/?x=1"
+    followed = admin.post(
+        "/api/v1/datasets",
+        {"name": "x", "class_names": []},
+        content_type="application/json",
+        follow=True,
+    )
+    assert followed.status_code == 201, followed.content
