@@ -193,8 +193,19 @@ def split_for_hash(sha256: str, train_percent: int, eval_percent: int) -> str:
     return Split.TEST
 
 
+def unique_key_suffix() -> str:
+    """A short random part of a stored file's name, so that each write has a name of its own.
+
+    Names must not be content-addressed alone: on S3 `file_overwrite: False` is only an
+    exists() check before the PUT, so two writers of the same bytes at once (two imports, a
+    device's retried upload, two first thumbnail requests) would get the same key, and the one
+    that loses the race would remove the object the winner's row refers to. With a key per write,
+    a writer only ever removes its own object (dedupe stays on the `sha256` column)."""
+    return uuid.uuid4().hex[:12]
+
+
 def image_storage_name(dataset_id: int, sha256: str, extension: str) -> str:
-    return f"datasets/{dataset_id}/images/{sha256[:2]}/{sha256}.{extension}"
+    return f"datasets/{dataset_id}/images/{sha256[:2]}/{sha256}-{unique_key_suffix()}.{extension}"
 
 
 @dataclass

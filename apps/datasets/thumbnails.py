@@ -8,11 +8,15 @@ from django.core.files.storage import default_storage
 from PIL import Image
 
 from apps.datasets.models import Sample
+from apps.datasets.services import unique_key_suffix
 from worker.ml.orientation import as_rgb
 
 
 def thumbnail_storage_name(sample: Sample) -> str:
-    return f"datasets/{sample.dataset_id}/thumbnails/{sample.sha256[:2]}/{sample.sha256}.jpg"
+    """A name of its own for each thumbnail written (see unique_key_suffix): two first requests
+    at once each write their own object, and the loser removes only its own."""
+    sha = sample.sha256
+    return f"datasets/{sample.dataset_id}/thumbnails/{sha[:2]}/{sha}-{unique_key_suffix()}.jpg"
 
 
 def render_thumbnail(image_bytes: bytes, size: int) -> bytes:
@@ -33,7 +37,8 @@ def ensure_thumbnail(sample: Sample) -> str:
     with default_storage.open(sample.image.name, "rb") as source:
         data = render_thumbnail(source.read(), settings.DATASET_THUMBNAIL_PX)
     name = default_storage.save(thumbnail_storage_name(sample), ContentFile(data))
-    # Two first requests at once: the first to record its file wins, the other's is removed.
+    # Two first requests at once: the first to record its file wins, the other removes its own
+    # file (a name of its own: thumbnail_storage_name), never the winner's.
     if not Sample.objects.filter(pk=sample.pk, thumbnail="").update(thumbnail=name):
         default_storage.delete(name)
         sample.refresh_from_db(fields=["thumbnail"])

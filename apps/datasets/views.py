@@ -233,7 +233,7 @@ def export_file_response(job) -> HttpResponse:
 
 
 def _storage_response(name: str, content_type: str | None = None):
-    # Content-addressed: the file under a name never changes.
+    # A stored file is never rewritten under its name (each write has a name of its own).
     return stored_file_response(name, content_type=content_type, immutable=True)
 
 
