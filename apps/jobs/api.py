@@ -68,9 +68,12 @@ def _flatten(errors, prefix: str = "") -> list[str]:
 def page_size(request) -> int:
     raw = request.query_params.get("limit", settings.DATASET_PAGE_SIZE)
     try:
-        return max(1, min(int(raw), MAX_API_PAGE))
+        limit = int(raw)
     except (TypeError, ValueError):
         raise InvalidRequest("limit must be an integer.") from None
+    if not 1 <= limit <= MAX_API_PAGE:
+        raise InvalidRequest(f"limit must be from 1 to {MAX_API_PAGE}.")
+    return limit
 
 
 # Ids, cursors and counts in query strings: never negative, and within the database's bigint.
@@ -105,7 +108,11 @@ def choice_param(request, name: str, choices) -> str | None:
 
 PAGE_PARAMETERS = [
     whole_number_parameter("after", "Keyset cursor: `next_after` of the last page"),
-    OpenApiParameter("limit", int, description=f"Page size, at most {MAX_API_PAGE}"),
+    OpenApiParameter(
+        "limit",
+        {"type": "integer", "minimum": 1, "maximum": MAX_API_PAGE},
+        description=f"Page size, 1 to {MAX_API_PAGE}",
+    ),
 ]
 
 

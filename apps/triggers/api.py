@@ -181,8 +181,16 @@ class RuleDecisionsView(APIView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("limit", int, description=f"at most {MAX_LOG_PAGE}, default 50"),
-            OpenApiParameter("before", int, description="only decisions with a smaller id"),
+            OpenApiParameter(
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": MAX_LOG_PAGE},
+                description=f"1 to {MAX_LOG_PAGE}, default 50",
+            ),
+            OpenApiParameter(
+                "before",
+                {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+                description="only decisions with a smaller id",
+            ),
         ],
         responses=inline_serializer(
             "DecisionPage",
@@ -196,11 +204,15 @@ class RuleDecisionsView(APIView):
     def get(self, request, rule_id: int):
         rule = _rule(rule_id)
         try:
-            limit = min(MAX_LOG_PAGE, max(1, int(request.query_params.get("limit", 50))))
+            limit = int(request.query_params.get("limit", 50))
             before = request.query_params.get("before")
             before = int(before) if before else None
         except ValueError:
             raise ValidationError({"limit": ["limit and before are whole numbers."]}) from None
+        if not 1 <= limit <= MAX_LOG_PAGE:
+            raise ValidationError({"limit": [f"limit must be from 1 to {MAX_LOG_PAGE}."]})
+        if before is not None and not 1 <= before <= 2**63 - 1:
+            raise ValidationError({"before": ["before is a decision id (1 or more)."]})
         decisions = rule.decisions.all()
         if before:
             decisions = decisions.filter(pk__lt=before)

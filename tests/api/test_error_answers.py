@@ -158,3 +158,19 @@ def test_a_write_without_the_trailing_slash_is_redirected_keeping_its_method(adm
         follow=True,
     )
     assert followed.status_code == 201, followed.content
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/jobs/?limit={}",
+        "/api/v1/loops/?limit={}",
+        "/api/v1/datasets/{ds}/samples/?limit={}",
+    ],
+)
+@pytest.mark.parametrize("limit", ["0", "-1", "501"])
+def test_a_page_size_out_of_bounds_is_400_on_every_list(admin, path, limit):
+    dataset = DatasetFactory()
+    response = admin.get(path.replace("{ds}", str(dataset.pk)).replace("{}", limit))
+    assert response.status_code == 400, response.content
+    assert "limit" in str(response.json())

@@ -115,8 +115,9 @@ def test_fire_and_log(api, loop):
     log = api.get(f"/api/v1/trigger-rules/{rule['id']}/decisions/?limit=1").json()
     assert [d["reason"] for d in log["results"]] == ["job_running"]
     assert log["next_before"] is not None
-    bad = api.get(f"/api/v1/trigger-rules/{rule['id']}/decisions/?limit=x")
-    assert bad.status_code == 400 and "limit" in bad.json()
+    for query, field in (("limit=x", "limit"), ("limit=-1", "limit"), ("before=-5", "before")):
+        bad = api.get(f"/api/v1/trigger-rules/{rule['id']}/decisions/?{query}")
+        assert bad.status_code == 400 and field in bad.json(), query
 
 
 def test_dry_run_saves_nothing(api, loop):
