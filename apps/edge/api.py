@@ -464,7 +464,17 @@ class HeartbeatView(EdgeView):
     @extend_schema(
         request=inline_serializer(
             "Heartbeat",
-            {"version": serializers.IntegerField(), "health": serializers.DictField()},
+            {
+                "version": serializers.IntegerField(
+                    required=False,
+                    allow_null=True,
+                    min_value=1,
+                    help_text="The version the agent serves (null: none yet).",
+                ),
+                "health": serializers.DictField(
+                    required=False, help_text="What the agent reports; the fleet page shows it."
+                ),
+            },
         ),
         responses={204: None},
     )
@@ -477,14 +487,19 @@ class HeartbeatView(EdgeView):
                 raise RequestRejected(
                     400, 'The body must be a JSON object: {"version": <id>, "health": {...}}.'
                 )
-            version_id = _parse_version(request.data.get("version"), loop)
+            version = request.data.get("version")
+            if isinstance(version, str):  # digits are for the intake's form field, not JSON
+                raise RequestRejected(400, "version must be a version id (an integer) or null.")
+            version_id = _parse_version(version, loop)
+            health = request.data.get("health")
+            if health is not None and not isinstance(health, dict):
+                raise RequestRejected(400, "health must be a JSON object.")
         except RequestRejected as exc:
             return self.rejected(exc, device)
-        health = request.data.get("health")
         services.record_activity(
             device,
             version_id=version_id,
-            health=health if isinstance(health, dict) else None,
+            health=health,
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -608,12 +623,18 @@ class _ModelFileView(EdgeView):
         parameters=[
             OpenApiParameter(
                 "version",
-                int,
+                {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
                 description="A version of this loop (the manifest's URLs name theirs); without "
                 "it, the deployed version.",
             )
         ],
-        responses={(200, "application/octet-stream"): bytes, 304: None, 404: None, 409: None},
+        responses={
+            (200, "application/octet-stream"): bytes,  # the LiteRT file
+            (200, "application/zip"): bytes,  # the model archive
+            304: None,
+            404: None,
+            409: None,
+        },
     )
     def get(self, request, loop_id: int):
         loop = self.loop_for(request, loop_id)

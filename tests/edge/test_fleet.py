@@ -67,6 +67,26 @@ def test_a_heartbeat_that_is_not_a_json_object_is_a_400(edge_loop, device, body)
     assert EdgeDevice.objects.get(token=device.token).errors == 1
 
 
+@pytest.mark.parametrize("health", [[], "fine", 3])
+def test_a_heartbeat_health_must_be_an_object(edge_loop, device, health):
+    response = device.post(
+        reverse("api-edge-heartbeat", args=[edge_loop.pk]),
+        {"version": edge_loop.deployed_version_id, "health": health},
+        content_type="application/json",
+    )
+    assert (
+        response.status_code == 400 and "health must be a JSON object" in response.json()["detail"]
+    )
+
+
+def test_a_heartbeat_may_say_nothing_yet(edge_loop, device):
+    """An agent that has no model yet (first start, portal unreachable before)."""
+    for body in ({}, {"version": None, "health": None}):
+        url = reverse("api-edge-heartbeat", args=[edge_loop.pk])
+        response = device.post(url, body, content_type="application/json")
+        assert response.status_code == 204, response.content
+
+
 @pytest.mark.parametrize(
     "version_of",
     [
@@ -74,6 +94,7 @@ def test_a_heartbeat_that_is_not_a_json_object_is_a_400(edge_loop, device, body)
         pytest.param(lambda v: v + 0.5, id="non-integral"),
         pytest.param(lambda v: f"{v}.5", id="non-integral-string"),
         pytest.param(lambda v: "true", id="true-string"),
+        pytest.param(lambda v: str(v), id="digits-as-a-string"),
         pytest.param(lambda v: [v], id="list"),
         pytest.param(lambda v: {"id": v}, id="object"),
     ],
@@ -91,10 +112,10 @@ def test_a_heartbeat_version_must_be_an_integer_id(edge_loop, device, version_of
     assert EdgeDevice.objects.get(token=device.token).version_id is None
 
 
-def test_a_heartbeat_version_may_be_an_integral_number_or_its_digits(edge_loop, device):
+def test_a_heartbeat_version_may_be_an_integral_number(edge_loop, device):
     url = reverse("api-edge-heartbeat", args=[edge_loop.pk])
     version_id = edge_loop.deployed_version_id
-    for version in (float(version_id), str(version_id), None):
+    for version in (float(version_id), None):
         answer = device.post(url, {"version": version}, content_type="application/json")
         assert answer.status_code == 204, (version, answer.content)
     for unknown in (10**30, -version_id, 0):
