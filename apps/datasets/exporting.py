@@ -32,7 +32,7 @@ from django.utils.text import slugify
 from apps.datasets import services
 from apps.datasets.formats import coco, voc, yolo, yolo_darknet
 from apps.datasets.formats.base import ExportEntry, LabeledBox
-from apps.datasets.models import Dataset, Sample
+from apps.datasets.models import Dataset, Sample, SampleStatus
 
 EXPORTERS = {"coco": coco, "voc": voc, "yolo": yolo, "yolo_darknet": yolo_darknet}
 EXPORT_FORMAT_LABELS = {
@@ -120,7 +120,9 @@ def _write_batch(archive, sink, module, writer, batch: list[Sample], readers) ->
     for sample, data in zip(batch, images, strict=True):
         path = module.image_path(sample.split, export_file_name(sample))
         archive.writestr(path, data)  # images are compressed already: stored as they are
-        if sample.current_annotation_id:
+        # A skipped or re-queued sample is out of training here: its labels stay out of the
+        # export too, so that a re-import (another portal, a restore) does not train on them.
+        if sample.current_annotation_id and sample.status == SampleStatus.LABELED:
             current = [
                 LabeledBox(box.class_name, box.x1, box.y1, box.x2, box.y2)
                 for box in boxes.get(sample.current_annotation_id, [])

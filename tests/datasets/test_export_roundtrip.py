@@ -78,3 +78,20 @@ def test_the_coco_export_lists_categories_in_the_dataset_order(dataset):
     assert sum(len(doc["images"]) for doc in docs.values()) == 3
     helmet = next(a for a in docs["train"]["annotations"] if a["category_id"] == 1)
     assert helmet["bbox"] == [1.5, 2.25, 9.25, 17.75]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_skipped_and_queued_samples_leave_their_labels_out(fmt, dataset, run_upload):
+    """An admin skipped a sample "to keep it out of future training": a restore of the export
+    must not bring it back as labeled."""
+    skipped = make_sample(dataset, 5, boxes=[("helmet", 1, 2, 10, 20)], split="train")
+    queued = make_sample(dataset, 6, boxes=[("cone", 1, 2, 10, 20)], split="train")
+    kept = make_sample(dataset, 7, boxes=[("vest", 1, 2, 10, 20)], split="train")
+    Sample.objects.filter(pk=skipped.pk).update(status="skipped")
+    Sample.objects.filter(pk=queued.pk).update(status="queued")
+    copy = DatasetFactory(name=f"restored-{fmt}", class_names=["helmet", "vest", "cone"])
+    job = run_upload(copy, [(f"export-{fmt}.zip", export(dataset, fmt))])
+    assert job.result["counts"]["accepted"] == 3, job.result["report"]
+    restored = {s: v[1:] for s, v in current_boxes(copy).items()}
+    assert restored[skipped.sha256] == restored[queued.sha256] == ("unlabeled", [])
+    assert restored[kept.sha256] == ("labeled", [("vest", 1, 2, 10, 20)])
