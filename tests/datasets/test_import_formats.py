@@ -232,3 +232,28 @@ def test_an_ambiguous_coco_file_name_is_reported_for_each_file_that_lists_it(dat
     for key, listed_in in (("frame.png", "one"), ("frame.png (labels/two.json)", "two")):
         line = report_line(job, key)
         assert f"listed in labels/{listed_in}.json, but 2 files" in line["message"], line
+
+
+def test_coco_crowd_regions_are_left_out_and_said_so(dataset, run_upload):
+    import json
+
+    document = json.loads(
+        coco_json(
+            [("a.png", 64, 48)],
+            [(0, "helmet", [1, 2, 10, 20]), (0, "cone", [0, 0, 64, 48])],
+            ["helmet", "vest", "cone"],
+        )
+    )
+    document["annotations"][1]["iscrowd"] = 1
+    files = {"a.png": image_bytes(1), "labels.json": json.dumps(document).encode()}
+    job = run_upload(dataset, [("crowd.zip", zip_bytes(files))])
+    assert job.status == "succeeded", job.log
+    assert boxes_of(Sample.objects.get()) == [("helmet", 1, 2, 11, 22)]
+    warnings = [row for row in job.result["report"] if row["outcome"] == "warning"]
+    assert warnings == [
+        {
+            "file": "labels.json",
+            "outcome": "warning",
+            "message": "1 crowd region (iscrowd: 1) left out: areas to ignore, not objects",
+        }
+    ]

@@ -99,6 +99,7 @@ def _parse_document(name: str, doc, resolver: ImageResolver, parsed: ParsedLabel
         if size is not None:
             parsed.declared_sizes[path] = (*size, name)
     orphans = []
+    crowds = 0
     for annotation in doc["annotations"]:
         path = images.get(annotation.get("image_id"))
         if path is None:
@@ -106,6 +107,12 @@ def _parse_document(name: str, doc, resolver: ImageResolver, parsed: ParsedLabel
                 orphans.append(annotation)
             continue  # a listed image that is missing was already reported once
         if path in parsed.image_problems:
+            continue
+        if annotation.get("iscrowd") in (1, True):
+            # A crowd region is an area for evaluation to ignore, not an object: as one box it
+            # would teach the model a box around a whole crowd (Ultralytics' converter drops
+            # them too). The image keeps its other boxes.
+            crowds += 1
             continue
         category = annotation.get("category_id")
         if category not in categories:
@@ -122,6 +129,11 @@ def _parse_document(name: str, doc, resolver: ImageResolver, parsed: ParsedLabel
         parsed.labels[path].append(LabeledBox(categories[category], x, y, x + width, y + height))
     if orphans:
         parsed.notes.append((name, "rejected", _orphans_message(orphans)))
+    if crowds:
+        regions = f"{crowds} crowd region{'s' if crowds != 1 else ''}"
+        parsed.notes.append(
+            (name, "warning", f"{regions} (iscrowd: 1) left out: areas to ignore, not objects")
+        )
 
 
 ORPHANS_NAMED = 10
