@@ -276,6 +276,9 @@ SPECTACULAR_SETTINGS = {
 
 # --- Accounts and sessions -------------------------------------------------------------------
 LOGIN_URL = "login"
+# Failed sign-ins per account and address before that pair must wait (apps.accounts.login_throttle).
+LOGIN_MAX_FAILURES = envint("LOGIN_MAX_FAILURES", 10)
+LOGIN_LOCKOUT_S = envint("LOGIN_LOCKOUT_S", 900)
 LOGIN_REDIRECT_URL = "dashboard:home"
 LOGOUT_REDIRECT_URL = "login"
 SESSION_COOKIE_AGE = envint("SESSION_COOKIE_AGE", 14 * 24 * 3600)

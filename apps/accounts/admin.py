@@ -1,6 +1,10 @@
 from django.contrib import admin
 
+from apps.accounts.forms import ThrottledAdminAuthenticationForm
 from apps.accounts.models import DeviceToken
+
+# The admin site's own sign-in page counts failures like the portal's (login_throttle).
+admin.site.login_form = ThrottledAdminAuthenticationForm
 
 
 @admin.register(DeviceToken)

@@ -53,3 +53,33 @@ def test_logout_needs_post_and_ends_the_session(client):
     client.force_login(UserFactory(role="viewer"))
     client.post("/logout/")
     assert client.get("/").status_code == 302
+
+
+@pytest.mark.parametrize("path", ["/login/", "/admin/login/"])
+def test_repeated_wrong_passwords_lock_that_account_from_that_address_for_a_while(
+    client, settings, path
+):
+    settings.LOGIN_MAX_FAILURES, settings.LOGIN_LOCKOUT_S = 3, 600
+    name = "locked-" + path.strip("/").replace("/", "-")
+    UserFactory(username=name, role="admin")
+    for _ in range(3):
+        wrong = client.post(path, {"username": name, "password": "wrong"})
+        assert wrong.status_code == 200 and b"Too many" not in wrong.content
+    right = client.post(path, {"username": name.upper() + " ", "password": PASSWORD})
+    assert b"Too many failed sign-ins" in right.content and b"10 minutes" in right.content
+    assert SESSION_KEY not in client.session
+    # Another address is not locked out (a stranger cannot lock a user out of their own sign-in).
+    elsewhere = client.post(
+        path, {"username": name, "password": PASSWORD}, REMOTE_ADDR="10.0.0.9", follow=True
+    )
+    assert SESSION_KEY in client.session, elsewhere.content[:300]
+
+
+def test_a_right_password_clears_the_count(client, settings):
+    settings.LOGIN_MAX_FAILURES = 2
+    UserFactory(username="cleared", role="viewer")
+    for _ in range(3):
+        client.post("/login/", {"username": "cleared", "password": "wrong"})
+        ok = client.post("/login/", {"username": "cleared", "password": PASSWORD})
+        assert ok.status_code == 302  # one failure, then success: never locked
+        client.logout()
