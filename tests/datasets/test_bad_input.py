@@ -368,7 +368,7 @@ def test_a_data_yaml_alias_bomb_is_refused_quickly(dataset, run_upload):
     archive = zip_bytes({"data.yaml": bomb, "images/a.png": image_bytes(1), "labels/a.txt": b""})
     job = run_upload(dataset, [("u.zip", archive)])
     assert job.status == "succeeded", job.log
-    assert "aliases (*name) are not accepted" in rejected(job, "data.yaml")
+    assert "aliases (*name) are not supported" in rejected(job, "data.yaml")
     assert len(json.dumps(job.result)) < 10_000
 
 

@@ -66,9 +66,9 @@ class AlgorithmConfig:
         return result
 
 
-class _PlainYamlLoader(yaml.SafeLoader):
-    """YAML without aliases: an algorithm file has no use for them, and a few nested aliases
-    expand to billions of values for any code that walks the result ("billion laughs")."""
+class PlainYamlLoader(yaml.SafeLoader):
+    """YAML without aliases: algorithm files and data.yaml have no use for them, and a few nested
+    aliases expand to billions of values for any code that walks the result ("billion laughs")."""
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
@@ -98,7 +98,7 @@ def _parse_yaml(path_or_text) -> dict:
             f"expected YAML text, a path or a dict, got {type(path_or_text).__name__}"
         )
     try:
-        data = yaml.load(text, Loader=_PlainYamlLoader)  # noqa: S506 (a SafeLoader)
+        data = yaml.load(text, Loader=PlainYamlLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"invalid YAML: {exc}") from exc
     except RecursionError as exc:

@@ -15,6 +15,7 @@ from apps.datasets.formats.base import (
     as_float,
     split_from_path,
 )
+from worker.ml.config import PlainYamlLoader
 
 FORMAT = "yolo"
 CLASS_FILES = ("classes.txt", "obj.names")
@@ -42,20 +43,10 @@ def find_files(bundle: Bundle) -> list[str]:
     ]
 
 
-class _NoAliasLoader(yaml.SafeLoader):
-    """YAML without aliases: `*name` repeats a whole subtree, so a few hundred bytes of nested
-    aliases expand to gigabytes ("billion laughs"). No data.yaml needs them."""
-
-    def compose_node(self, parent, index):
-        if self.check_event(yaml.AliasEvent):
-            raise yaml.YAMLError("aliases (*name) are not accepted")
-        return super().compose_node(parent, index)
-
-
 def _yaml_class_names(name: str, data: bytes) -> dict[int, str]:
     """data.yaml's `names` (a list, or a map of class index → name); raises ValueError."""
     try:
-        names = yaml.load(data.decode("utf-8-sig"), Loader=_NoAliasLoader).get("names")
+        names = yaml.load(data.decode("utf-8-sig"), Loader=PlainYamlLoader).get("names")
     except (yaml.YAMLError, UnicodeDecodeError, AttributeError) as exc:
         raise ValueError(f"{name}: malformed YAML ({exc})") from exc
     except RecursionError as exc:
