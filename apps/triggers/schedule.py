@@ -4,6 +4,7 @@ Pure functions of their arguments (no Django, no clock): the evaluator passes `n
 frozen one. Cron expressions are the classic five fields, read by croniter, in the rule's zone.
 """
 
+import re
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -23,11 +24,23 @@ def zone(name: str) -> ZoneInfo:
         ) from exc
 
 
+# croniter's extensions R (random) and H (hashed), alone or as R(0-5): a letter that is not
+# part of a month or weekday name. R draws a new slot at every evaluation (a "daily" rule would
+# fire at random, many times a day), so neither is accepted; L and # are deterministic and stay.
+_NOT_CLASSIC = re.compile(r"(?<![A-Za-z])[RrHh](?![A-Za-z])|[()]")
+
+
 def check_cron(expression: str) -> str:
     expression = " ".join(expression.split())
     if len(expression.split(" ")) != 5:
         raise ScheduleError(
             "A cron expression has five fields: minute hour day-of-month month day-of-week."
+        )
+    if _NOT_CLASSIC.search(expression):
+        raise ScheduleError(
+            f"Invalid cron expression {expression!r}: random (R) and hashed (H) fields are not "
+            "supported, since the schedule must be the same at every evaluation. Use numbers, "
+            "*, ranges (1-5), lists (1,3) and steps (*/15)."
         )
     try:
         croniter(expression, datetime(2026, 1, 1)).get_next(datetime)

@@ -77,6 +77,7 @@ def test_create_read_update_delete(api, loop):
             "threshold",
         ),
         ({"kind": "time", "every": 5}, "name"),
+        ({"name": "x", "kind": "time", "cron": "R R * * *"}, "cron"),
     ],
 )
 def test_bad_input_is_a_400_naming_the_field(api, loop, payload, field):

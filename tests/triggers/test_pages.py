@@ -41,6 +41,15 @@ def test_form_errors_name_the_field_and_save_nothing(client_for, admin_user, loo
     assert not TriggerRule.objects.exists()
 
 
+def test_the_form_refuses_a_random_cron_with_the_api_s_message(client_for, admin_user, loop):
+    client = client_for(admin_user)
+    page = client.post(
+        f"/triggers/loop/{loop.pk}/new/", {**FORM, "kind": "time", "cron": "R R * * *"}
+    ).content.decode()
+    assert 'data-testid="error-cron"' in page and "random (R)" in page
+    assert not TriggerRule.objects.exists()
+
+
 def test_dry_run_from_the_form(client_for, admin_user, loop):
     client = client_for(admin_user)
     label(loop, 3)

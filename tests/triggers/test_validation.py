@@ -52,6 +52,10 @@ PRECISION = {
         ),
         ({"name": "t", "kind": "time", "cron": "0 0 30 2 *"}, "cron", "Invalid cron"),
         ({"name": "t", "kind": "time", "cron": "@daily"}, "cron", "five fields"),
+        ({"name": "t", "kind": "time", "cron": "R R * * *"}, "cron", "random (R)"),
+        ({"name": "t", "kind": "time", "cron": "r 2 * * *"}, "cron", "random (R)"),
+        ({"name": "t", "kind": "time", "cron": "R/5 * * * *"}, "cron", "random (R)"),
+        ({"name": "t", "kind": "time", "cron": "R(0-5) 2 * * *"}, "cron", "random (R)"),
         (
             {
                 "name": "t",
@@ -91,6 +95,12 @@ def test_bad_input_names_the_field(loop, data, field, words):
     assert field in caught.value.errors, caught.value.errors
     assert words in caught.value.errors[field]
     assert not TriggerRule.objects.exists()
+
+
+@pytest.mark.parametrize("cron", ["0 2 * MAR THU", "0 2 L * *", "0 2 * * 5#3", "0 2 * * sun"])
+def test_month_and_weekday_names_and_deterministic_extensions_are_valid(loop, cron):
+    rule = services.create_rule(loop, {"name": "t", "kind": "time", "cron": cron})
+    assert rule.cron == cron
 
 
 def test_a_failed_update_keeps_the_stored_rule(loop):
