@@ -243,21 +243,31 @@ def create_rule(loop: Loop, data: dict, *, user=None) -> TriggerRule:
 
 
 def update_rule(rule: TriggerRule, data: dict) -> TriggerRule:
-    """Checks the merged values and saves them; the next evaluation (started at once) uses them.
+    """Merges `data` into the rule as stored now, checks the result as a whole and saves the
+    fields that changed; the next evaluation (started at once) uses them.
 
-    A change to the schedule or window restarts the schedule from now."""
-    current = {field: getattr(rule, field) for field in EDITABLE_FIELDS}
-    values = check_rule(rule.loop, {**current, **data})
+    The merge runs on the locked row, and only changed fields are written, so concurrent edits of
+    different fields (a PATCH of `enabled` next to one of `name`) all apply. A change to the
+    schedule or window restarts the schedule from now."""
     with transaction.atomic():
-        locked = TriggerRule.objects.select_for_update().get(pk=rule.pk)
-        if any(getattr(locked, f) != values[f] for f in SCHEDULE_FIELDS):
-            locked.anchor_at = timezone.now()
-            locked.last_slot_at = None
-        if any(getattr(locked, f) != values[f] for f in ("metric", "class_name", "kind")):
+        locked = (
+            TriggerRule.objects.select_for_update(of=("self",))
+            .select_related("loop__dataset")
+            .get(pk=rule.pk)
+        )
+        current = {field: getattr(locked, field) for field in EDITABLE_FIELDS}
+        values = check_rule(locked.loop, {**current, **data})
+        changed = [field for field in EDITABLE_FIELDS if current[field] != values[field]]
+        for field in changed:
+            setattr(locked, field, values[field])
+        if any(field in changed for field in SCHEDULE_FIELDS):
+            locked.anchor_at, locked.last_slot_at = timezone.now(), None
+            changed += ["anchor_at", "last_slot_at"]
+        if any(field in changed for field in ("metric", "class_name", "kind")):
             locked.measured_key, locked.measured_value, locked.measured_count = "", None, 0
-        for field, value in values.items():
-            setattr(locked, field, value)
-        locked.save()
+            changed += ["measured_key", "measured_value", "measured_count"]
+        if changed:
+            locked.save(update_fields=changed)
     _evaluate_soon(locked.pk, "edit")
     return locked
 

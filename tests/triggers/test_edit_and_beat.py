@@ -2,10 +2,12 @@
 
 from datetime import timedelta
 
+import pytest
+
 from apps.jobs.models import Job
 from apps.triggers import services
 from apps.triggers.evaluator import evaluate_rule
-from apps.triggers.models import Decision
+from apps.triggers.models import Decision, TriggerRule
 from tests.triggers.conftest import T0, label, make_rule, set_anchor
 from worker.tasks.triggers import check_trigger_rules
 
@@ -33,6 +35,36 @@ def test_an_edit_through_the_api_is_used_by_the_next_beat(client_for, admin_user
     assert response.status_code == 200
     check_trigger_rules()  # the worker's beat task, same process: nothing was reloaded
     assert Job.objects.get().params["rule_id"] == rule.pk
+
+
+def test_edits_of_different_fields_from_stale_copies_all_apply(loop):
+    """Concurrent PATCHes: each request loaded the rule before the others saved; none may write
+    back the stale values of fields it did not change."""
+    rule = make_rule(loop, kind="sample_count", min_samples=10)
+    copies = [TriggerRule.objects.get(pk=rule.pk) for _ in range(4)]
+    edits = [{"min_samples": 20}, {"enabled": False}, {"cooldown_minutes": 7}, {"name": "renamed"}]
+    for copy, edit in zip(copies, edits, strict=True):
+        services.update_rule(copy, edit)
+    rule.refresh_from_db()
+    assert (rule.min_samples, rule.enabled, rule.cooldown_minutes, rule.name) == (
+        20,
+        False,
+        7,
+        "renamed",
+    )
+
+
+def test_an_edit_is_checked_against_the_rule_as_stored_now(loop):
+    """The combined result is validated: a stale copy cannot sneak in a field the kind of the
+    stored rule does not allow."""
+    rule = make_rule(loop, kind="sample_count", min_samples=10)
+    stale = TriggerRule.objects.get(pk=rule.pk)
+    services.update_rule(rule, {"kind": "time", "every": 30})
+    with pytest.raises(services.RuleInvalid) as caught:
+        services.update_rule(stale, {"every": 0})
+    assert "every" in caught.value.errors
+    rule.refresh_from_db()
+    assert (rule.kind, rule.every) == ("time", 30)
 
 
 def test_a_schedule_edit_restarts_the_schedule_from_now(loop):
