@@ -1,5 +1,7 @@
 """Judging boxes against their image: reject what cannot be meant, clip what overhangs."""
 
+import hashlib
+import json
 import math
 from dataclasses import dataclass
 
@@ -16,6 +18,15 @@ class BoxRejected(Exception):
 class CheckedBoxes:
     boxes: list[LabeledBox]
     warnings: list[str]
+
+
+def boxes_key(boxes) -> str:
+    """A revision's content: the same boxes (class and coordinates, in any order) give the same
+    key. Takes LabeledBox or Box rows."""
+    content = sorted(
+        [b.class_name, float(b.x1), float(b.y1), float(b.x2), float(b.y2)] for b in boxes
+    )
+    return hashlib.sha256(json.dumps(content).encode()).hexdigest()
 
 
 def to_pixels(boxes: list[LabeledBox], width: int, height: int) -> list[LabeledBox]:

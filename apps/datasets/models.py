@@ -123,6 +123,9 @@ class Annotation(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # boxes.boxes_key of its boxes: revisions with equal keys hold the same labels (a re-save
+    # of unchanged boxes is not a new label for the trigger rules).
+    boxes_key = models.CharField(max_length=64, blank=True, default="", editable=False)
 
     class Meta:
         ordering = ["sample", "revision"]

@@ -20,7 +20,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce
 
-from apps.datasets.boxes import check_boxes
+from apps.datasets.boxes import boxes_key, check_boxes
 from apps.datasets.events import announce_labels_changed
 from apps.datasets.formats.base import LabeledBox
 from apps.datasets.image_checks import ImageInfo, check_image, stored_image_bytes
@@ -360,7 +360,11 @@ def _write_revision(
     # A sample created a moment ago has no revision yet: spare the query.
     last = 0 if first else latest_revision(sample)
     annotation = Annotation.objects.create(
-        sample=sample, revision=last + 1, source=source, created_by=user
+        sample=sample,
+        revision=last + 1,
+        source=source,
+        created_by=user,
+        boxes_key=boxes_key(boxes),
     )
     Box.objects.bulk_create(
         Box(annotation=annotation, class_name=b.class_name, x1=b.x1, y1=b.y1, x2=b.x2, y2=b.y2)

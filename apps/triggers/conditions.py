@@ -58,7 +58,10 @@ def unseen_labeled_samples(loop: Loop, class_name: str = ""):
 
 def unseen_labeled(dataset_id: int, version_id: int | None, class_name: str = "") -> Q:
     """The condition of `unseen_labeled_samples` on Sample rows, given the latest trained
-    version: a filter, or the filter of one count among several in one query."""
+    version: a filter, or the filter of one count among several in one query.
+
+    A current revision whose boxes equal those of the revision the version saw (same
+    `boxes_key`: a re-save of unchanged boxes, or a relabel undone) is not unseen."""
     condition = Q(
         dataset_id=dataset_id,
         status=SampleStatus.LABELED,
@@ -67,9 +70,10 @@ def unseen_labeled(dataset_id: int, version_id: int | None, class_name: str = ""
     )
     if version_id is not None:
         seen = TrainedSample.objects.filter(
+            Q(annotation_id=OuterRef("current_annotation"))
+            | Q(annotation__boxes_key=OuterRef("current_annotation__boxes_key")),
             version_id=version_id,
             sample_id=OuterRef("pk"),
-            annotation_id=OuterRef("current_annotation"),
         )
         condition &= ~Exists(seen)
     if class_name:

@@ -155,16 +155,20 @@ def _replay_sample_count(rule, gate, result):
             ).values_list("annotation_id", flat=True)
         )
     versions = loop.versions.filter(source=VersionSource.TRAINED, created_at__lte=result.end)
+    # A revision is seen when the version saw it or a revision of the same sample with the same
+    # boxes (conditions.unseen_labeled): compared as (sample, content).
+    content_of: dict[int, str] = {}
     seen_of = {}
-    for version_id, sample_id, annotation_id in TrainedSample.objects.filter(
+    for version_id, sample_id, annotation_id, key in TrainedSample.objects.filter(
         version__in=versions
-    ).values_list("version_id", "sample_id", "annotation_id"):
-        seen_of.setdefault(version_id, set()).add((sample_id, annotation_id))
+    ).values_list("version_id", "sample_id", "annotation_id", "annotation__boxes_key"):
+        seen_of.setdefault(version_id, set()).add((sample_id, key or annotation_id))
 
     current: dict[int, int] = {}  # sample → its annotation at the replayed moment
     seen: set = set()
     events = []  # (time, order, kind, payload)
-    for annotation in annotations.values("id", "sample_id", "created_at"):
+    for annotation in annotations.values("id", "sample_id", "created_at", "boxes_key"):
+        content_of[annotation["id"]] = annotation["boxes_key"] or annotation["id"]
         if annotation["created_at"] <= result.start:
             current[annotation["sample_id"]] = annotation["id"]
         else:
@@ -182,7 +186,7 @@ def _replay_sample_count(rule, gate, result):
         return sum(
             1
             for sample_id, annotation_id in current.items()
-            if (sample_id, annotation_id) not in seen
+            if (sample_id, content_of[annotation_id]) not in seen
             and (with_class is None or annotation_id in with_class)
         )
 
@@ -194,7 +198,8 @@ def _replay_sample_count(rule, gate, result):
             seen = seen_of.get(payload, set())
         count = unseen()
         if count >= rule.min_samples and gate.try_fire(at, f"{count} of {rule.min_samples} labels"):
-            seen = set(current.items())  # the firing's training sees everything present
+            # the firing's training sees everything present
+            seen = {(sample_id, content_of[a]) for sample_id, a in current.items()}
 
 
 def _replay_precision(rule, gate, result):

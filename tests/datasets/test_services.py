@@ -80,6 +80,25 @@ def test_annotations_are_revisions_and_earlier_ones_stay(dataset, admin_user, la
     assert services.labeled_snapshot(dataset.pk) == [(sample.pk, second.pk)]
 
 
+def test_equal_boxes_give_equal_revision_keys_and_the_migration_fills_old_ones(dataset):
+    import importlib
+
+    from django.apps import apps
+
+    sample = make_sample(dataset, 1, boxes=[("helmet", 1, 2, 10, 20), ("vest", 3, 3, 9, 9)])
+    same, _ = services.submit_annotation(
+        sample.pk, [LabeledBox("vest", 3.0, 3.0, 9.0, 9.0), LabeledBox("helmet", 1, 2, 10, 20)]
+    )
+    moved, _ = services.submit_annotation(sample.pk, [LabeledBox("helmet", 1, 2, 10, 21)])
+    first = sample.annotations.get(revision=1)
+    assert first.boxes_key == same.boxes_key != moved.boxes_key
+    keys = dict(Annotation.objects.values_list("pk", "boxes_key"))
+    Annotation.objects.update(boxes_key="")  # as written before the key existed
+    migration = importlib.import_module("apps.datasets.migrations.0003_annotation_boxes_key")
+    migration.fill_boxes_keys(apps, None)
+    assert dict(Annotation.objects.values_list("pk", "boxes_key")) == keys
+
+
 def test_a_revision_is_unique_per_sample(dataset):
     sample = make_sample(dataset, 1, boxes=[])
     with pytest.raises(IntegrityError):

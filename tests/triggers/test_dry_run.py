@@ -4,7 +4,9 @@ from datetime import UTC, time, timedelta
 
 from django.utils import timezone
 
+from apps.datasets.formats.base import LabeledBox
 from apps.datasets.models import Annotation
+from apps.datasets.services import submit_annotation
 from apps.jobs.models import Job
 from apps.loops.models import Deployment, Evaluation
 from apps.triggers.dryrun import replay
@@ -31,6 +33,19 @@ def test_sample_count_replay_fires_at_every_nth_label(loop):
     assert [m.at for m in result.firings] == [now - timedelta(hours=8), now - timedelta(hours=5)]
     assert result.events == 7
     assert not TriggerRule.objects.exists()
+
+
+def test_replay_does_not_count_a_resave_of_unchanged_boxes(loop):
+    now = timezone.now()
+    samples = label(loop, 2)
+    back_date(samples, [now - timedelta(hours=5)] * 2)
+    for sample in samples:  # the same boxes saved again, an hour later
+        submit_annotation(sample.pk, [LabeledBox("helmet", 1, 1, 20, 20)])
+        Annotation.objects.filter(sample=sample, revision=2).update(
+            created_at=now - timedelta(hours=4)
+        )
+    result = replay(draft(loop, kind="sample_count", min_samples=2), days=1, now=now)
+    assert [m.at for m in result.firings] == [now - timedelta(hours=5)]
 
 
 def test_replay_respects_a_trained_version_window_and_cooldown(loop):

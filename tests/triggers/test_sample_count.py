@@ -70,3 +70,30 @@ def test_a_finished_training_resets_the_count(loop):
         "fired",
         "waiting",
     ]
+
+
+def test_a_resave_of_unchanged_boxes_is_not_a_new_label(loop):
+    """Save pressed twice, a reviewer re-saving, an import of the same labels: a new revision
+    (the history keeps it), but not a label the latest version did not see."""
+    rule = make_rule(loop, kind="sample_count", min_samples=1)
+    sample = label(loop, 1)[0]
+    submit_annotation(sample.pk, [LabeledBox("vest", 2, 2, 30, 30), LabeledBox("cone", 5, 5, 9, 9)])
+    trained_version(loop)
+    resaved, _ = submit_annotation(
+        sample.pk, [LabeledBox("cone", 5.0, 5.0, 9.0, 9.0), LabeledBox("vest", 2, 2, 30, 30)]
+    )
+    sample.refresh_from_db()
+    assert sample.current_annotation == resaved and resaved.revision == 3
+    assert evaluate_rule(rule.pk, now=T0).message == "0 of 1 new labels"
+    assert not Job.objects.exists()
+
+
+def test_a_relabel_undone_is_not_a_new_label_but_a_moved_box_is(loop):
+    rule = make_rule(loop, kind="sample_count", min_samples=1)
+    sample = label(loop, 1)[0]  # helmet (1, 1, 20, 20)
+    trained_version(loop)
+    submit_annotation(sample.pk, [LabeledBox("vest", 1, 1, 20, 20)])
+    submit_annotation(sample.pk, [LabeledBox("helmet", 1, 1, 20, 20)])
+    assert evaluate_rule(rule.pk, now=T0).message == "0 of 1 new labels"
+    submit_annotation(sample.pk, [LabeledBox("helmet", 1, 1, 20, 21)])
+    assert evaluate_rule(rule.pk, now=T0).verdict == "fired"
