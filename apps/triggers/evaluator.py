@@ -7,6 +7,7 @@ decision is logged only when it fires or when the rule's verdict or reason chang
 evaluations are counted on the rule.
 """
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -32,6 +33,7 @@ from apps.triggers.models import (
 
 logger = logging.getLogger(__name__)
 EPSILON = 1e-9
+LATE_SLOT_GRACE = timedelta(minutes=5)
 
 
 class Reason:
@@ -358,9 +360,21 @@ def evaluate_rule(rule_id: int, *, now: datetime | None = None, cause: str = "be
         return _record(rule, outcome, now, cause)
 
 
+def _in_window(rule: TriggerRule, outcome: Outcome, now: datetime) -> bool:
+    """A time rule's slot is judged at its own time: the beat (or a backlog on the default
+    queue) may reach a slot from the window's last seconds after the window closed. A slot
+    judged more than LATE_SLOT_GRACE after it came (downtime) also needs `now` in the window."""
+    inside = functools.partial(
+        schedule.in_window, start=rule.window_start, end=rule.window_end, tz=rule.time_zone
+    )
+    if outcome.slot is None:
+        return inside(now)
+    return inside(outcome.slot) and (now - outcome.slot <= LATE_SLOT_GRACE or inside(now))
+
+
 def _gate(rule: TriggerRule, outcome: Outcome, now: datetime) -> Outcome:
     """Disabled, window and cooldown hold back a rule whose condition holds."""
-    if not schedule.in_window(now, rule.window_start, rule.window_end, rule.time_zone):
+    if not _in_window(rule, outcome, now):
         outcome.inputs["window"] = (
             f"{rule.window_start:%H:%M}–{rule.window_end:%H:%M} {rule.time_zone}"
         )

@@ -94,6 +94,35 @@ def test_slots_outside_the_window_are_skipped_not_saved_up(loop):
     assert Decision.objects.filter(reason="outside_window").count() == 1
 
 
+def test_a_slot_in_the_window_s_last_seconds_fires_when_judged_just_after_it(loop):
+    """Slot 10:04, window 10:00–10:05: the beat (behind a backlog) reaches it at 10:05:02."""
+    rule = make_rule(
+        loop,
+        kind="time",
+        cron="4 10 * * *",
+        window_start=time(10),
+        window_end=time(10, 5),
+    )
+    slot = T0.replace(hour=10, minute=4)
+    set_anchor(rule, slot - timedelta(hours=1))
+    assert evaluate_rule(rule.pk, now=slot + timedelta(seconds=62)).verdict == "fired"
+
+
+def test_a_slot_in_the_window_reached_long_after_the_window_closed_is_skipped(loop):
+    """After downtime, a slot from inside the window does not fire hours later outside it."""
+    rule = make_rule(
+        loop,
+        kind="time",
+        cron="4 10 * * *",
+        window_start=time(10),
+        window_end=time(10, 5),
+    )
+    slot = T0.replace(hour=10, minute=4)
+    set_anchor(rule, slot - timedelta(hours=1))
+    assert evaluate_rule(rule.pk, now=slot + timedelta(hours=3)).reason == "outside_window"
+    assert not Job.objects.exists()
+
+
 def test_cron_across_daylight_saving_changes(loop):
     """Spring: 02:30 does not exist in Berlin, the rule fires once at 03:00. Autumn: 02:30
     happens twice, the rule fires once."""
