@@ -277,7 +277,7 @@ def _fire(rule: TriggerRule, outcome: Outcome, now: datetime, cause: str, user=N
             firing.job = job
             firing.save(update_fields=["job"])
     except IntegrityError:
-        return _suppress(outcome, Reason.ALREADY_FIRED, "Another evaluator already fired it")
+        return _already_fired(rule, outcome)
     except JobAlreadyActive as exc:
         outcome = _suppress(outcome, Reason.JOB_RUNNING, f"{exc.job.kind} job #{exc.job.pk} runs")
         outcome.job = exc.job
@@ -292,6 +292,42 @@ def _fire(rule: TriggerRule, outcome: Outcome, now: datetime, cause: str, user=N
     rule.fire_count += 1
     outcome.verdict, outcome.job = Verdict.FIRED, job
     outcome.message = f"{outcome.message}: started {job.kind} job #{job.pk}"[:300]
+    return outcome
+
+
+_FIRES_AGAIN = {
+    RuleKind.TIME: "the next slot or Fire now starts it again",
+    RuleKind.SAMPLE_COUNT: "a new label, a new trained version or Fire now starts it again",
+    RuleKind.PRECISION: "new fresh samples or Fire now start it again",
+}
+
+
+def _already_fired(rule: TriggerRule, outcome: Outcome) -> Outcome:
+    """The same evidence fired before (this rule's earlier firing, or a concurrent evaluator):
+    says what became of that firing's job."""
+    firing = (
+        Firing.objects.filter(rule=rule, key=outcome.fire_key[:80]).select_related("job").first()
+    )
+    job = firing.job if firing else None
+    if firing is None:
+        why = "another evaluator already fired it"
+    elif job is None:
+        why = "it already fired for this (its job no longer exists)"
+    elif job.status in ACTIVE_STATUSES:
+        why = f"it already started {job.kind} job #{job.pk}, which is {job.status}"
+    elif job.status == JobStatus.SUCCEEDED:
+        why = f"it already fired: {job.kind} job #{job.pk} succeeded"
+    else:
+        ended = f"{job.status}" + (f" ({job.message[:120]})" if job.message else "")
+        why = (
+            f"it already fired: {job.kind} job #{job.pk} {ended}; not retried for the same "
+            f"evidence: {_FIRES_AGAIN[rule.kind]}"
+        )
+    outcome = _suppress(outcome, Reason.ALREADY_FIRED, why)
+    outcome.job = job
+    if job is not None:
+        outcome.inputs["fired_job"] = job.pk
+        outcome.inputs["fired_job_status"] = job.status
     return outcome
 
 
@@ -394,6 +430,11 @@ def _record(rule: TriggerRule, outcome: Outcome, now: datetime, cause: str):
         outcome.verdict == Verdict.MEASURING and outcome.measure_pairs is not None
     )
     changed = (outcome.verdict, outcome.reason) != (rule.last_verdict, rule.last_reason)
+    # An earlier firing's job that ended (ran, failed, was lost) is news, though the reason stays.
+    changed = changed or (
+        outcome.reason == Reason.ALREADY_FIRED
+        and outcome.inputs.get("fired_job_status") != rule.last_inputs.get("fired_job_status")
+    )
     decision = None
     if started_something or changed or cause == "manual":
         decision = Decision.objects.create(

@@ -25,6 +25,21 @@ def test_cooldown(loop):
     assert Job.objects.count() == 2
 
 
+def test_already_fired_names_the_rule_s_own_job_and_what_became_of_it(loop):
+    rule = make_rule(loop, kind="sample_count", min_samples=1)
+    label(loop, 1)
+    job = evaluate_rule(rule.pk, now=T0).job
+    decision = evaluate_rule(rule.pk, now=T0 + timedelta(seconds=10))
+    assert (decision.verdict, decision.reason, decision.job) == ("suppressed", "already_fired", job)
+    assert f"it already started train job #{job.pk}, which is queued" in decision.message
+    assert evaluate_rule(rule.pk, now=T0 + timedelta(seconds=20)) is None  # nothing new
+    Job.objects.filter(pk=job.pk).update(status="failed", message="lost: its worker died")
+    decision = evaluate_rule(rule.pk, now=T0 + timedelta(seconds=30))  # the job's end is news
+    assert decision.reason == "already_fired" and decision.job == job
+    assert f"train job #{job.pk} failed (lost: its worker died)" in decision.message
+    assert "a new label" in decision.message and "Another evaluator" not in decision.message
+
+
 def test_job_running_is_the_reason_and_names_the_job(loop, admin_user):
     running = start_training(loop, user=admin_user)
     rule = make_rule(loop, kind="sample_count", min_samples=1)
