@@ -61,7 +61,8 @@ class Replay:
 
 
 class _Gate:
-    """Window, cooldown and a job of the action's kind then running, as the evaluator does."""
+    """Disabled, window, cooldown and a job of the action's kind then running, as the evaluator
+    does."""
 
     def __init__(self, rule: TriggerRule, busy: list[tuple[datetime, datetime]], replay: Replay):
         self.rule, self.busy, self.replay = rule, busy, replay
@@ -70,7 +71,9 @@ class _Gate:
     def try_fire(self, at: datetime, message: str) -> bool:
         rule = self.rule
         reason = None
-        if not schedule.in_window(at, rule.window_start, rule.window_end, rule.time_zone):
+        if not rule.enabled:
+            reason = "disabled"
+        elif not schedule.in_window(at, rule.window_start, rule.window_end, rule.time_zone):
             reason = "outside_window"
         elif (
             rule.cooldown_minutes

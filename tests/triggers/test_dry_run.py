@@ -48,6 +48,16 @@ def test_replay_does_not_count_a_resave_of_unchanged_boxes(loop):
     assert [m.at for m in result.firings] == [now - timedelta(hours=5)]
 
 
+def test_a_disabled_draft_would_not_fire_and_says_it_is_disabled(loop):
+    now = timezone.now()
+    samples = label(loop, 6)
+    back_date(samples, [now - timedelta(hours=6 - i) for i in range(6)])
+    result = replay(draft(loop, kind="sample_count", min_samples=3, enabled=False), days=1, now=now)
+    assert result.firings == []
+    assert [(m.at, m.what) for m in result.held_back] == [(now - timedelta(hours=4), "disabled")]
+    assert result.as_json()["would_fire"] == 0
+
+
 def test_replay_respects_a_trained_version_window_and_cooldown(loop):
     now = timezone.now()
     old = label(loop, 2)
