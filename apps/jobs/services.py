@@ -83,6 +83,19 @@ def start_job(
     return job
 
 
+NOT_QUEUED = "Not started: the job queue (Redis) could not be reached"
+
+
+def never_queued(job: Job) -> bool:
+    """The job failed because its message never reached the queue (the broker was away when its
+    transaction committed): no worker ever saw it."""
+    return (
+        job.status == JobStatus.FAILED
+        and job.started_at is None
+        and job.message.startswith(NOT_QUEUED)
+    )
+
+
 def _enqueue(job_id: int, task_name: str, queue: str) -> None:
     """Hands the job to its queue. If the broker is away, the job fails at once with the reason
     (no queued row is left behind for a message that was never sent) and BrokerUnavailable says
@@ -90,10 +103,7 @@ def _enqueue(job_id: int, task_name: str, queue: str) -> None:
     try:
         send_task(job_id, task_name, queue)
     except Exception as exc:
-        reason = (
-            f"Not started: the job queue (Redis) could not be reached ({type(exc).__name__}: "
-            f"{exc}). Try again when it is back."
-        )
+        reason = f"{NOT_QUEUED} ({type(exc).__name__}: {exc}). Try again when it is back."
         logger.warning("job %s: %s", job_id, reason)
         Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
             status=JobStatus.FAILED, message=reason[:500], finished_at=timezone.now()

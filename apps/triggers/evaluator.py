@@ -17,7 +17,13 @@ from django.db.models import Count, Max
 from django.utils import timezone
 
 from apps.jobs.models import ACTIVE_STATUSES, Job, JobStatus, JobTrigger
-from apps.jobs.services import JobAlreadyActive, JobError, JobPermissionDenied, start_job
+from apps.jobs.services import (
+    JobAlreadyActive,
+    JobError,
+    JobPermissionDenied,
+    never_queued,
+    start_job,
+)
 from apps.loops import services as loops
 from apps.triggers import conditions, schedule
 from apps.triggers.models import (
@@ -205,6 +211,8 @@ def _measured_value(rule: TriggerRule, pairs: list, inputs: dict):
             )
         return rule.measured_value
     job = rule.measure_job
+    if job is not None and never_queued(job):  # the broker was away: measure again
+        inputs["unqueued_job"], rule.measure_job, job = job.pk, None, None
     if job is not None and job.status in ACTIVE_STATUSES:
         inputs["measure_job"] = job.pk
         return Outcome(
@@ -380,6 +388,7 @@ def evaluate_rule(rule_id: int, *, now: datetime | None = None, cause: str = "be
         )
         if rule is None:
             return None
+        _release_unqueued_firing(rule, now, cause)
         outcome = JUDGES[rule.kind](rule, now)
         if outcome.slot is not None:
             rule.last_slot_at = outcome.slot  # a slot is used once, whatever comes of it
@@ -406,6 +415,44 @@ def _in_window(rule: TriggerRule, outcome: Outcome, now: datetime) -> bool:
     if outcome.slot is None:
         return inside(now)
     return inside(outcome.slot) and (now - outcome.slot <= LATE_SLOT_GRACE or inside(now))
+
+
+def _release_unqueued_firing(rule: TriggerRule, now: datetime, cause: str) -> None:
+    """A firing whose job never reached the queue (the broker was away when the firing's
+    transaction committed) is not used up: it is deleted, its slot is due again, and this
+    evaluation may fire again. Logged as `cannot_start` with the job's reason."""
+    if rule.last_verdict != Verdict.FIRED:  # only the evaluation after a firing looks
+        return
+    firing = rule.firings.select_related("job").order_by("-id").first()
+    if firing is None or firing.job is None or not never_queued(firing.job):
+        return
+    job = firing.job
+    fired = rule.decisions.filter(job=job, verdict=Verdict.FIRED).order_by("-id").first()
+    slot = fired.inputs.get("slot") if fired and firing.key.startswith("slot:") else None
+    if slot:
+        rule.last_slot_at = datetime.fromisoformat(slot) - timedelta(microseconds=1)
+    firing.delete()
+    rule.fire_count = max(rule.fire_count - 1, 0)
+    earlier = (
+        rule.decisions.filter(verdict=Verdict.FIRED)
+        .exclude(job__status=JobStatus.FAILED, job__started_at=None)
+        .order_by("-at", "-id")
+        .first()
+    )
+    rule.last_fired_at = earlier.at if earlier else None
+    _record(
+        rule,
+        Outcome(
+            Verdict.SUPPRESSED,
+            Reason.CANNOT_START,
+            f"{job.kind} job #{job.pk} was never started: {job.message}"[:240]
+            + " — not counted as a firing; tried again now",
+            {"unqueued_job": job.pk},
+            job=job,
+        ),
+        now,
+        cause,
+    )
 
 
 def _gate(rule: TriggerRule, outcome: Outcome, now: datetime) -> Outcome:
