@@ -421,8 +421,8 @@ def _release_unqueued_firing(rule: TriggerRule, now: datetime, cause: str) -> No
     """A firing whose job never reached the queue (the broker was away when the firing's
     transaction committed) is not used up: it is deleted, its slot is due again, and this
     evaluation may fire again. Logged as `cannot_start` with the job's reason."""
-    if rule.last_verdict != Verdict.FIRED:  # only the evaluation after a firing looks
-        return
+    # Looked at in every evaluation: one between the firing's commit and the failed enqueue
+    # saw the job still queued and logged something else (cooldown, already_fired).
     firing = rule.firings.select_related("job").order_by("-id").first()
     if firing is None or firing.job is None or not never_queued(firing.job):
         return

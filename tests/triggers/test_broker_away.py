@@ -48,6 +48,12 @@ def test_a_sample_count_firing_whose_job_never_queued_fires_again(
     assert lost.status == "failed" and lost.message.startswith("Not started")
 
     broker.up = True
+    # Another evaluator got the rule between the commit and the failed enqueue: job still queued.
+    Job.objects.filter(pk=lost.pk).update(status="queued")
+    assert evaluate(rule, T0 + timedelta(seconds=5), django_capture_on_commit_callbacks).reason == (
+        "cooldown"
+    )
+    Job.objects.filter(pk=lost.pk).update(status="failed")
     decision = evaluate(rule, T0 + timedelta(seconds=10), django_capture_on_commit_callbacks)
     assert decision.verdict == "fired" and decision.job != lost
     assert broker.sent == [decision.job.pk]
