@@ -134,6 +134,9 @@ class IntakeDecision:
         }
 
 
+NOT_STORED_FOR_ROLE = "not stored: your role may not add samples"
+
+
 def take_in(
     loop: Loop, items: list[IntakeItem], *, device: EdgeDevice | None, source: str, user=None
 ) -> list[IntakeDecision]:
@@ -148,6 +151,10 @@ def take_in(
         if policy.mode != IntakeMode.NOTHING:
             reason = "not hard"
         return [IntakeDecision(reason=reason) for _ in items]
+    if device is None and user is not None and not user.has_perm("datasets.add_sample"):
+        # A person predicts with loops.view_loop; only those who may add samples feed the
+        # dataset (a viewer gets the answer, nothing is stored or counted against the budget).
+        return [IntakeDecision(reason=NOT_STORED_FOR_ROLE) for _ in items]
     decisions = []
     with transaction.atomic():
         policy = IntakePolicy.objects.select_for_update().filter(loop=loop).first()

@@ -226,6 +226,28 @@ def test_a_signed_in_viewer_may_predict(edge_loop, client_for, viewer_user):
     assert response.status_code == 200
 
 
+def test_a_viewer_gets_the_answer_but_the_intake_stores_nothing(
+    edge_loop, client_for, viewer_user, labeler_user
+):
+    """A viewer may not add samples: the policy would keep the hard image, but nothing is
+    stored or counted against the budget, and the answer says why. A labeler's image is kept."""
+    from apps.edge.models import IntakeRecord
+
+    body = client_for(viewer_user).post(
+        predict_url(edge_loop), scene_png(1), content_type="image/png"
+    ).json()
+    assert body["hard"] is True and "boxes" in body
+    assert (body["stored"], body["queued"], body["sample_id"]) == (False, False, None)
+    assert body["intake"] == "not stored: your role may not add samples"
+    assert not Sample.objects.exists() and not IntakeRecord.objects.exists()
+
+    body = client_for(labeler_user).post(
+        predict_url(edge_loop), scene_png(2), content_type="image/png"
+    ).json()
+    assert body["stored"] is True
+    assert Sample.objects.get(pk=body["sample_id"]).source == "upload"
+
+
 def test_a_signed_in_user_sends_a_raw_body_with_a_csrf_token(edge_loop, viewer_user):
     """The CSRF check runs for real here: it must not make the API parse the image."""
     browser = Client(enforce_csrf_checks=True)
