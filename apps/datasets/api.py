@@ -12,7 +12,7 @@ from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import renderers, serializers, status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -36,6 +36,7 @@ from apps.datasets.pagination import keyset_page
 from apps.datasets.views import export_file_response, import_report_response
 from apps.jobs import events
 from apps.jobs.models import Job
+from apps.jobs.services import JobError, JobPermissionDenied
 from ilportal.api_parsers import JSONBodyParser
 from ilportal.api_schema import ApiErrorSerializer
 
@@ -614,10 +615,11 @@ class DatasetExportView(APIView):
 
     @extend_schema(
         request=ExportRequestSerializer,
-        responses={202: ExportStateSerializer},
+        responses={202: ExportStateSerializer, 409: ApiErrorSerializer},
         description="Queues an export job of the dataset (or the samples the filters select) "
         "as a zip in COCO, Pascal VOC, YOLO (Ultralytics) or YOLO (Darknet) layout. Follow "
-        "`url`; when the job has succeeded, `download_url` serves the zip.",
+        "`url`; when the job has succeeded, `download_url` serves the zip. 409: the same export "
+        "finished just as this one was asked for; ask again.",
     )
     def post(self, request, dataset_id: int):
         dataset = get_object_or_404(Dataset, pk=dataset_id)
@@ -640,6 +642,10 @@ class DatasetExportView(APIView):
             )
         except ExportError as exc:
             return _bad_request(str(exc))
+        except JobPermissionDenied as exc:
+            raise PermissionDenied(str(exc)) from exc
+        except JobError as exc:  # the same export finished just now: asking again starts one
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         return Response(_export_state(job), status=status.HTTP_202_ACCEPTED)
 
 

@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
+from django.core.exceptions import PermissionDenied
 from django.core.files.storage import default_storage
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -18,6 +19,7 @@ from apps.datasets.pagination import keyset_page
 from apps.datasets.thumbnails import ensure_thumbnail
 from apps.jobs import events
 from apps.jobs.models import Job
+from apps.jobs.services import JobError, JobPermissionDenied
 from ilportal.protected_files import stored_file_response
 
 
@@ -190,7 +192,9 @@ def export(request, dataset_id: int):
         job = exporting.start_export(
             dataset, request.POST.get("format", "coco"), request.POST, user=request.user
         )
-    except exporting.ExportError as exc:
+    except JobPermissionDenied as exc:
+        raise PermissionDenied(str(exc)) from exc
+    except (exporting.ExportError, JobError) as exc:  # JobError: the same export just finished
         messages.error(request, str(exc))
         return redirect("datasets:detail", dataset_id=dataset.pk)
     return redirect("datasets:export-detail", job_id=job.pk)

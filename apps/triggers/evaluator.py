@@ -369,6 +369,8 @@ def _start_measurement(rule: TriggerRule, outcome: Outcome, cause: str) -> Outco
         outcome = _suppress(outcome, Reason.JOB_RUNNING, f"{exc.job.kind} job #{exc.job.pk} runs")
         outcome.job = exc.job
         return outcome
+    except JobError as exc:  # another measurement finished in between: the next evaluation tries
+        return _suppress(outcome, Reason.CANNOT_START, str(exc))
     rule.measure_job = job
     outcome.job = job
     outcome.message = f"{outcome.message}: started evaluation job #{job.pk}"

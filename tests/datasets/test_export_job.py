@@ -313,3 +313,36 @@ def test_an_export_job_on_each_storage(
     names = zip_names(download)
     assert {"obj.data", "obj.names", "train.txt"} <= set(names)
     assert len([n for n in names if n.endswith(".png")]) == 2
+
+
+@pytest.fixture
+def export_finished_in_between(monkeypatch):
+    """The active export's row is there for the INSERT, gone when start_job looks it up: the
+    race of asking again just as the same export finishes."""
+    monkeypatch.setattr("apps.jobs.services._enqueue", lambda *args: None)
+    monkeypatch.setattr("apps.jobs.services.active_job", lambda kind, scope: None)
+
+
+def test_the_api_answers_409_when_the_same_export_finished_in_between(
+    client_for, viewer_user, dataset, export_finished_in_between
+):
+    url = f"/api/v1/datasets/{dataset.pk}/exports/"
+    client = client_for(viewer_user)
+    body = {"format": "voc", "split": "eval"}
+    assert client.post(url, body, content_type="application/json").status_code == 202
+    again = client.post(url, body, content_type="application/json")
+    assert again.status_code == 409, again.content
+    assert "just ran; try again" in again.json()["detail"]
+    assert Job.objects.filter(kind="dataset_export").count() == 1
+
+
+def test_the_page_says_so_when_the_same_export_finished_in_between(
+    client_for, viewer_user, dataset, export_finished_in_between
+):
+    url = reverse("datasets:export", args=[dataset.pk])
+    client = client_for(viewer_user)
+    assert client.post(url, {"format": "voc"}).status_code == 302
+    again = client.post(url, {"format": "voc"}, follow=True)
+    assert again.status_code == 200
+    assert "just ran; try again" in again.content.decode()
+    assert Job.objects.filter(kind="dataset_export").count() == 1

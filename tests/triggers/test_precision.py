@@ -150,3 +150,22 @@ def test_measures_again_after_min_fresh_more_samples_and_after_a_deploy(loop):
     loop, _ = deploy(loop)
     on_deployed_pointer_moved(None, loop_id=loop.pk)
     assert evaluate_rule(rule.pk, now=T0).reason == "too_few_samples"
+
+
+def test_a_measurement_that_cannot_start_because_one_just_finished_is_suppressed(
+    loop, monkeypatch
+):
+    """The measuring job's slot is taken at the INSERT and free at the lookup (that job just
+    finished): the rule logs why and the next evaluation measures, rather than a crash."""
+    from apps.triggers.evaluator import measure_scope
+    from tests.factories import JobFactory
+
+    loop, _ = deploy(loop)
+    rule = rule_for(loop)
+    label(loop, 3, source="device", split="eval")
+    JobFactory(kind="evaluate", scope=measure_scope(loop), status="queued")
+    monkeypatch.setattr("apps.jobs.services.active_job", lambda kind, scope: None)
+    decision = evaluate_rule(rule.pk, now=T0)
+    assert (decision.verdict, decision.reason) == ("suppressed", "cannot_start")
+    assert "just ran; try again" in decision.message
+    assert Job.objects.filter(kind="evaluate").count() == 1
