@@ -233,17 +233,21 @@ def test_a_viewer_gets_the_answer_but_the_intake_stores_nothing(
     stored or counted against the budget, and the answer says why. A labeler's image is kept."""
     from apps.edge.models import IntakeRecord
 
-    body = client_for(viewer_user).post(
-        predict_url(edge_loop), scene_png(1), content_type="image/png"
-    ).json()
+    body = (
+        client_for(viewer_user)
+        .post(predict_url(edge_loop), scene_png(1), content_type="image/png")
+        .json()
+    )
     assert body["hard"] is True and "boxes" in body
     assert (body["stored"], body["queued"], body["sample_id"]) == (False, False, None)
     assert body["intake"] == "not stored: your role may not add samples"
     assert not Sample.objects.exists() and not IntakeRecord.objects.exists()
 
-    body = client_for(labeler_user).post(
-        predict_url(edge_loop), scene_png(2), content_type="image/png"
-    ).json()
+    body = (
+        client_for(labeler_user)
+        .post(predict_url(edge_loop), scene_png(2), content_type="image/png")
+        .json()
+    )
     assert body["stored"] is True
     assert Sample.objects.get(pk=body["sample_id"]).source == "upload"
 

@@ -152,9 +152,7 @@ def test_measures_again_after_min_fresh_more_samples_and_after_a_deploy(loop):
     assert evaluate_rule(rule.pk, now=T0).reason == "too_few_samples"
 
 
-def test_a_measurement_that_cannot_start_because_one_just_finished_is_suppressed(
-    loop, monkeypatch
-):
+def test_a_measurement_that_cannot_start_because_one_just_finished_is_suppressed(loop, monkeypatch):
     """The measuring job's slot is taken at the INSERT and free at the lookup (that job just
     finished): the rule logs why and the next evaluation measures, rather than a crash."""
     from apps.triggers.evaluator import measure_scope
