@@ -11,18 +11,17 @@ webserver.install()  # request bodies stay on disk, and past the limit get 413 (
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up first)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from apps.accounts.body_gate import BodyGate  # noqa: E402
 from apps.edge.predict_route import PredictRoute  # noqa: E402
+from ilportal.websocket_origin import SameOriginValidator  # noqa: E402
 from ilportal.websocket_urls import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         # A device's raw-image predict is answered before Django's request cycle (see module).
         "http": PredictRoute(BodyGate(django_asgi_app)),
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-        ),
+        # Origin: the portal's own scheme, host and port, or CSRF_TRUSTED_ORIGINS (see module).
+        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
