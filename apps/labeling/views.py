@@ -14,6 +14,7 @@ from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from apps.datasets import services as datasets
@@ -97,6 +98,17 @@ def loop_queue(request, loop_id: int):
     return redirect("labeling:queue", dataset_id=loop.dataset_id)
 
 
+MAX_ROW_ID = 2**63 - 1  # the largest id a database integer column holds
+
+
+def _row_id(text: str) -> int | None:
+    """A posted id, or None for anything else (not ASCII digits, or too large for the database)."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_ROW_ID:
+        return None
+    return int(text)
+
+
 @permission_required("datasets.view_dataset", raise_exception=True)
 def home(request):
     datasets = Dataset.objects.order_by("name")
@@ -108,10 +120,10 @@ def home(request):
 def release_claims(request, dataset_id: int):
     dataset = get_object_or_404(Dataset, pk=dataset_id)
     user_id = request.POST.get("user") or ""
-    if user_id and not user_id.isdigit():
+    if user_id and _row_id(user_id) is None:
         messages.error(request, "Choose whose claims to release.")
         return redirect("labeling:queue", dataset_id=dataset.pk)
-    released = services.release_claims(dataset.pk, user_id=int(user_id) if user_id else None)
+    released = services.release_claims(dataset.pk, user_id=_row_id(user_id))
     messages.success(request, f"Released {released} claim(s).")
     return redirect("labeling:queue", dataset_id=dataset.pk)
 
@@ -125,7 +137,12 @@ def loop_review_setting(request, loop_id: int):
     messages.success(
         request, f"{loop.name}: labels {'now wait for review' if enabled else 'count at once'}."
     )
-    return redirect(request.POST.get("next") or reverse("labeling:queue", args=[loop.dataset_id]))
+    back = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(
+        back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        back = reverse("labeling:queue", args=[loop.dataset_id])
+    return redirect(back)
 
 
 # --- Editor --------------------------------------------------------------------------------
@@ -221,7 +238,8 @@ def skip(request, sample_id: int):
 def leave(request):
     """The editor's page is closing (navigator.sendBeacon, form-encoded with the CSRF token):
     give back the samples it held and had not saved."""
-    ids = [int(i) for i in request.POST.get("samples", "").split(",") if i.strip().isdigit()]
+    ids = [_row_id(i) for i in request.POST.get("samples", "").split(",")]
+    ids = [i for i in ids if i is not None]  # not an id the database can hold: ignored
     return JsonResponse({"released": services.release_my_claims(request.user, ids[:100])})
 
 

@@ -249,3 +249,29 @@ def test_label_this_on_a_sample_someone_holds_gives_the_queue_instead(
     )
     assert "claimed by omar" in body["warning"]
     assert [s["id"] for s in body["samples"]] == [free.pk]
+
+
+def test_leaving_ignores_ids_too_large_for_the_database(dataset, labeler_user, client_for):
+    (sample,) = queued_samples(dataset, 1)
+    services.claim_batch(dataset.pk, labeler_user, size=1)
+    huge = str(10**30)
+    response = client_for(labeler_user).post(
+        "/label/leave/", {"samples": f"{sample.pk},{huge},{2**63},²"}
+    )
+    assert response.status_code == 200
+    assert response.json()["released"] == 1
+    assert not Claim.objects.exists()
+
+
+@pytest.mark.parametrize("user", [str(10**30), str(2**63), "²"])
+def test_releasing_claims_of_an_id_too_large_for_the_database_says_choose(
+    dataset, labeler_user, admin_user, client_for, user
+):
+    queued_samples(dataset, 1)
+    services.claim_batch(dataset.pk, labeler_user, size=1)
+    response = client_for(admin_user).post(
+        f"/label/datasets/{dataset.pk}/claims/release/", {"user": user}, follow=True
+    )
+    assert response.status_code == 200
+    assert "Choose whose claims to release." in response.content.decode()
+    assert Claim.objects.count() == 1

@@ -132,3 +132,24 @@ def test_the_review_setting_is_changed_on_the_queue_page(dataset, admin_user, cl
     assert services.loop_reviews(loop.pk)
     client.post(f"/label/loops/{loop.pk}/review/", {})
     assert not services.loop_reviews(loop.pk)
+
+
+@pytest.mark.parametrize(
+    "next_url", ["https://evil.example/phish", "//evil.example/x", "/\\evil.example", ""]
+)
+def test_the_review_setting_never_redirects_off_site(dataset, admin_user, client_for, next_url):
+    loop = Loop.objects.create(name="line-3", dataset=dataset, algorithm_yaml="basemodel: {}")
+    response = client_for(admin_user).post(
+        f"/label/loops/{loop.pk}/review/", {"review_labels": "on", "next": next_url}
+    )
+    assert response.status_code == 302
+    assert response["Location"] == f"/label/datasets/{dataset.pk}/"
+
+
+def test_the_review_setting_goes_back_to_the_page_it_was_changed_on(
+    dataset, admin_user, client_for
+):
+    loop = Loop.objects.create(name="line-3", dataset=dataset, algorithm_yaml="basemodel: {}")
+    back = f"/label/datasets/{dataset.pk}/?order=newest"
+    response = client_for(admin_user).post(f"/label/loops/{loop.pk}/review/", {"next": back})
+    assert response["Location"] == back
