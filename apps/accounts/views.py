@@ -1,6 +1,7 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from apps.accounts import services
@@ -9,6 +10,7 @@ from apps.accounts.models import DeviceToken
 from apps.dashboard.confirm import confirm_first
 
 
+@never_cache  # the page that shows a new token's raw value must not be kept (history, bfcache)
 @permission_required("accounts.add_devicetoken", raise_exception=True)
 def device_tokens(request):
     issued = None

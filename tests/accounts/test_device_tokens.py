@@ -20,6 +20,13 @@ def test_token_is_shown_once_and_stored_hashed(client):
     assert raw.encode() not in client.get("/accounts/devices/").content
 
 
+def test_the_page_with_a_new_token_is_not_cached(client):
+    client.force_login(UserFactory(role="admin"))
+    response = client.post("/accounts/devices/", {"name": "line-3-camera", "all_loops": "on"})
+    assert response.context["issued"] is not None
+    assert "no-store" in response["Cache-Control"]
+
+
 def test_token_authenticates_until_revoked():
     issued = services.create_device_token(name="cam", created_by=None)
     assert services.authenticate_device_token(issued.raw_token) == issued.device_token
