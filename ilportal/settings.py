@@ -14,7 +14,9 @@ from ilportal.redis_url import celery_broker_url, embedded_redis_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(envstr("VAR_DIR", str(BASE_DIR / "var"))).resolve()
-VAR_DIR.mkdir(parents=True, exist_ok=True)
+# Owner-only: it holds the SQLite database (sessions, password and token hashes), the secret key
+# and local media (runportal also narrows an existing var/ this way at start).
+VAR_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
 def _development_secret_key() -> str:
@@ -180,6 +182,10 @@ else:
 FILE_SERVING = envstr("FILE_SERVING", "django")
 FILE_SERVING_ACCEL_PREFIX = envstr("FILE_SERVING_ACCEL_PREFIX", "/protected-media/")
 FILE_SERVING_URL_EXPIRY_S = envint("FILE_SERVING_URL_EXPIRY_S", 60)
+# Local media files and folders (octal): owner-only unless set, e.g. 640/750 so that a group
+# such as nginx's (FILE_SERVING=x-accel-redirect) may read them.
+FILE_UPLOAD_PERMISSIONS = int(envstr("FILE_UPLOAD_PERMISSIONS", "600"), 8)
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = int(envstr("FILE_UPLOAD_DIRECTORY_PERMISSIONS", "700"), 8)
 STORAGES = {
     "default": _default_storage,
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},

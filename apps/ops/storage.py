@@ -21,7 +21,7 @@ class AtomicFileSystemStorage(FileSystemStorage):
         full_path = self.path(name)
         directory = os.path.dirname(full_path)
         try:
-            os.makedirs(directory, exist_ok=True)
+            _make_folders(directory, self.directory_permissions_mode)
         except FileExistsError:
             raise FileExistsError(f"{directory} exists and is not a directory.") from None
         handle, partial = tempfile.mkstemp(prefix=PARTIAL_PREFIX, dir=directory)
@@ -45,6 +45,18 @@ class AtomicFileSystemStorage(FileSystemStorage):
         name = os.path.relpath(full_path, self.location)
         self._ensure_location_group_id(full_path)
         return str(name).replace("\\", "/")
+
+
+def _make_folders(directory: str, mode: int | None) -> None:
+    """As FileSystemStorage does: new folders get FILE_UPLOAD_DIRECTORY_PERMISSIONS if set."""
+    if mode is None:
+        os.makedirs(directory, exist_ok=True)
+        return
+    old_umask = os.umask(0o777 & ~mode)
+    try:
+        os.makedirs(directory, mode, exist_ok=True)
+    finally:
+        os.umask(old_umask)
 
 
 def _publish(partial: str, final: str, *, overwrite: bool) -> None:

@@ -62,3 +62,26 @@ def test_a_writer_killed_mid_write_leaves_no_file_under_the_final_name(tmp_path)
     left = [p.name for p in (tmp_path / "models").iterdir()]
     assert "abc-model.zip" not in left
     assert len(left) == 1 and left[0].startswith(PARTIAL_PREFIX)
+
+
+def test_local_media_is_owner_only_unless_configured(tmp_path, settings):
+    """var/media held every image and model world-readable (0644 files, 0755 folders)."""
+    from django.core.files.storage import storages
+
+    assert (settings.FILE_UPLOAD_PERMISSIONS, settings.FILE_UPLOAD_DIRECTORY_PERMISSIONS) == (
+        0o600,
+        0o700,
+    )
+    storage = AtomicFileSystemStorage(location=tmp_path)  # reads the settings, as default does
+    assert type(storages["default"]) is AtomicFileSystemStorage
+    name = storage.save("images/ab/c.png", ContentFile(b"png"))
+    assert (tmp_path / name).stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "images").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "images" / "ab").stat().st_mode & 0o777 == 0o700
+
+    shared = AtomicFileSystemStorage(
+        location=tmp_path / "shared", file_permissions_mode=0o640, directory_permissions_mode=0o750
+    )
+    name = shared.save("images/d.png", ContentFile(b"png"))
+    assert (tmp_path / "shared" / name).stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "shared" / "images").stat().st_mode & 0o777 == 0o750

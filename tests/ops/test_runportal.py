@@ -130,3 +130,28 @@ def test_several_web_processes_share_the_port_and_one_may_die(tmp_path):
         portal.send_signal(signal.SIGINT)
         exit_code = portal.wait(timeout=60)
     assert exit_code == 0
+
+
+def test_var_is_made_owner_only_at_start(tmp_path):
+    """An install whose var/ was created 0755 (database and sessions readable by every local
+    account) is narrowed to 0700 when the portal starts; a private one is left alone."""
+    from apps.ops.management.commands.runportal import make_private
+
+    var = tmp_path / "var"
+    var.mkdir(mode=0o755)
+    var.chmod(0o755)
+    assert make_private(var) is True
+    assert var.stat().st_mode & 0o777 == 0o700
+    assert make_private(var) is False
+
+
+def test_the_settings_create_var_owner_only(tmp_path):
+    var = tmp_path / "fresh-var"
+    subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=REPO,
+        env={**os.environ, "VAR_DIR": str(var), "DJANGO_SETTINGS_MODULE": "ilportal.settings"},
+        check=True,
+        timeout=120,
+    )
+    assert var.stat().st_mode & 0o777 == 0o700

@@ -50,6 +50,8 @@ class Command(BaseCommand):
     ):
         if web_processes < 1:
             raise CommandError("--web-processes must be at least 1.")
+        if make_private(settings.VAR_DIR):
+            self.stdout.write(f"Made {settings.VAR_DIR} readable by its owner only (mode 0700).")
         supervisor = Supervisor(stop_timeout_s=stop_timeout, out=self.stdout)
         run_id = uuid.uuid4().hex
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": "ilportal.settings"}
@@ -209,3 +211,16 @@ def _port_taken(host: str, port: int) -> bool:
     with socket.socket() as probe:
         probe.settimeout(0.5)
         return probe.connect_ex((host, port)) == 0
+
+
+def make_private(folder) -> bool:
+    """var/ of an install made before it was created 0700 (its database, sessions and media
+    were readable by every local account): narrowed to its owner. True if it changed."""
+    mode = folder.stat().st_mode & 0o777
+    if not mode & 0o077:
+        return False
+    try:
+        folder.chmod(mode & 0o700)
+    except OSError:  # not its owner: left as it is
+        return False
+    return True
