@@ -37,6 +37,7 @@ from apps.datasets.views import export_file_response, import_report_response
 from apps.jobs import events
 from apps.jobs.models import Job
 from apps.jobs.services import JobError, JobPermissionDenied
+from apps.labeling.models import SkipReason
 from ilportal.api_parsers import JSONBodyParser
 from ilportal.api_schema import ApiErrorSerializer
 
@@ -175,6 +176,12 @@ class SampleUploadSerializer(serializers.Serializer):
 
 class SampleStatusChangeSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=SampleStatus.choices)
+    reason = serializers.ChoiceField(
+        choices=SkipReason.choices,
+        required=False,
+        help_text='why a sample is skipped (recorded as the editor\'s skip is); default "other"',
+    )
+    note = serializers.CharField(required=False, allow_blank=True, max_length=500)
 
 
 # Built with type() because one query parameter is named `class`. An empty value means "any".
@@ -471,14 +478,24 @@ class SampleDetailView(JsonRefusalsMixin, APIView):
         check_device_may_use_dataset(request.user, sample.dataset_id)
         return Response(SampleSerializer(sample).data)
 
-    @extend_schema(request=SampleStatusChangeSerializer, responses=SampleSerializer)
+    @extend_schema(
+        request=SampleStatusChangeSerializer,
+        responses={200: SampleSerializer, 409: ApiErrorSerializer},
+        description="409 (`code` `claimed_by_other`) while another labeler holds the sample.",
+    )
     def patch(self, request, sample_id: int):
+        from apps.labeling import services as labeling
+
         get_object_or_404(Sample, pk=sample_id)
         change = SampleStatusChangeSerializer(data=request.data)
         change.is_valid(raise_exception=True)
         try:
-            sample = services.set_sample_status(sample_id, change.validated_data["status"])
-        except services.DatasetError as exc:
+            sample = labeling.set_status(sample_id, user=request.user, **change.validated_data)
+        except labeling.ClaimedByOther as exc:
+            return Response(
+                {"detail": str(exc), "code": "claimed_by_other"}, status=status.HTTP_409_CONFLICT
+            )
+        except (services.DatasetError, labeling.LabelingError) as exc:
             return _bad_request(str(exc))
         return Response(SampleSerializer(sample).data)
 

@@ -482,6 +482,18 @@ def skip_sample(
     return skip
 
 
+def set_status(sample_id: int, status: str, *, user, reason: str = "", note: str = "") -> Sample:
+    """A status set through the API (PATCH /api/v1/samples/<id>/): refused (ClaimedByOther)
+    while another labeler holds the sample, as the editor and the annotation API refuse; a skip
+    goes through skip_sample, so that it is recorded with its reason (default "other")."""
+    sample = Sample.objects.only("id", "dataset_id").get(pk=sample_id)
+    check_may_label(sample, user)
+    if status == SampleStatus.SKIPPED:
+        skip_sample(sample_id, user=user, reason=reason or SkipReason.OTHER, note=note)
+        return Sample.objects.get(pk=sample_id)
+    return datasets.set_sample_status(sample_id, status)
+
+
 def queue_sample(sample_id: int) -> None:
     """Puts a sample (back) in the queue for labeling."""
     Sample.objects.filter(pk=sample_id).update(status=SampleStatus.QUEUED)

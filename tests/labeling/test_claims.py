@@ -275,3 +275,48 @@ def test_releasing_claims_of_an_id_too_large_for_the_database_says_choose(
     assert response.status_code == 200
     assert "Choose whose claims to release." in response.content.decode()
     assert Claim.objects.count() == 1
+
+
+@pytest.mark.parametrize("status", ["skipped", "unlabeled", "queued"])
+def test_the_sample_api_refuses_a_status_change_on_a_sample_someone_else_holds(
+    dataset, labeler_user, client_for, status
+):
+    from apps.labeling.models import Skip
+
+    (sample,) = queued_samples(dataset, 1)
+    services.claim_sample(sample.pk, UserFactory(username="omar", role="labeler"), dataset.pk)
+    response = client_for(labeler_user).patch(
+        f"/api/v1/samples/{sample.pk}/", {"status": status}, content_type="application/json"
+    )
+    assert response.status_code == 409, response.content
+    assert response.json()["code"] == "claimed_by_other"
+    assert "omar" in response.json()["detail"]
+    assert refresh(sample).status == "queued" and not Skip.objects.exists()
+
+
+def test_a_skip_through_the_sample_api_is_recorded_with_its_reason(
+    dataset, labeler_user, client_for
+):
+    from apps.labeling.models import Skip
+
+    first, second = queued_samples(dataset, 2)
+    services.claim_sample(first.pk, labeler_user, dataset.pk)
+    client = client_for(labeler_user)
+    url = f"/api/v1/samples/{first.pk}/"
+    response = client.patch(
+        url, {"status": "skipped", "reason": "bad_image", "note": "dark"}, "application/json"
+    )
+    assert response.status_code == 200 and response.json()["status"] == "skipped"
+    skip = Skip.objects.get(sample=first)
+    assert (skip.user, skip.reason, skip.note) == (labeler_user, "bad_image", "dark")
+    assert not Claim.objects.filter(sample=first).exists()  # skipped: given back, as in the editor
+
+    assert (
+        client.patch(
+            f"/api/v1/samples/{second.pk}/", {"status": "skipped"}, "application/json"
+        ).status_code
+        == 200
+    )
+    assert Skip.objects.get(sample=second).reason == "other"  # the default
+    refused = client.patch(url, {"status": "skipped", "reason": "boring"}, "application/json")
+    assert refused.status_code == 400
