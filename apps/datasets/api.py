@@ -656,6 +656,7 @@ class DatasetExportView(APIView):
                 data,
                 user=None if device else request.user,
                 started_by=request.user.get_username() if device else "",
+                device=request.user.token if device else None,
             )
         except ExportError as exc:
             return _bad_request(str(exc))

@@ -142,8 +142,11 @@ def download_file_name(job) -> str:
     return f"{slugify(job.params.get('dataset', 'dataset'))}-{job.params.get('format')}.zip"
 
 
-def start_export(dataset: Dataset, fmt: str, filters: dict, *, user=None, started_by: str = ""):
-    """Queues an export job of the dataset (or the part `filters` selects); returns the Job."""
+def start_export(
+    dataset: Dataset, fmt: str, filters: dict, *, user=None, started_by: str = "", device=None
+):
+    """Queues an export job of the dataset (or the part `filters` selects); returns the Job.
+    `device`: the device token that asked (the job is then that device's, as an import is)."""
     from apps.jobs.services import JobAlreadyActive, start_job
 
     if fmt not in EXPORTERS:
@@ -156,6 +159,7 @@ def start_export(dataset: Dataset, fmt: str, filters: dict, *, user=None, starte
             "dataset_export",
             user=user,
             started_by=started_by,
+            device=device,
             scope=f"dataset:{dataset.pk}:export:{key}",
             params={
                 "dataset_id": dataset.pk,

@@ -138,6 +138,22 @@ def test_a_device_reads_its_own_import_and_nothing_else(some_jobs):
         assert response.json() == {"detail": "This device token did not start this job."}
 
 
+def test_a_device_reads_the_export_it_started(some_jobs):
+    """As its imports: api.md says a device token reads "the jobs it started"."""
+    dataset = DatasetFactory()
+    mine = device("cam-1")
+    response = mine.post(
+        reverse("api-exports", args=[dataset.pk]),
+        {"format": "coco"},
+        content_type="application/json",
+    )
+    assert response.status_code == 202, response.content
+    job = Job.objects.get(kind="dataset_export")
+    assert job.device == mine.token and job.created_by is None
+    assert mine.get(reverse("api-job", args=[job.pk])).status_code == 200
+    assert [j["id"] for j in mine.get(reverse("api-jobs")).json()["results"]] == [job.pk]
+
+
 def test_the_state_url_answers_a_device_with_json_never_the_login_page(some_jobs):
     mine = device("cam-1")
     job = import_as(mine, DatasetFactory())
