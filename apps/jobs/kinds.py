@@ -12,6 +12,9 @@ class JobKind:
     start_permission: str
     # Kinds that need no input show a start button on the jobs page.
     on_jobs_page: bool = False
+    # Dotted path of `f(job) -> (message, result) | None`: what such a job had committed when
+    # its worker died. If it committed its effect, the lost job ends succeeded with these.
+    committed_result: str = ""
 
 
 SYSTEM_CHECK = JobKind(
@@ -45,6 +48,7 @@ TRAIN = JobKind(
     task_name="ilportal.train_version",
     queue="train",
     start_permission="loops.operate_loop",
+    committed_result="apps.loops.lost_jobs.training_committed",
 )
 
 EVALUATE = JobKind(
@@ -61,6 +65,7 @@ DEPLOY = JobKind(
     task_name="ilportal.deploy_version",
     queue="default",
     start_permission="loops.operate_loop",
+    committed_result="apps.loops.lost_jobs.deploy_committed",
 )
 
 # Labeling strategies compared on a loop's algorithm (apps/loops/benchmarks.py): trains models,

@@ -8,9 +8,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from apps.jobs import events
-from apps.jobs.kinds import get_kind
+from apps.jobs.kinds import KINDS, get_kind
 from apps.jobs.models import ACTIVE_STATUSES, Job, JobStatus, JobTrigger
 from apps.jobs.signals import job_lost
 
@@ -176,8 +177,33 @@ def finish_job(job_id: int, status: str, *, message: str, result: dict | None = 
 LOST_MESSAGE = "lost: its worker died"
 
 
+def _committed_result(job_id: int) -> tuple[str, dict] | None:
+    """What a job whose worker died had already committed (its kind says), else None."""
+    job = Job.objects.filter(pk=job_id).first()
+    kind = KINDS.get(job.kind) if job is not None else None
+    if kind is None or not kind.committed_result:
+        return None
+    return import_string(kind.committed_result)(job)
+
+
 def _mark_lost(job_id: int, message: str, **still) -> bool:
-    """running → failed, conditional on `still` (the row as the caller saw it); announces it."""
+    """running → failed, conditional on `still` (the row as the caller saw it); announces it.
+
+    A job whose effect had committed before its worker died (a deploy's Deployment row, a
+    training's registered version) ends succeeded instead, with a note; returns False then."""
+    committed = _committed_result(job_id)
+    if committed is not None:
+        note, result = committed
+        if Job.objects.filter(pk=job_id, status=JobStatus.RUNNING, **still).update(
+            status=JobStatus.SUCCEEDED,
+            progress=100,
+            message=note[:500],
+            result=result,
+            finished_at=timezone.now(),
+        ):
+            append_log(job_id, f"{note} ({message})")
+            events.publish_state(job_id)
+        return False
     if not Job.objects.filter(pk=job_id, status=JobStatus.RUNNING, **still).update(
         status=JobStatus.FAILED, message=message[:500], finished_at=timezone.now()
     ):

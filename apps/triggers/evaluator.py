@@ -161,7 +161,7 @@ def judge_precision(rule: TriggerRule, now: datetime) -> Outcome:
             f"{deployed.label} was deployed",
             inputs,
         )
-    value = _measured_value(rule, pairs, inputs)
+    value = _measured_value(rule, deployed, pairs, inputs)
     if isinstance(value, Outcome):
         return value
     inputs["value"] = value
@@ -194,11 +194,23 @@ def judge_precision(rule: TriggerRule, now: datetime) -> Outcome:
     )
 
 
-def _measured_value(rule: TriggerRule, pairs: list, inputs: dict):
+def _measured_key(version_id, pairs) -> str:
+    """A measurement is of one deployed version on these pairs: its key names both."""
+    return f"v{version_id}:{conditions.pairs_key(pairs)}"
+
+
+def _measured_value(rule: TriggerRule, deployed, pairs: list, inputs: dict):
     """The metric on the fresh samples; an Outcome while it is being (or cannot be) measured.
 
-    A measurement is repeated once min_fresh_samples more fresh samples have arrived."""
-    key = conditions.pairs_key(pairs)
+    A measurement is repeated once min_fresh_samples more fresh samples have arrived. One of
+    another deployed version never counts, even if the deploy's reset (an on-commit receiver in
+    the deploying process) was lost."""
+    key = _measured_key(deployed.pk, pairs)
+    if rule.measured_key and not rule.measured_key.startswith(f"v{deployed.pk}:"):
+        rule.measured_key, rule.measured_value, rule.measured_count = "", None, 0
+    job = rule.measure_job  # one of another version, once done (an active one blocks its scope)
+    if job and job.params.get("version_id") != deployed.pk and job.status not in ACTIVE_STATUSES:
+        rule.measure_job = None
     stale_by = len(pairs) - rule.measured_count
     if rule.measured_key and (rule.measured_key == key or stale_by < rule.min_fresh_samples):
         if rule.measured_value is None:
@@ -222,13 +234,13 @@ def _measured_value(rule: TriggerRule, pairs: list, inputs: dict):
         measured = [tuple(p) for p in job.result.get("pairs", [])] if job.result else []
         rule.measure_job = None
         if job.status == JobStatus.SUCCEEDED:
-            rule.measured_key = conditions.pairs_key(measured)
+            rule.measured_key = _measured_key(job.params.get("version_id"), measured)
             rule.measured_count = len(measured)
             rule.measured_value = conditions.metric_value(
                 job.result.get("metrics"), rule.metric, rule.class_name
             )
             inputs["measured_in_job"] = job.pk
-            return _measured_value(rule, pairs, inputs)
+            return _measured_value(rule, deployed, pairs, inputs)
         rule.measured_key, rule.measured_count = key, len(pairs)
         rule.measured_value = None
         return Outcome(

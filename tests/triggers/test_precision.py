@@ -167,3 +167,24 @@ def test_a_measurement_that_cannot_start_because_one_just_finished_is_suppressed
     assert (decision.verdict, decision.reason) == ("suppressed", "cannot_start")
     assert "just ran; try again" in decision.message
     assert Job.objects.filter(kind="evaluate").count() == 1
+
+
+def test_a_measurement_of_the_previous_deployed_version_is_never_reused(loop):
+    """The deploy's reset is an on-commit receiver of the deploying process: a worker killed
+    right after the commit loses it (here the callback never runs). The measurement of v1 must
+    still not pass as v2's."""
+    loop, first = deploy(loop)
+    rule = rule_for(loop)
+    label(loop, 3, source="device", split="eval")
+    evaluate_rule(rule.pk, now=T0)
+    finish_measurement(0.9)
+    assert evaluate_rule(rule.pk, now=T0).reason == "metric_ok"
+
+    loop, second = deploy(loop)
+    label(loop, 3, source="device", split="eval")
+    decision = evaluate_rule(rule.pk, now=T0)
+    assert decision.verdict == "measuring", decision.message
+    assert decision.job.params["version_id"] == second.pk != first.pk
+    finish_measurement(0.1)
+    decision = evaluate_rule(rule.pk, now=T0)
+    assert (decision.verdict, decision.inputs["value"]) == ("fired", 0.1)
