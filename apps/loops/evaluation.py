@@ -127,16 +127,27 @@ def run_evaluation(job: Job, progress: JobProgress) -> dict:
     follow_up = None
     if verdict.passed and loop.auto_deploy and version.stage == Stage.CANDIDATE:
         # Not retried by itself: what blocked it may be a rollback, a person's decision that an
-        # automatic deploy must not undo. The version keeps its passed gate and Deploy button.
-        follow_up = services.start_follow_up(
-            f"deploy {version.label}",
-            "the gate passed",
-            lambda: services.start_deploy(
-                version,
-                trigger=JobTrigger.RULE,
-                started_by=f"gate passed in evaluation job #{job.pk}",
-            ),
-            retry=False,
+        # automatic deploy must not undo, also when it ended already (since the training
+        # started). The version keeps its passed gate and Deploy button.
+        overruled = services.person_moved_pointer_since(version)
+        follow_up = (
+            {
+                "what": f"deploy {version.label}",
+                "started": False,
+                "reason": f"deploy {version.label}: {overruled}",
+                "will_retry": False,
+            }
+            if overruled
+            else services.start_follow_up(
+                f"deploy {version.label}",
+                "the gate passed",
+                lambda: services.start_deploy(
+                    version,
+                    trigger=JobTrigger.RULE,
+                    started_by=f"gate passed in evaluation job #{job.pk}",
+                ),
+                retry=False,
+            )
         )
         progress.log(
             f"Gate passed: started deploy job #{follow_up['job_id']}"

@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 from django.conf import settings
 from django.db import models, transaction
 from django.db.models import Max
+from django.utils import timezone
 
 from apps.datasets.models import Dataset, Sample
 from apps.jobs import services as jobs
@@ -350,6 +351,32 @@ def start_follow_up(what: str, why: str, start, *, retry: bool) -> dict:
     except LoopError as exc:  # the version changed in between (deployed, deleted gate...)
         return {"what": what, "started": False, "reason": f"{what}: {exc}", "will_retry": False}
     return {"what": what, "started": True, "job_id": follow_up.pk}
+
+
+def person_moved_pointer_since(version: ModelVersion) -> str | None:
+    """Why an automatic deploy of `version` would undo a person's decision, else None: a
+    rollback, or a deploy not started by a passed gate, since its training started (since it was
+    added, for a version not trained here)."""
+    train_job = version.train_job
+    since = (train_job.started_at or train_job.created_at) if train_job else version.created_at
+    moved = (
+        Deployment.objects.filter(loop_id=version.loop_id, created_at__gt=since)
+        .filter(
+            models.Q(action=DeploymentAction.ROLLBACK) | ~models.Q(job__trigger=JobTrigger.RULE)
+        )
+        .select_related("version")
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    if moved is None:
+        return None
+    verb = {
+        DeploymentAction.ROLLBACK: "was rolled back to",
+        DeploymentAction.FORCE: "was force-deployed",
+    }.get(moved.action, "was deployed")
+    who = moved.started_by.removeprefix("user:")
+    at = timezone.localtime(moved.created_at)
+    return f"{moved.version.label} {verb} at {at:%H:%M} by {who}"
 
 
 def skipped_follow_up(version: ModelVersion) -> dict | None:

@@ -1,11 +1,14 @@
 """A refused follow-up start does not turn a successful job into a failed one."""
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from apps.jobs.models import Job, JobStatus
 from apps.jobs.runner import run_job
 from apps.loops import evaluation, services
-from apps.loops.models import ModelVersion
+from apps.loops.models import Deployment, ModelVersion
 from tests.factories import JobFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -93,3 +96,45 @@ def test_an_evaluation_refused_after_training_is_recorded_and_retried_when_free(
     assert train.result["follow_up"]["started"] is True
     assert train.result["follow_up"]["job_id"] == started
     assert services.retry_skipped_evaluations() == []  # once
+
+
+@pytest.mark.parametrize("rolled_back_during_training", [True, False])
+def test_a_rollback_since_the_training_started_is_not_undone_by_the_automatic_deploy(
+    tiny_loop, measured_without_tensorflow, rolled_back_during_training
+):
+    tiny_loop.auto_deploy = True
+    tiny_loop.save()
+    first, second = _candidate(tiny_loop, number=1), _candidate(tiny_loop, number=2)
+    for version in (first, second):
+        services.move_deployed_pointer(
+            version.pk, action="deploy", started_by="t", reason="", job_id=None
+        )
+    started = timezone.now() - timedelta(minutes=5)
+    Deployment.objects.update(created_at=started - timedelta(minutes=5))
+    train = JobFactory(kind="train", status=JobStatus.SUCCEEDED, started_at=started)
+    rollback = JobFactory(kind="deploy", status=JobStatus.SUCCEEDED, started_by="user:alice")
+    services.move_deployed_pointer(
+        first.pk, action="rollback", started_by="user:alice", reason="", job_id=rollback.pk
+    )
+    rolled_back_at = started + timedelta(minutes=1 if rolled_back_during_training else -1)
+    Deployment.objects.filter(action="rollback").update(created_at=rolled_back_at)
+    version = _candidate(tiny_loop, number=3, parent=second, train_job=train)
+    job = JobFactory(kind="evaluate", scope=tiny_loop.job_scope, params={"version_id": version.pk})
+
+    assert run_job(job.pk, "w1", evaluation.run_evaluation) == JobStatus.SUCCEEDED
+    job.refresh_from_db()
+    assert job.result["gate_passed"] is True
+    follow_up = job.result["follow_up"]
+    if not rolled_back_during_training:
+        assert follow_up["started"] is True
+        return
+    assert follow_up == {
+        "what": "deploy v3",
+        "started": False,
+        "reason": f"deploy v3: v1 was rolled back to at {timezone.localtime(rolled_back_at):%H:%M} "
+        "by alice",
+        "will_retry": False,
+    }
+    assert not Job.objects.filter(kind="deploy", status="queued").exists()
+    assert "Deploy it from its page when ready" in job.log
+    assert services.skipped_follow_up(version) == follow_up  # the page offers the Deploy button
