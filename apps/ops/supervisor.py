@@ -13,7 +13,6 @@ No Django here.
 """
 
 import contextlib
-import ctypes
 import fcntl
 import json
 import os
@@ -26,11 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PR_SET_PDEATHSIG = 1
-
-
-def pdeathsig_supported() -> bool:
-    return sys.platform.startswith("linux")
+from worker.ml.parent_death import die_with_parent, pdeathsig_supported
 
 
 @dataclass
@@ -47,25 +42,6 @@ class ManagedProcess:
     relay: bool = True
     extra: dict = field(default_factory=dict)
     pass_fds: tuple[int, ...] = ()  # open files the child inherits (a shared listening socket)
-
-
-# Resolved before any fork: the child of a threaded parent should call, not load, code.
-_prctl = ctypes.CDLL(None, use_errno=True).prctl if pdeathsig_supported() else None
-
-
-def die_with_parent(sig: int = signal.SIGKILL) -> Callable[[], None] | None:
-    """A preexec_fn: the child gets `sig` when the process that started it dies (Linux; None
-    elsewhere). SIGKILL: a supervisor that was killed cannot stop its children in order."""
-    if _prctl is None:
-        return None
-    parent = os.getpid()
-
-    def preexec():
-        _prctl(PR_SET_PDEATHSIG, sig)
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-
-    return preexec
 
 
 class AlreadyRunning(RuntimeError):

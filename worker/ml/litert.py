@@ -25,6 +25,7 @@ from worker.ml.anchors import AnchorSpec, generate_anchors
 from worker.ml.boxes import postprocess
 from worker.ml.data import check_image
 from worker.ml.errors import MLInputError, ModelArchiveError
+from worker.ml.parent_death import die_with_parent
 from worker.ml.preprocess import resize_image, scale_detections
 
 CONVERT_TIMEOUT_S = 600
@@ -53,6 +54,7 @@ def convert_keras_file(keras_path, tflite_path) -> str:
             timeout=CONVERT_TIMEOUT_S,
             env=environment,
             cwd=Path(__file__).resolve().parents[2],
+            preexec_fn=die_with_parent(),  # no orphan converter when the worker is killed
         )
         if result.returncode != 0 or os.path.getsize(temporary) == 0:
             raise ModelArchiveError(f"LiteRT conversion failed: {result.stderr[-2000:]}")
