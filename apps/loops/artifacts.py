@@ -79,9 +79,17 @@ def store_litert_from_archive(archive_path: str, folder: str) -> StoredArtifact 
     return StoredArtifact(name=name, sha256=sha256, size=len(data))
 
 
+FETCH_PREFIX = "ilportal-fetch-"
+
+
 def fetch(name: str, expected_sha256: str, directory: str | None = None) -> str:
-    """Copies an artifact to a local temp file and checks its sha256; returns the path."""
-    handle, path = tempfile.mkstemp(suffix=os.path.splitext(name)[1], dir=directory)
+    """Copies an artifact to a local temp file and checks its sha256; returns the path.
+
+    The file is named `ilportal-fetch-<pid>-…`: if this process is killed before it removes
+    the file, the sweeper knows whose it was (apps/ops/sweeper.py)."""
+    handle, path = tempfile.mkstemp(
+        prefix=f"{FETCH_PREFIX}{os.getpid()}-", suffix=os.path.splitext(name)[1], dir=directory
+    )
     digest = hashlib.sha256()
     try:
         with os.fdopen(handle, "wb") as local, default_storage.open(name, "rb") as stored:

@@ -2,7 +2,8 @@
 
 - Scratch folders in this machine's temp dir (`ilportal-fpn-<pid>-…` of the ML core,
   `ilportal-train-<pid>-…`, and pid-less `ilportal-*` folders): removed once their process is dead
-  (a minute's grace), or, without a pid, once untouched for SWEEP_GRACE_S.
+  (a minute's grace), or, without a pid, once untouched for SWEEP_GRACE_S. Likewise the loose
+  `ilportal-fetch-<pid>-…` files of artifacts that a killed deploy or evaluation had fetched.
 - Files in storage under models/, datasets/ and uploads/ that no row refers to (a model archive
   whose version was never recorded, images of an import that failed half-way, uploads whose import
   job is gone), and half-written `.partial-*` files: removed once older than SWEEP_GRACE_S, so work
@@ -32,6 +33,8 @@ from apps.ops.storage import PARTIAL_PREFIX
 logger = logging.getLogger(__name__)
 
 TEMP_PREFIXES = ("ilportal-fpn-", "ilportal-train-", "ilportal-import-", "ilportal-upload-")
+# Loose files, not folders: an artifact fetched to the temp dir (apps/loops/artifacts.fetch).
+TEMP_FILE_PREFIXES = ("ilportal-fetch-",)
 DEAD_PROCESS_GRACE_S = 60
 # healthz/ and system-check/ hold only probes that are deleted at once: any left is an orphan.
 STORAGE_PREFIXES = ("models/", "datasets/", "uploads/", "healthz/", "system-check/")
@@ -70,6 +73,8 @@ def _process_alive(pid: int) -> bool:
 
 
 def _folder_size(path: Path) -> int:
+    if not path.is_dir():
+        return path.lstat().st_size
     total = 0
     for root, _dirs, files in os.walk(path):
         for name in files:
@@ -80,7 +85,7 @@ def _folder_size(path: Path) -> int:
 
 def _last_touched(path: Path) -> float:
     newest = path.stat().st_mtime
-    for entry in path.iterdir():
+    for entry in path.iterdir() if path.is_dir() else ():
         with contextlib.suppress(OSError):
             newest = max(newest, entry.lstat().st_mtime)
     return newest
@@ -93,7 +98,10 @@ def sweep_temp_folders(
     now = time.time()
     removals = []
     for path in Path(temp_dir or tempfile.gettempdir()).iterdir():
-        if not path.name.startswith(TEMP_PREFIXES) or not path.is_dir() or path.is_symlink():
+        if path.is_symlink() or not (
+            (path.name.startswith(TEMP_PREFIXES) and path.is_dir())
+            or (path.name.startswith(TEMP_FILE_PREFIXES) and path.is_file())
+        ):
             continue
         try:
             age = now - _last_touched(path)
@@ -109,9 +117,16 @@ def sweep_temp_folders(
         else:
             continue
         removal = Removal("temp", str(path), _folder_size(path), reason)
-        _remove(removal, dry_run, lambda path=path: shutil.rmtree(path, ignore_errors=True))
+        _remove(removal, dry_run, lambda path=path: _remove_path(path))
         removals.append(removal)
     return removals
+
+
+def _remove_path(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 # --- Files in storage without a row ---------------------------------------------------------

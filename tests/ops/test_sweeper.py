@@ -12,6 +12,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.management import call_command
 
+from apps.loops import artifacts
 from apps.ops import sweeper
 from tests.factories import DatasetFactory, JobFactory, make_sample
 
@@ -54,6 +55,32 @@ def test_scratch_folders_of_dead_processes_go_and_live_ones_stay(tmp_path, setti
     assert all(r.size == 1000 for r in removed)
     assert not dead.exists() and not old_anonymous.exists()
     assert alive.exists() and young_anonymous.exists() and unrelated.exists()
+
+
+def test_an_archive_fetched_by_a_killed_process_is_listed_and_removed(
+    tmp_path, settings, monkeypatch
+):
+    settings.SWEEP_GRACE_S = DAY
+    source = tmp_path / "model.zip"
+    source.write_bytes(b"m" * 1000)
+    stored = artifacts.store_file(str(source), "models/sweeper-test", "-model.zip")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    try:
+        fetched = Path(artifacts.fetch(stored.name, stored.sha256))
+    finally:
+        default_storage.delete(stored.name)
+    assert fetched.parent == tmp_path / "tmp"
+    assert sweeper.sweep_temp_folders(dry_run=True) == []  # its process (this one) is alive
+
+    # As if this process had been killed before removing it: the same name with a dead pid.
+    left = fetched.with_name(fetched.name.replace(f"-{os.getpid()}-", f"-{_dead_pid()}-", 1))
+    fetched.rename(left)
+    _age(left, 120)
+    [listed] = sweeper.sweep_temp_folders(dry_run=True)
+    assert (listed.name, listed.size) == (str(left), 1000) and left.exists()
+    sweeper.sweep_temp_folders()
+    assert not left.exists()
 
 
 @pytest.mark.django_db
