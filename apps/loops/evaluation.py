@@ -1,5 +1,7 @@
 """The evaluation job: the version and the deployed one on the same data, then the gate."""
 
+from django.db import transaction
+
 from apps.jobs.models import Job, JobTrigger
 from apps.jobs.runner import JobProgress
 from apps.loops import ml_models, services
@@ -58,6 +60,7 @@ def run_evaluation(job: Job, progress: JobProgress) -> dict:
     baseline_model = None  # loaded only when no stored metrics of the baseline fit the data
     measured: dict[str, tuple[dict, dict | None]] = {}
     image_counts: dict[str, int] = {}
+    rows: list[Evaluation] = []  # written with the gate, once every set is measured
     try:
         sets = (EvaluationSet.EDGE, EvaluationSet.REGRESSION)
         for index, evaluation_set in enumerate(sets):
@@ -82,15 +85,17 @@ def run_evaluation(job: Job, progress: JobProgress) -> dict:
                         progress.log(f"Loading {baseline.label} to measure it on this data")
                         baseline_model = ml_models.load_version(baseline)
                     baseline_metrics = ml_models.measure(baseline_model, data)
-            Evaluation.objects.create(
-                version=version,
-                job=job,
-                evaluation_set=evaluation_set,
-                image_count=len(pairs),
-                data_sha256=data_sha256,
-                metrics=metrics,
-                baseline=baseline,
-                baseline_metrics=baseline_metrics,
+            rows.append(
+                Evaluation(
+                    version=version,
+                    job=job,
+                    evaluation_set=evaluation_set,
+                    image_count=len(pairs),
+                    data_sha256=data_sha256,
+                    metrics=metrics,
+                    baseline=baseline,
+                    baseline_metrics=baseline_metrics,
+                )
             )
             measured[evaluation_set] = (metrics, baseline_metrics)
             image_counts[evaluation_set] = len(pairs)
@@ -120,7 +125,12 @@ def run_evaluation(job: Job, progress: JobProgress) -> dict:
     )
     version.gate_passed = verdict.passed
     version.gate_reasons = verdict.as_json()
-    version.save(update_fields=["gate_passed", "gate_reasons"])
+    # One transaction: a job killed or failed half-way leaves no metrics of some sets next to a
+    # gate judged on other data.
+    with transaction.atomic():
+        for row in rows:
+            row.save()
+        version.save(update_fields=["gate_passed", "gate_reasons"])
     for check in verdict.checks:
         progress.log(("✓ " if check.passed else "✗ ") + check.text)
 

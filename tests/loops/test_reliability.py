@@ -85,3 +85,37 @@ def test_redis_never_redelivers_a_running_training():
     visibility = settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
     assert train_version.time_limit < visibility
     assert train_version.soft_time_limit < train_version.time_limit
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_evaluation_that_dies_half_way_leaves_none_of_its_metrics(tiny_loop, monkeypatch):
+    """The edge set measured, then the regression set fails (or the worker is killed): the
+    version keeps its earlier evaluation and gate, with no edge metrics of the dead job."""
+    from apps.jobs.models import Job
+    from apps.loops import evaluation
+    from apps.loops.models import Evaluation
+
+    version = ModelVersion.objects.create(
+        loop=tiny_loop, number=1, source="uploaded", artifact="models/v1.zip",
+        artifact_sha256="0" * 64, artifact_size=1, gate_passed=True, gate_reasons=[],
+    )  # fmt: skip
+    measured = []
+
+    def measure_then_die(model, data):
+        if measured:
+            raise RuntimeError("killed while measuring the regression set")
+        measured.append(data)
+        return {"mAP": 0.1, "f1": 0.1, "precision": 0.1, "recall": 0.1, "per_class": {}}
+
+    monkeypatch.setattr(evaluation.ml_models, "load_version", lambda version: object())
+    monkeypatch.setattr(evaluation.ml_models, "measure", measure_then_die)
+    monkeypatch.setattr(evaluation.ml_models, "discard", lambda model: None)
+    job = Job.objects.create(
+        kind="evaluate", scope=tiny_loop.job_scope, params={"version_id": version.pk}
+    )
+
+    assert run_job(job.pk, "w", evaluation.run_evaluation) == JobStatus.FAILED
+    assert len(measured) == 1  # the edge set was measured
+    assert not Evaluation.objects.filter(job=job).exists()
+    version.refresh_from_db()
+    assert version.gate_passed is True
