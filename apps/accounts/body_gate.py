@@ -197,7 +197,7 @@ class BodyGate:
             limit = _small_limit()
         length = headers.get("content-length")
         if length is not None:
-            if not length.isdigit() or int(length) > limit:
+            if not (length.isascii() and length.isdigit()) or int(length) > limit:
                 return await _answer(scope, send, too_large(limit))
             return await self.app(scope, receive, send)
         return await self._counted(scope, receive, send, limit)

@@ -134,7 +134,7 @@ def _read_images(request) -> list[tuple[str, bytes]]:
             images.append((upload.name or f"image-{index}", upload.read()))
         return images
     declared = request.META.get("CONTENT_LENGTH") or "0"
-    check_raw_length(int(declared) if declared.isdigit() else 0)
+    check_raw_length(int(declared) if declared.isascii() and declared.isdigit() else 0)
     data = request._request.read(max_bytes + 1)
     check_raw_body(data)
     name = request.query_params.get("name") or "device-image"
@@ -516,7 +516,7 @@ def _deployed(loop: Loop) -> ModelVersion:
 def _requested_version(loop: Loop, value: str | None) -> ModelVersion:
     if value is None:
         return _deployed(loop)
-    if not value.isdigit() or len(value) > 18:
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
         raise RequestRejected(400, f"version must be a version id, got {value[:40]!r}.")
     version = ModelVersion.objects.filter(pk=int(value), loop=loop).first()
     if version is None:

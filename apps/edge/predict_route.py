@@ -70,13 +70,15 @@ def raw_device_predict(scope) -> RawPredict | None:
     # the header to decide whether the request is secure): Django answers those deployments.
     if settings.SECURE_HSTS_SECONDS or settings.SECURE_PROXY_SSL_HEADER:
         return None
-    length = headers.get("content-length")
+    length = headers.get("content-length") or ""
+    # isascii: "²" is a digit to Python and latin-1 to HTTP, but int() refuses it.
+    declared = int(length) if length.isascii() and length.isdigit() else None
     names = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("name")
     return RawPredict(
         loop_id=int(match["loop_id"]),
         token=authorization[1],
         name=names[-1] if names else "device-image",
-        content_length=int(length) if length is not None and length.isdigit() else None,
+        content_length=declared,
     )
 
 

@@ -182,7 +182,9 @@ def compare(request, loop_id: int):
 
     def pick(name: str, default):
         value = request.GET.get(name, "")
-        return int(value) if value.isdigit() and int(value) in numbers else default
+        if not (value.isascii() and value.isdigit()):  # "²" is a digit that int() refuses
+            return default
+        return int(value) if int(value) in numbers else default
 
     if len(numbers) < 2:
         messages.info(request, "Comparing needs two versions.")

@@ -79,6 +79,7 @@ def test_compare_shows_both_versions_overall_and_per_class_with_the_yaml_diff(
     assert f"{vest['f1_a']:.3f}" in page and f"{vest['f1_b']:.3f}" in page
     assert "learning_rate" in page and 'class="del"' in page  # hyperparameter and YAML diff
     assert client.get(f"/loops/{portal.loop.pk}/compare/?a=99&b=x").status_code == 200
+    assert client.get(f"/loops/{portal.loop.pk}/compare/?a=%C2%B2").status_code == 200  # "²"
 
 
 def test_deploy_and_rollback_ask_first_naming_both_versions(

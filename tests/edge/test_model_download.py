@@ -114,6 +114,7 @@ def test_the_manifests_file_urls_keep_their_version_after_a_deploy(
 def test_a_file_of_an_unknown_or_another_loops_version_is_refused(edge_loop, device, edge_archive):
     url = reverse("api-edge-model-litert", args=[edge_loop.pk])
     assert device.get(url + "?version=abc").status_code == 400
+    assert device.get(url + "?version=%C2%B2").status_code == 400  # "²": a digit int() refuses
     assert device.get(url + "?version=999999").status_code == 404
     other = loops.create_loop(name="elsewhere", dataset=edge_loop.dataset)
     foreign = loops.register_version(other, edge_archive["with_litert"], source="uploaded")
