@@ -44,12 +44,19 @@ def json_permission(permission: str):
     return decorate
 
 
+class BadBody(Exception):
+    pass
+
+
 def _json_body(request) -> dict:
+    """The request's JSON object ({} for an empty body); BadBody for anything else."""
     try:
         body = json.loads(request.body or b"{}")
-    except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
-        return {}
-    return body if isinstance(body, dict) else {}
+    except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested thousands deep
+        raise BadBody("The body is not JSON (or is nested too deeply).") from exc
+    if not isinstance(body, dict):
+        raise BadBody("The body must be a JSON object.")
+    return body
 
 
 # --- Queue ---------------------------------------------------------------------------------
@@ -173,7 +180,10 @@ def claim(request, dataset_id: int):
     dataset = Dataset.objects.filter(pk=dataset_id).first()
     if dataset is None:
         return JsonResponse({"detail": f"There is no dataset {dataset_id}."}, status=404)
-    body = _json_body(request)
+    try:
+        body = _json_body(request)
+    except BadBody as exc:
+        return JsonResponse({"detail": str(exc)}, status=400)
     filters = body.get("filters") or {}
     if not isinstance(filters, dict):
         return JsonResponse({"detail": "filters must be an object."}, status=400)
@@ -210,12 +220,18 @@ def claim(request, dataset_id: int):
 def skip(request, sample_id: int):
     if not Sample.objects.filter(pk=sample_id).exists():
         return JsonResponse({"detail": f"There is no sample {sample_id}."}, status=404)
-    body = _json_body(request)
+    try:
+        body = _json_body(request)
+    except BadBody as exc:
+        return JsonResponse({"detail": str(exc)}, status=400)
+    # The revision the editor showed (0: none), required: a skip from a view that did not see a
+    # newer label would take that label out of training.
     base_revision = body.get("base_revision")
-    if base_revision is not None and (
-        not isinstance(base_revision, int) or isinstance(base_revision, bool)
-    ):
-        return JsonResponse({"detail": "base_revision must be a whole number."}, status=400)
+    if not isinstance(base_revision, int) or isinstance(base_revision, bool) or base_revision < 0:
+        return JsonResponse(
+            {"detail": "base_revision (the revision you saw, 0 for none) must be a whole number."},
+            status=400,
+        )
     try:
         services.skip_sample(
             sample_id,

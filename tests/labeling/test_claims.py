@@ -139,9 +139,11 @@ def test_skipping_needs_a_known_reason_and_frees_the_sample(dataset, labeler_use
     services.claim_batch(dataset.pk, labeler_user, size=1)
     client = client_for(labeler_user)
     url = f"/label/samples/{sample.pk}/skip/"
-    bad = client.post(url, {"reason": "bored"}, content_type="application/json")
+    bad = client.post(url, {"reason": "bored", "base_revision": 0}, content_type="application/json")
     assert bad.status_code == 400 and "bored" in bad.json()["detail"]
-    ok = client.post(url, {"reason": "bad_image"}, content_type="application/json")
+    ok = client.post(
+        url, {"reason": "bad_image", "base_revision": 0}, content_type="application/json"
+    )
     assert ok.status_code == 200
     sample.refresh_from_db()
     assert sample.status == "skipped"
@@ -164,10 +166,15 @@ def test_a_skip_from_an_editor_that_did_not_see_a_newer_label_is_refused(
     assert stale.status_code == 409 and stale.json()["code"] == "stale_revision"
     assert "nothing was skipped" in stale.json()["detail"]
     assert refresh(sample).status == "labeled"
-    bad = client.post(
-        url, {"reason": "bad_image", "base_revision": "1"}, content_type="application/json"
-    )
-    assert bad.status_code == 400
+    for base_revision in ("1", None, -1, True):
+        bad = client.post(
+            url,
+            {"reason": "bad_image", "base_revision": base_revision},
+            content_type="application/json",
+        )
+        assert bad.status_code == 400 and "base_revision" in bad.json()["detail"], base_revision
+    missing = client.post(url, {"reason": "bad_image"}, content_type="application/json")
+    assert missing.status_code == 400 and refresh(sample).status == "labeled"
     seen = client.post(
         url, {"reason": "bad_image", "base_revision": 1}, content_type="application/json"
     )
@@ -179,7 +186,15 @@ def test_a_body_nested_too_deeply_is_a_400_not_a_500(dataset, labeler_user, clie
     deep = "[" * 100_000 + "]" * 100_000
     client = client_for(labeler_user)
     skip = client.post(f"/label/samples/{sample.pk}/skip/", deep, content_type="application/json")
-    assert skip.status_code == 400 and "reason" in skip.json()["detail"]
+    assert skip.status_code == 400 and "not JSON" in skip.json()["detail"]
+    claim = client.post(
+        f"/label/datasets/{dataset.pk}/claim/", deep, content_type="application/json"
+    )
+    assert claim.status_code == 400 and not Claim.objects.exists()
+    listed = client.post(
+        f"/label/datasets/{dataset.pk}/claim/", "[]", content_type="application/json"
+    )
+    assert listed.status_code == 400 and "JSON object" in listed.json()["detail"]
     api = client.post(
         f"/api/v1/samples/{sample.pk}/annotations/", deep, content_type="application/json"
     )
