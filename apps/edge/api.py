@@ -472,7 +472,9 @@ class HeartbeatView(EdgeView):
                     help_text="The version the agent serves (null: none yet).",
                 ),
                 "health": serializers.DictField(
-                    required=False, help_text="What the agent reports; the fleet page shows it."
+                    required=False,
+                    allow_null=True,
+                    help_text="What the agent reports; the fleet page shows it.",
                 ),
             },
         ),
