@@ -93,7 +93,8 @@ def never_queued(job: Job) -> bool:
     return (
         job.status == JobStatus.FAILED
         and job.started_at is None
-        and job.message.startswith(NOT_QUEUED)
+        and isinstance(job.result, dict)
+        and job.result.get("not_queued") is True
     )
 
 
@@ -107,7 +108,10 @@ def _enqueue(job_id: int, task_name: str, queue: str) -> None:
         reason = f"{NOT_QUEUED} ({type(exc).__name__}: {exc}). Try again when it is back."
         logger.warning("job %s: %s", job_id, reason)
         Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
-            status=JobStatus.FAILED, message=reason[:500], finished_at=timezone.now()
+            status=JobStatus.FAILED,
+            message=reason[:500],
+            result={"not_queued": True},
+            finished_at=timezone.now(),
         )
         append_log(job_id, reason)
         raise BrokerUnavailable(reason) from exc

@@ -26,7 +26,9 @@ def deploy_committed(job: Job) -> tuple[str, dict] | None:
 
 
 def training_committed(job: Job) -> tuple[str, dict] | None:
-    version = ModelVersion.objects.filter(train_job_id=job.pk).select_related("loop").first()
+    version = (
+        ModelVersion.objects.filter(train_job_id=job.pk).select_related("loop", "parent").first()
+    )
     if version is None:
         return None
     result = {

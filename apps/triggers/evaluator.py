@@ -194,9 +194,13 @@ def judge_precision(rule: TriggerRule, now: datetime) -> Outcome:
     )
 
 
+def _measured_key_prefix(version_id) -> str:
+    return f"v{version_id}:"
+
+
 def _measured_key(version_id, pairs) -> str:
     """A measurement is of one deployed version on these pairs: its key names both."""
-    return f"v{version_id}:{conditions.pairs_key(pairs)}"
+    return _measured_key_prefix(version_id) + conditions.pairs_key(pairs)
 
 
 def _measured_value(rule: TriggerRule, deployed, pairs: list, inputs: dict):
@@ -206,7 +210,7 @@ def _measured_value(rule: TriggerRule, deployed, pairs: list, inputs: dict):
     another deployed version never counts, even if the deploy's reset (an on-commit receiver in
     the deploying process) was lost."""
     key = _measured_key(deployed.pk, pairs)
-    if rule.measured_key and not rule.measured_key.startswith(f"v{deployed.pk}:"):
+    if rule.measured_key and not rule.measured_key.startswith(_measured_key_prefix(deployed.pk)):
         rule.measured_key, rule.measured_value, rule.measured_count = "", None, 0
     job = rule.measure_job  # one of another version, once done (an active one blocks its scope)
     if job and job.params.get("version_id") != deployed.pk and job.status not in ACTIVE_STATUSES:

@@ -89,6 +89,7 @@ def test_a_click_during_a_broker_outage_says_so_and_leaves_no_queued_row(client,
     job = Job.objects.get()
     assert job.status == JobStatus.FAILED
     assert job.message.startswith("Not started: the job queue (Redis) could not be reached")
+    assert services.never_queued(job)  # what the trigger rules read to fire again
 
 
 def test_without_a_referer_the_page_is_a_clear_503(client, broker_down):

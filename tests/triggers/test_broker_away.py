@@ -90,7 +90,9 @@ def test_a_measurement_whose_job_never_queued_is_started_again(loop):
     evaluate_rule(rule.pk, now=T0)
     first = Job.objects.get(kind="evaluate")
     Job.objects.filter(pk=first.pk).update(
-        status="failed", message=f"{jobs.NOT_QUEUED} (ConnectionError: refused). Try again."
+        status="failed",
+        message=f"{jobs.NOT_QUEUED} (ConnectionError: refused). Try again.",
+        result={"not_queued": True},
     )
     decision = evaluate_rule(rule.pk, now=T0 + timedelta(seconds=10))
     assert (decision.verdict, decision.reason) == ("measuring", "measuring")
