@@ -149,12 +149,21 @@ def import_bundle(
         for name in parsed.annotation_files:
             if name not in parsed.file_problems and name not in parsed.missing_images:
                 report.add(name, ImportOutcome.READ, f"{parsed.format.upper()} labels read")
-    handled = set(images) | set(parsed.annotation_files if parsed else [])
+    handled = set(images)
+    if parsed is not None:  # each already has its line (read or rejected)
+        handled |= set(parsed.annotation_files) | set(parsed.file_problems)
     for name in bundle.names:
         if name in handled:
             continue
         if _is_side_file(name) and parsed is not None:
             report.add(name, ImportOutcome.READ, "class names or split lists read")
+        elif parsed is not None and posixpath.splitext(name)[1].lower() in LABEL_SUFFIXES:
+            report.add(
+                name,
+                ImportOutcome.IGNORED,
+                f"not read: this upload's labels were read as {parsed.format.upper()}, and "
+                "this file is not one of them",
+            )
         elif bundle.content_format(name):  # an image, in a format the portal does not take
             report.add(
                 name,
@@ -204,6 +213,10 @@ def _apply_listed_without_labels(parsed, options, labels, notes) -> None:
 # Files that describe a layout rather than label an image: Darknet's obj.data and its subset
 # lists, VOC's labelmap.txt (read for the class order).
 LAYOUT_FILES = ("obj.data", "labelmap.txt", "train.txt", "valid.txt", "val.txt", "test.txt")
+
+
+# Files that may hold labels in one of the formats the portal reads.
+LABEL_SUFFIXES = (".json", ".xml", ".txt")
 
 
 def _is_side_file(name: str) -> bool:

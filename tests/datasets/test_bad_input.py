@@ -380,6 +380,9 @@ def test_data_yaml_names_must_be_strings(dataset, run_upload, name):
     job = run_upload(dataset, [("u.zip", archive)])
     assert job.status == "succeeded", job.log
     assert rejected(job, "data.yaml").startswith("data.yaml: ")
+    assert [line["outcome"] for line in job.result["report"] if line["file"] == "data.yaml"] == [
+        "rejected"
+    ]  # and not also "read"
 
 
 def test_utf16_voc_xml_with_entities_is_refused(dataset, run_upload):

@@ -104,6 +104,10 @@ def test_a_chosen_format_is_used_instead_of_detection(dataset, run_upload):
     job = run_upload(dataset, [("both.zip", zip_bytes(files))], format="yolo")
     assert job.result["format"] == "yolo"
     assert boxes_of(Sample.objects.get()) == [("helmet", 16, 12, 48, 36)]
+    # The COCO file is said to be unread because of the chosen format, not "not a label file".
+    line = report_line(job, "annotations.json")
+    assert line["outcome"] == "ignored"
+    assert line["message"].startswith("not read: this upload's labels were read as YOLO")
 
 
 def test_loose_files_with_a_coco_json_are_one_upload(dataset, run_upload):
@@ -257,3 +261,32 @@ def test_coco_crowd_regions_are_left_out_and_said_so(dataset, run_upload):
             "message": "1 crowd region (iscrowd: 1) left out: areas to ignore, not objects",
         }
     ]
+
+
+def test_a_coco_image_with_only_crowd_regions_is_stored_unlabeled(dataset, run_upload):
+    """Not as an image with nothing in it: that would teach the model to see nothing there."""
+    import json
+
+    document = json.loads(
+        coco_json(
+            [("crowd.png", 64, 48), ("empty.png", 64, 48)],
+            [(0, "helmet", [0, 0, 64, 48]), (0, "helmet", [2, 2, 30, 30])],
+            ["helmet", "vest", "cone"],
+        )
+    )
+    for annotation in document["annotations"]:
+        annotation["iscrowd"] = 1
+    files = {
+        "crowd.png": image_bytes(1),
+        "empty.png": image_bytes(2),
+        "labels.json": json.dumps(document).encode(),
+    }
+    job = run_upload(dataset, [("crowd-only.zip", zip_bytes(files))])
+    assert job.status == "succeeded", job.log
+    statuses = {s.original_name: s.status for s in Sample.objects.all()}
+    assert statuses["crowd.png"] == "unlabeled"
+    assert statuses["empty.png"] == "labeled"  # listed with no annotations: truly empty
+    assert report_line(job, "labels.json")["message"] == (
+        "2 crowd regions (iscrowd: 1) left out: areas to ignore, not objects; "
+        "1 image with only crowd regions stored unlabeled, to label"
+    )

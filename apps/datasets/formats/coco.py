@@ -100,6 +100,7 @@ def _parse_document(name: str, doc, resolver: ImageResolver, parsed: ParsedLabel
             parsed.declared_sizes[path] = (*size, name)
     orphans = []
     crowds = 0
+    with_crowds = set()
     for annotation in doc["annotations"]:
         path = images.get(annotation.get("image_id"))
         if path is None:
@@ -113,6 +114,7 @@ def _parse_document(name: str, doc, resolver: ImageResolver, parsed: ParsedLabel
             # would teach the model a box around a whole crowd (Ultralytics' converter drops
             # them too). The image keeps its other boxes.
             crowds += 1
+            with_crowds.add(path)
             continue
         category = annotation.get("category_id")
         if category not in categories:
@@ -131,9 +133,17 @@ def _parse_document(name: str, doc, resolver: ImageResolver, parsed: ParsedLabel
         parsed.notes.append((name, "rejected", _orphans_message(orphans)))
     if crowds:
         regions = f"{crowds} crowd region{'s' if crowds != 1 else ''}"
-        parsed.notes.append(
-            (name, "warning", f"{regions} (iscrowd: 1) left out: areas to ignore, not objects")
-        )
+        message = f"{regions} (iscrowd: 1) left out: areas to ignore, not objects"
+        # An image whose only objects are crowds is not an image with nothing in it: stored as
+        # labeled with no boxes, it would teach the model to see nothing there. It waits to be
+        # labeled instead.
+        crowd_only = sorted(p for p in with_crowds if not parsed.labels.get(p))
+        for path in crowd_only:
+            del parsed.labels[path]
+        if crowd_only:
+            images_text = f"{len(crowd_only)} image{'s' if len(crowd_only) != 1 else ''}"
+            message += f"; {images_text} with only crowd regions stored unlabeled, to label"
+        parsed.notes.append((name, "warning", message))
 
 
 ORPHANS_NAMED = 10
