@@ -37,9 +37,12 @@ def to_pixels(boxes: list[LabeledBox], width: int, height: int) -> list[LabeledB
     ]
 
 
-# A side shorter than this is no box: it holds no pixel anyone could label, and the exports'
-# normalised coordinates (8 decimals in YOLO) would write it as 0, which every reader refuses.
+# A side shorter than this is no box: it holds no pixel anyone could label, and normalised
+# coordinates with few decimals would write it as 0, which every reader refuses.
 MIN_BOX_SIDE = 0.01
+# What a side may lose to rounding on its way through normalised text (YOLO) and back to pixels:
+# a box of exactly MIN_BOX_SIDE that the portal exported must import again.
+_SIDE_ROUNDING = 1e-6
 
 
 def check_boxes(
@@ -63,7 +66,8 @@ def check_boxes(
             raise BoxRejected(f"{label}: class {box.class_name!r} is not one of the dataset's")
         if box.x2 < box.x1 or box.y2 < box.y1:
             raise BoxRejected(f"{label} is inverted: x2 < x1 or y2 < y1 in {coordinates}")
-        if box.x2 - box.x1 < MIN_BOX_SIDE or box.y2 - box.y1 < MIN_BOX_SIDE:
+        shortest = min(box.x2 - box.x1, box.y2 - box.y1)
+        if shortest < MIN_BOX_SIDE - _SIDE_ROUNDING:
             raise BoxRejected(
                 f"{label} is empty (width or height under {MIN_BOX_SIDE} pixel): {coordinates}"
             )
@@ -74,7 +78,7 @@ def check_boxes(
             min(max(box.x2, 0.0), width),
             min(max(box.y2, 0.0), height),
         )
-        if clipped.x2 - clipped.x1 < MIN_BOX_SIDE or clipped.y2 - clipped.y1 < MIN_BOX_SIDE:
+        if min(clipped.x2 - clipped.x1, clipped.y2 - clipped.y1) < MIN_BOX_SIDE - _SIDE_ROUNDING:
             raise BoxRejected(f"{label} lies outside the {width}x{height} image: {coordinates}")
         if clipped != box:
             rounded = tuple(round(v, 1) for v in coordinates)

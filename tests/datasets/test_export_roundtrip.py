@@ -95,3 +95,23 @@ def test_skipped_and_queued_samples_leave_their_labels_out(fmt, dataset, run_upl
     restored = {s: v[1:] for s, v in current_boxes(copy).items()}
     assert restored[skipped.sha256] == restored[queued.sha256] == ("unlabeled", [])
     assert restored[kept.sha256] == ("labeled", [("vest", 1, 2, 10, 20)])
+
+
+@pytest.mark.parametrize("width", [64, 9_000, 40_000])
+def test_yolo_keeps_the_smallest_box_on_a_wide_image(width):
+    """A box of the smallest side the portal stores comes back through normalized coordinates
+    as the import reads them (8 decimals lost it on a 9000 px image)."""
+    from apps.datasets.boxes import MIN_BOX_SIDE, check_boxes, to_pixels
+    from apps.datasets.formats import yolo
+    from apps.datasets.formats.base import ExportEntry, LabeledBox
+
+    box = LabeledBox("helmet", width - 7.33, 3.0, width - 7.33 + MIN_BOX_SIDE, 3.0 + MIN_BOX_SIDE)
+    entry = ExportEntry("images/train/a.png", width, 50, "train", [box])
+    data = yolo.label_lines(entry, {"helmet": 0})
+    assert b"e" not in data  # fixed-point only
+    read = to_pixels(yolo._parse_lines("a.txt", data, {0: "helmet"}), width, 50)
+    (back,) = check_boxes(read, width, 50, ["helmet"]).boxes
+    for original, returned in zip(
+        (box.x1, box.y1, box.x2, box.y2), (back.x1, back.y1, back.x2, back.y2), strict=True
+    ):
+        assert abs(original - returned) < 1e-4

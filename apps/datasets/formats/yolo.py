@@ -193,14 +193,23 @@ def image_path(split: str, file_name: str) -> str:
     return f"images/{SUBSETS.get(split, split)}/{file_name}"
 
 
+# Pixels a normalized coordinate may be off by once written: far under the smallest box side the
+# portal stores (boxes.MIN_BOX_SIDE), so that any box it exported comes back on re-import.
+PIXEL_PRECISION_DIGITS = 6
+
+
 def label_lines(entry: ExportEntry, index: dict[str, int]) -> bytes:
+    # Decimals enough for the image's size: 8 would lose a 0.01 px box on a 9000 px image.
+    # Fixed-point, never exponents, which some readers do not take.
+    decimals = PIXEL_PRECISION_DIGITS + len(str(max(entry.width, entry.height, 1)))
     lines = []
     for box in entry.boxes:
         cx = (box.x1 + box.x2) / 2 / entry.width
         cy = (box.y1 + box.y2) / 2 / entry.height
         w = (box.x2 - box.x1) / entry.width
         h = (box.y2 - box.y1) / entry.height
-        lines.append(f"{index[box.class_name]} {cx:.8f} {cy:.8f} {w:.8f} {h:.8f}\n")
+        numbers = " ".join(f"{value:.{decimals}f}" for value in (cx, cy, w, h))
+        lines.append(f"{index[box.class_name]} {numbers}\n")
     return "".join(lines).encode()
 
 
