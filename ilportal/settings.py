@@ -4,6 +4,7 @@ With no environment at all the portal runs embedded: SQLite and files under var/
 embedded Redis that `manage.py runportal` starts on a unix socket in var/redis/.
 """
 
+import os
 import secrets
 from pathlib import Path
 
@@ -67,6 +68,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "ilportal.content_security_policy.ContentSecurityPolicyMiddleware",
     # Last, so that it sees a view's exception first: outages become clear answers (503).
     "apps.ops.middleware.ServiceUnavailableMiddleware",
 ]
@@ -182,6 +184,8 @@ else:
 FILE_SERVING = envstr("FILE_SERVING", "django")
 FILE_SERVING_ACCEL_PREFIX = envstr("FILE_SERVING_ACCEL_PREFIX", "/protected-media/")
 FILE_SERVING_URL_EXPIRY_S = envint("FILE_SERVING_URL_EXPIRY_S", 60)
+# Unset: the portal's own policy (ilportal/content_security_policy.py); empty: no header.
+CONTENT_SECURITY_POLICY = os.environ.get("CONTENT_SECURITY_POLICY")
 # Local media files and folders (octal): owner-only unless set, e.g. 640/750 so that a group
 # such as nginx's (FILE_SERVING=x-accel-redirect) may read them.
 FILE_UPLOAD_PERMISSIONS = int(envstr("FILE_UPLOAD_PERMISSIONS", "600"), 8)

@@ -159,7 +159,13 @@ class LivePortal:
 
 
 @pytest.fixture
-def live_portal(transactional_db, tmp_path, settings):
+def live_portal_env():
+    """More environment for the live portal's processes (a test module may override this)."""
+    return {}
+
+
+@pytest.fixture
+def live_portal(transactional_db, tmp_path, settings, live_portal_env):
     """The ASGI server and a Celery worker (both queues) as real processes on the test database."""
     from django.db import connection
 
@@ -174,6 +180,7 @@ def live_portal(transactional_db, tmp_path, settings):
         "ILPORTAL_TEST_DB_NAME": connection.settings_dict["NAME"],
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
         "PYTHONUNBUFFERED": "1",
+        **live_portal_env,
     }
     worker_name = f"test-{port}@{socket.gethostname()}"
     commands = {

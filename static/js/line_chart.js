@@ -142,6 +142,10 @@
       const source = document.getElementById(element.dataset.chart);
       if (source) window.drawChart(element, JSON.parse(source.textContent));
     });
+    document.querySelectorAll("[data-version-chart]").forEach((element) => {
+      const source = document.getElementById(element.dataset.versionChart);
+      if (source) window.drawVersionChart(element, JSON.parse(source.textContent));
+    });
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", drawDescribedCharts);
   else drawDescribedCharts();

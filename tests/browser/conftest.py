@@ -34,13 +34,29 @@ def browser():
 
 
 @pytest.fixture
-def page(browser, tmp_path):
+def csp_blocked():
+    """What the Content-Security-Policy blocked on the test's pages, as Chromium logged it."""
+    return []
+
+
+@pytest.fixture
+def page(browser, tmp_path, csp_blocked):
+    """A page whose every load is also a check of the Content-Security-Policy: Chromium logs each
+    script, style or image the policy blocked, and any such line fails the test."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
+    blocked = csp_blocked
+    context.on(
+        "console",
+        lambda message: (
+            blocked.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
     page = context.new_page()
     page.set_default_timeout(20_000)
     yield page
     page.screenshot(path=str(tmp_path / "last.png"))
     context.close()
+    assert not blocked, "the page's Content-Security-Policy blocked:\n" + "\n".join(blocked)
 
 
 @pytest.fixture

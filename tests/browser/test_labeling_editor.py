@@ -53,7 +53,8 @@ def state(page):
 
 def wait_saved(page, sample):
     page.wait_for_function(
-        f"(document.body.dataset.lastSaved || '').startsWith('{sample.pk}:')", timeout=10_000
+        f"() => (document.body.dataset.lastSaved || '').startsWith('{sample.pk}:')",
+        timeout=10_000,
     )
 
 
@@ -220,7 +221,7 @@ def test_view_keys_zoom_pan_fit_and_hide(page, log_in, live_portal):
     page.keyboard.press("Escape")
     page.mouse.move(*on_screen(page, 200, 150))
     page.mouse.wheel(0, -300)
-    page.wait_for_function(f"window.labelingEditor.state().view.scale > {panned['scale']}")
+    page.wait_for_function(f"() => window.labelingEditor.state().view.scale > {panned['scale']}")
     page.keyboard.press("f")
     drag(page, (10, 10), (60, 60))
     page.keyboard.press("Alt+h")
@@ -454,6 +455,6 @@ def test_leaving_with_unsaved_boxes_asks_first(page, log_in, live_portal):
         page.goto(f"{live_portal.url}/label/", timeout=3_000)
     assert asked == ["beforeunload"] and len(state(page)["boxes"]) == 1
     page.keyboard.press("Control+Enter")  # saved: the next sample is clean, leaving is free
-    page.wait_for_function("document.body.dataset.lastSaved")
+    page.wait_for_function("() => document.body.dataset.lastSaved")
     page.goto(f"{live_portal.url}/label/")
     assert asked == ["beforeunload"]
