@@ -5,6 +5,7 @@ from apps.jobs import events
 from apps.jobs.models import Job
 
 CLOSE_FORBIDDEN = 4403
+CLOSE_UNSUPPORTED_DATA = 1003
 
 
 class JobProgressConsumer(AsyncJsonWebsocketConsumer):
@@ -24,8 +25,10 @@ class JobProgressConsumer(AsyncJsonWebsocketConsumer):
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
-    async def receive_json(self, content, **kwargs):
-        """Clients only listen; anything they send is ignored."""
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        """Clients only listen. A message is closed on without being decoded: each may be 1 MiB
+        (daphne's limit), and decoding a stream of them would queue the rest in memory."""
+        await self.close(code=CLOSE_UNSUPPORTED_DATA)
 
     async def job_state(self, message):
         await self.send_json({"event": "state", "job": message["job"]})

@@ -3,7 +3,7 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
 
 from apps.jobs import events, services
-from apps.jobs.consumers import CLOSE_FORBIDDEN, JobProgressConsumer
+from apps.jobs.consumers import CLOSE_FORBIDDEN, CLOSE_UNSUPPORTED_DATA, JobProgressConsumer
 from tests.factories import JobFactory, UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -75,6 +75,22 @@ async def test_a_missing_job_is_refused(in_memory_layer):
     user = await database_sync_to_async(UserFactory)(role="admin")
     connected, code = await communicator_for(user, 999999).connect()
     assert not connected and code == CLOSE_FORBIDDEN
+
+
+async def test_a_client_that_sends_is_closed_on(in_memory_layer):
+    """The socket only carries the job's updates to the page; nothing a client sends is read."""
+    from channels.db import database_sync_to_async
+
+    user = await database_sync_to_async(UserFactory)(role="viewer")
+    job = await database_sync_to_async(JobFactory)()
+    communicator = communicator_for(user, job.pk)
+    connected, _ = await communicator.connect()
+    assert connected
+    await communicator.receive_json_from(timeout=5)  # the current state
+    await communicator.send_to(text_data="[" * 500_000)
+    closed = await communicator.receive_output(timeout=5)
+    assert closed == {"type": "websocket.close", "code": CLOSE_UNSUPPORTED_DATA}
+    await communicator.wait()
 
 
 def test_group_names_are_per_job():
