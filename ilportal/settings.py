@@ -223,6 +223,8 @@ DATA_UPLOAD_MAX_NUMBER_FILES = envint("DATASET_MAX_UPLOAD_FILES", 10_000)  # Dja
 # Any request body: the web server answers 413 past this, before the body is stored anywhere.
 # Views that take larger bodies (uploads) declare who may send them (apps/accounts/body_gate.py).
 REQUEST_MAX_BODY_BYTES = envint("REQUEST_MAX_BODY_BYTES", DATASET_MAX_UPLOAD_BYTES + 16 * 1024**2)
+# A request's headers must arrive within this many seconds of their first byte (slowloris).
+REQUEST_HEADER_TIMEOUT_S = float(envstr("REQUEST_HEADER_TIMEOUT_S", "30"))
 
 # --- Labeling: how long a claimed sample stays reserved for its labeler ----------------------
 LABELING_CLAIM_MINUTES = envint("LABELING_CLAIM_MINUTES", 30)

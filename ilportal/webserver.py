@@ -1,4 +1,5 @@
-"""Daphne, told not to hold request bodies in memory (`install()` runs from ilportal/asgi.py).
+"""Daphne, told not to hold request bodies in memory and not to wait forever for a request's
+headers (`install()` runs from ilportal/asgi.py).
 
 Measured with a 100 MB multipart POST that the application refuses without reading: stock daphne
 grows by 1.2 GB before the application is even called, for two reasons fixed here.
@@ -34,6 +35,7 @@ from asgiref.sync import sync_to_async
 from daphne.http_protocol import WebRequest
 from daphne.server import Server
 from django.conf import settings
+from twisted.web.http import HTTPChannel, _GenericHTTPChannelProtocol
 
 from apps.accounts import body_gate
 
@@ -136,6 +138,59 @@ class BoundedWebRequest(WebRequest):
         self.channel.loseConnection()
 
 
+class HeaderDeadlineChannel(HTTPChannel):
+    """Twisted's HTTP channel with a deadline for each request's headers.
+
+    Twisted only closes a connection that sends nothing for a while (60 s), so a client that
+    sends a request's headers one byte every few seconds (slowloris) holds its connection, and
+    a few thousand such clients hold every socket the server may open. Here the headers must be
+    complete within REQUEST_HEADER_TIMEOUT_S of their first byte (nginx's client_header_timeout;
+    Apache's mod_reqtimeout), or the client gets 408 and the connection is closed. A body's
+    pace is left to the idle timeout: an upload over a slow link is legitimate."""
+
+    _header_deadline = None
+    _between_requests = True
+
+    def dataReceived(self, data):
+        if self._between_requests:
+            self._between_requests = False
+            self._header_deadline = self.callLater(
+                settings.REQUEST_HEADER_TIMEOUT_S, self._headers_too_slow
+            )
+        super().dataReceived(data)
+
+    def allHeadersReceived(self):
+        self._cancel_header_deadline()
+        super().allHeadersReceived()
+
+    def requestDone(self, request):
+        super().requestDone(request)
+        self._between_requests = True
+
+    def connectionLost(self, reason):
+        self._cancel_header_deadline()
+        super().connectionLost(reason)
+
+    def _cancel_header_deadline(self):
+        if self._header_deadline is not None and self._header_deadline.active():
+            self._header_deadline.cancel()
+        self._header_deadline = None
+
+    def _headers_too_slow(self):
+        self._header_deadline = None
+        logger.info("Closed %s: its request headers took over %s s", self.transport.getPeer(),
+                    settings.REQUEST_HEADER_TIMEOUT_S)  # fmt: skip
+        self.transport.write(
+            b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        )
+        self.transport.loseConnection()
+
+
+def _channel_with_header_deadline(factory) -> _GenericHTTPChannelProtocol:
+    """What twisted.web.http.HTTPFactory builds for each connection, with the channel above."""
+    return _GenericHTTPChannelProtocol(HeaderDeadlineChannel())
+
+
 @dataclass(frozen=True)
 class _SpooledChunk:
     offset: int
@@ -198,4 +253,5 @@ def install() -> None:
     daphne imports the application before it builds its server, and looks its request class up
     when a connection opens, so this runs in time from ilportal/asgi.py."""
     daphne.http_protocol.WebRequest = BoundedWebRequest
+    daphne.http_protocol.HTTPFactory.protocol = _channel_with_header_deadline
     daphne.cli.CommandLineInterface.server_class = BoundedServer

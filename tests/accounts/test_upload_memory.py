@@ -4,56 +4,18 @@ generator, so the test itself never holds it either."""
 
 import contextlib
 import http.client
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 
 import psutil
 import pytest
 
-from tests.conftest import REPO, _port_open, _stop, free_port
 from tests.factories import DatasetFactory, UserFactory
 
 MB = 1024 * 1024
 BOUNDARY = "ilportal-test-boundary"
 CSRF = "a" * 32
-
-
-@pytest.fixture
-def web_server(transactional_db, tmp_path, settings):
-    """daphne serving ilportal.asgi on the test database; yields (port, psutil.Process)."""
-    from django.db import connection
-
-    def start(**extra_env):
-        port = free_port()
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "ilportal.settings_test",
-            "ILPORTAL_TEST_DB_NAME": connection.settings_dict["NAME"],
-            "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-            **extra_env,
-        }
-        log = (tmp_path / f"web-{port}.log").open("w")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-             "ilportal.asgi:application"],
-            env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        started.append(process)
-        deadline = time.monotonic() + 60
-        while not _port_open(port):
-            assert process.poll() is None, (tmp_path / f"web-{port}.log").read_text()
-            assert time.monotonic() < deadline, "daphne did not start"
-            time.sleep(0.1)
-        return port, psutil.Process(process.pid)
-
-    started: list[subprocess.Popen] = []
-    yield start
-    for process in started:
-        _stop(process)
 
 
 FORM_FIELDS = {"format": "auto", "unknown_classes": "reject"}  # what the upload page sends
