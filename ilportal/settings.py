@@ -291,6 +291,8 @@ LOGIN_URL = "login"
 # Failed sign-ins per account and address before that pair must wait (apps.accounts.login_throttle).
 LOGIN_MAX_FAILURES = envint("LOGIN_MAX_FAILURES", 10)
 LOGIN_LOCKOUT_S = envint("LOGIN_LOCKOUT_S", 900)
+# Reverse proxies whose X-Forwarded-For names the client (apps/accounts/client_address.py).
+TRUSTED_PROXIES = envlist("TRUSTED_PROXIES", [])
 LOGIN_REDIRECT_URL = "dashboard:home"
 LOGOUT_REDIRECT_URL = "login"
 SESSION_COOKIE_AGE = envint("SESSION_COOKIE_AGE", 14 * 24 * 3600)

@@ -3,6 +3,7 @@ from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
 
 from apps.accounts import login_throttle
+from apps.accounts.client_address import client_address
 from apps.loops.models import Loop
 
 
@@ -40,7 +41,7 @@ class ThrottledSignIn:
 
     def clean(self):
         username = self.cleaned_data.get("username") or ""
-        address = self.request.META.get("REMOTE_ADDR", "") if self.request else ""
+        address = client_address(self.request.META) if self.request else ""
         wait = login_throttle.wait_s(username, address)
         if wait:
             self.throttled = (

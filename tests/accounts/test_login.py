@@ -83,3 +83,51 @@ def test_a_right_password_clears_the_count(client, settings):
         ok = client.post("/login/", {"username": "cleared", "password": PASSWORD})
         assert ok.status_code == 302  # one failure, then success: never locked
         client.logout()
+
+
+def test_behind_a_trusted_proxy_each_client_address_is_counted_apart(client, settings):
+    settings.LOGIN_MAX_FAILURES, settings.TRUSTED_PROXIES = 2, ["10.1.1.1"]
+    UserFactory(username="proxied", role="viewer")
+    via_proxy = {"REMOTE_ADDR": "10.1.1.1"}
+    for _ in range(2):  # a stranger, through the proxy, trying to lock the user out
+        client.post(
+            "/login/",
+            {"username": "proxied", "password": "wrong"},
+            HTTP_X_FORWARDED_FOR="203.0.113.7",
+            **via_proxy,
+        )
+    locked = client.post(
+        "/login/",
+        {"username": "proxied", "password": PASSWORD},
+        HTTP_X_FORWARDED_FOR="203.0.113.7",
+        **via_proxy,
+    )
+    assert b"Too many failed sign-ins" in locked.content
+    # The user, through the same proxy from their own address, signs in; a spoofed left-hand
+    # entry does not make the stranger's address theirs.
+    mine = client.post(
+        "/login/",
+        {"username": "proxied", "password": PASSWORD},
+        HTTP_X_FORWARDED_FOR="203.0.113.7, 198.51.100.20",
+        **via_proxy,
+    )
+    assert mine.status_code == 302
+
+
+def test_x_forwarded_for_from_an_untrusted_address_is_ignored(client, settings):
+    settings.LOGIN_MAX_FAILURES, settings.TRUSTED_PROXIES = 2, ["10.1.1.1"]
+    UserFactory(username="direct", role="viewer")
+    for spoofed in ("198.51.100.1", "198.51.100.2"):  # a new "address" each try
+        client.post(
+            "/login/",
+            {"username": "direct", "password": "wrong"},
+            HTTP_X_FORWARDED_FOR=spoofed,
+            REMOTE_ADDR="192.0.2.50",
+        )
+    again = client.post(
+        "/login/",
+        {"username": "direct", "password": PASSWORD},
+        HTTP_X_FORWARDED_FOR="198.51.100.3",
+        REMOTE_ADDR="192.0.2.50",
+    )
+    assert b"Too many failed sign-ins" in again.content
