@@ -150,6 +150,9 @@ WORKER_HEARTBEAT_MAX_AGE_S = envint("WORKER_HEARTBEAT_MAX_AGE_S", 60)
 # Labels and deploys are evaluated at once as events; this period only bounds the rest.
 TRIGGER_CHECK_PERIOD_S = max(1, envint("TRIGGER_CHECK_PERIOD_S", 10))
 JOB_PROGRESS_MIN_INTERVAL_S = float(envstr("JOB_PROGRESS_MIN_INTERVAL_S", "0.5"))
+# Plugin modules (docs/ml.md) a loop's algorithm YAML may name in `plugins:`; importing one runs
+# its code in every process, so only those the operator installed and lists here.
+ALGORITHM_PLUGINS = envlist("ALGORITHM_PLUGINS", [])
 
 # --- Files: local under var/media, or S3-compatible object storage --------------------------
 MEDIA_ROOT = Path(envstr("MEDIA_ROOT", str(VAR_DIR / "media")))

@@ -53,7 +53,9 @@ def check_algorithm_yaml(text: str, class_names: list[str]):
     from worker.ml.errors import ConfigError, RegistryError
 
     try:
-        config = load_algorithm_config(text)
+        # Only the operator's plugin modules: a plugin is imported (its code runs) in the web
+        # process and every worker, so the YAML of a form may not name any module or file.
+        config = load_algorithm_config(text, allowed_plugins=settings.ALGORITHM_PLUGINS)
     except (ConfigError, RegistryError) as exc:
         raise LoopError(f"Algorithm YAML: {exc}") from exc
     yaml_classes = config.basemodel.hyperparameters.get("class_names")

@@ -502,6 +502,31 @@ def test_an_admin_changes_the_settings_and_bad_ones_change_nothing(client, admin
     assert broken.status_code == 400 and "JSON parse error" in broken.json()["detail"]
 
 
+def test_a_yaml_may_import_only_the_operators_plugin_modules(
+    client, admin_user, loop, settings, tmp_path
+):
+    """A plugin is imported (its code runs) in the web process and every worker: a YAML from the
+    API may name only the modules listed in ALGORITHM_PLUGINS, and nothing else is imported."""
+    client.force_login(admin_user)
+    url = reverse("api-loop", args=[loop.pk])
+    ran = tmp_path / "ran"
+    plugin = tmp_path / "side_effect.py"
+    plugin.write_text(f"open({str(ran)!r}, 'w').close()\n")
+    for module in (str(plugin), "antigravity", "/etc/passwd"):
+        text = f"{tiny_yaml().strip()}\nplugins: [{module}]"
+        response = client.patch(url, {"algorithm_yaml": text}, content_type="application/json")
+        assert response.status_code == 400, (module, response.content)
+        assert "is not an allowed plugin module" in response.json()["detail"]
+    assert not ran.exists()
+    loop.refresh_from_db()
+    assert loop.algorithm_yaml == tiny_yaml().strip()
+    settings.ALGORITHM_PLUGINS = [str(plugin)]
+    text = f"{tiny_yaml().strip()}\nplugins: [{plugin}]"
+    response = client.patch(url, {"algorithm_yaml": text}, content_type="application/json")
+    assert response.status_code == 200, response.content
+    assert ran.exists()
+
+
 def test_the_loop_shows_its_active_jobs(client, viewer_user, loop):
     job = services.start_training(loop, user=None)
     client.force_login(viewer_user)

@@ -129,8 +129,13 @@ def _section(data: dict, key: str, class_type: str) -> PluginSpec:
     return PluginSpec(name=name, class_type=class_type, hyperparameters=params)
 
 
-def load_algorithm_config(path_or_text) -> AlgorithmConfig:
-    """Parse and validate an algorithm configuration (a YAML path, YAML text or a dict)."""
+def load_algorithm_config(path_or_text, *, allowed_plugins=None) -> AlgorithmConfig:
+    """Parse and validate an algorithm configuration (a YAML path, YAML text or a dict).
+
+    ``allowed_plugins``: the only plugin modules the YAML may name (None: any). Importing a module
+    runs its code, so a caller whose YAML comes from a web form names those it trusts, and any
+    other is refused before anything is imported.
+    """
     data = _parse_yaml(path_or_text)
     unknown = sorted(set(data) - set(TOP_LEVEL_KEYS))
     if unknown:
@@ -140,6 +145,14 @@ def load_algorithm_config(path_or_text) -> AlgorithmConfig:
     plugins = data.get("plugins") or []
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
         raise ConfigError("expected a list of module paths", "plugins")
+    if allowed_plugins is not None:
+        refused = [plugin for plugin in plugins if plugin not in allowed_plugins]
+        if refused:
+            raise ConfigError(
+                f"{refused[0]!r} is not an allowed plugin module here; allowed: "
+                f"{sorted(allowed_plugins) or 'none'}",
+                "plugins",
+            )
     for plugin in plugins:
         try:
             load_plugin_module(plugin)
