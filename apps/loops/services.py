@@ -90,8 +90,18 @@ def create_loop(*, name: str, dataset: Dataset, algorithm_yaml: str = "", user=N
     )
 
 
+# The default YAML is about 1.3 kB. Every version keeps a copy of its loop's YAML and the loops
+# list, the API and the compare page's diff carry it, so a megabyte of comments is refused.
+MAX_ALGORITHM_YAML_CHARS = 64 * 1024
+
+
 def update_loop(loop: Loop, *, algorithm_yaml: str, **fields) -> Loop:
     """Validates and saves. New settings apply to the next job: jobs read the loop at start."""
+    if len(algorithm_yaml) > MAX_ALGORITHM_YAML_CHARS:
+        raise LoopError(
+            f"Algorithm YAML: at most {MAX_ALGORITHM_YAML_CHARS:,} characters, "
+            f"got {len(algorithm_yaml):,}."
+        )
     algorithm_yaml = algorithm_yaml.strip() or default_algorithm_yaml(loop.dataset.class_names)
     check_algorithm_yaml(algorithm_yaml, loop.dataset.class_names)
     loop.algorithm_yaml = algorithm_yaml

@@ -431,6 +431,7 @@ def test_an_admin_creates_a_loop_with_the_forms_defaults(client, admin_user):
     [
         ({"algorithm_yaml": "basemodel: {name: NoSuchModel}"}, "NoSuchModel"),
         ({"algorithm_yaml": "just: [unbalanced"}, "Algorithm YAML"),
+        ({"algorithm_yaml": "basemodel: {name: FPN}\n#" + "x" * 2**20}, "at most 65,536"),
         (
             {"algorithm_yaml": "basemodel:\n  name: FPN\n  hyperparameters: {class_names: [a]}"},
             "differ from the dataset's",
@@ -487,6 +488,7 @@ def test_an_admin_changes_the_settings_and_bad_ones_change_nothing(client, admin
     assert loop.algorithm_yaml == tiny_yaml().strip() and loop.description == "north"
     for bad in (
         {"algorithm_yaml": "basemodel: {name: NoSuchModel}", "auto_evaluate": False},
+        {"algorithm_yaml": tiny_yaml() + "#" * 70_000, "auto_evaluate": False},
         {"gate_min_metrics": {"nope": 1}, "auto_evaluate": False},
         {"dataset": 3},
         {"name": "renamed"},

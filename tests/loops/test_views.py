@@ -48,6 +48,7 @@ def test_admin_creates_a_loop_and_its_first_training_starts(client, synthetic_da
         ("basemodel:\n  name: FPN\n  hyperparameters: {learning_rate: fast}", "learning_rate"),
         ("basemodel:\n  name: FPN\n  hyperparameters: {class_names: [a, b]}", "differ from the"),
         ("just: [unbalanced", "YAML"),
+        ("basemodel: {name: FPN}\n# " + "x" * 70_000, "at most 65,536 characters"),
     ],
 )
 def test_a_bad_algorithm_yaml_is_a_form_error_and_nothing_is_created(
