@@ -85,8 +85,9 @@ def whole_number_parameter(name: str, description: str) -> OpenApiParameter:
 
 
 def int_param(request, name: str) -> int | None:
+    # An empty value is not a number: `?after=` is a 400, as in the datasets API and the schema.
     raw = request.query_params.get(name)
-    if raw in (None, ""):
+    if raw is None:
         return None
     try:
         value = int(raw)
@@ -95,6 +96,14 @@ def int_param(request, name: str) -> int | None:
     if not WHOLE_NUMBER["minimum"] <= value <= WHOLE_NUMBER["maximum"]:
         raise InvalidRequest(f"{name} must be a whole number from 0 to 2**63-1, not {raw!r}.")
     return value
+
+
+def choice_parameter(name: str, choices, description: str = "") -> OpenApiParameter:
+    """A filter of fixed values; an empty one means "any" (as a form's blank choice sends it),
+    and the schema says so, or a client generated from it would refuse to send it."""
+    return OpenApiParameter(
+        name, enum=[*sorted(choices), ""], description=f"{description} (empty: any)".lstrip()
+    )
 
 
 def choice_param(request, name: str, choices) -> str | None:
@@ -266,8 +275,8 @@ class JobListView(DeviceReadableApiView):
     @extend_schema(
         operation_id="jobs_list",
         parameters=[
-            OpenApiParameter("kind", enum=sorted(KINDS)),
-            OpenApiParameter("status", enum=JobStatus.values),
+            choice_parameter("kind", KINDS),
+            choice_parameter("status", JobStatus.values),
             whole_number_parameter("loop", "Jobs of this loop"),
             *PAGE_PARAMETERS,
         ],

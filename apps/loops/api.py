@@ -10,7 +10,7 @@ from django.db import transaction
 from django.db.models import Count, F, IntegerField, OuterRef, Prefetch, Subquery
 from django.db.models.functions import Coalesce
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -27,6 +27,7 @@ from apps.jobs.api import (
     JobConflictSerializer,
     JobSerializer,
     choice_param,
+    choice_parameter,
     conflict,
     error_responses,
     int_param,
@@ -567,7 +568,7 @@ class VersionListView(DeviceReadableApiView):
     @extend_schema(
         operation_id="loops_versions_list",
         parameters=[
-            OpenApiParameter("stage", enum=Stage.values),
+            choice_parameter("stage", Stage.values),
             *PAGE_PARAMETERS,
         ],
         responses={
@@ -681,7 +682,7 @@ class EvaluationListView(DeviceReadableApiView):
         operation_id="loops_evaluations_list",
         parameters=[
             whole_number_parameter("version", "Evaluations of this version number"),
-            OpenApiParameter("set", enum=EvaluationSet.values),
+            choice_parameter("set", EvaluationSet.values),
             *PAGE_PARAMETERS,
         ],
         responses={

@@ -87,7 +87,14 @@ def test_filters_by_kind_status_and_loop(client, viewer_user, some_jobs):
     assert ids(status="queued") == [some_jobs["evaluate"].pk]
     assert ids(loop=2) == [some_jobs["evaluate"].pk]
     assert ids(loop=1, status="succeeded") == []
+    # An empty filter is "any", as the schema says; an empty number is no number.
+    assert ids(kind="", status="") == ids()
+    schema = client.get(reverse("api-schema"), {"format": "json"}).json()
+    listed = {p["name"]: p["schema"] for p in schema["paths"]["/api/v1/jobs/"]["get"]["parameters"]}
+    assert "" in listed["kind"]["enum"] and "" in listed["status"]["enum"]
     for bad, message in (
+        ({"loop": ""}, "loop must be an integer, not ''"),
+        ({"after": ""}, "after must be an integer, not ''"),
         ({"kind": "party"}, "kind must be one of"),
         ({"status": "done"}, "status must be one of"),
         ({"loop": "one"}, "loop must be an integer"),

@@ -249,6 +249,9 @@ def test_deployments_and_evaluations_list_newest_first(client, viewer_user, hist
     assert client.get(url, {"set": "regression"}).json()["results"] == []
     bad = client.get(url, {"set": "moon"})
     assert bad.status_code == 400 and "set must be one of" in bad.json()["detail"]
+    assert [e["version"] for e in client.get(url, {"set": ""}).json()["results"]] == [3, 2]
+    empty = client.get(url, {"version": ""})
+    assert empty.status_code == 400 and "version must be an integer" in empty.json()["detail"]
 
 
 def test_versions_page_with_a_keyset_cursor_and_a_stage_filter(client, viewer_user, history):
@@ -261,6 +264,8 @@ def test_versions_page_with_a_keyset_cursor_and_a_stage_filter(client, viewer_us
     archived = client.get(url, {"stage": "archived"}).json()["results"]
     assert [v["number"] for v in archived] == [1]
     assert client.get(url, {"after": "soon"}).status_code == 400
+    assert client.get(url, {"after": ""}).status_code == 400
+    assert len(client.get(url, {"stage": ""}).json()["results"]) == 3  # empty: any stage
     assert client.get(url, {"limit": "many"}).json() == {"detail": "limit must be an integer."}
 
 
