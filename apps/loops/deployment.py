@@ -22,9 +22,18 @@ def smoke_test(archive_path: str, sha256: str) -> dict:
     return report
 
 
+def _deployable(version_id: int, action: str) -> ModelVersion:
+    """The version as it is now, if `action` may still deploy it (LoopError fails the job)."""
+    version = ModelVersion.objects.select_related("loop").get(pk=version_id)
+    services.check_deployable(version, action)
+    return version
+
+
 def run_deploy(job: Job, progress: JobProgress) -> dict:
-    version = ModelVersion.objects.select_related("loop").get(pk=job.params["version_id"])
     action = job.params.get("action", "deploy")
+    # Asked when the button was pressed; asked again now, and before the pointer moves, since an
+    # evaluation may fail the gate while this job waits in its queue or runs the smoke test.
+    version = _deployable(job.params["version_id"], action)
     progress.update(10, f"Fetching {version.label}", force=True)
     path = artifacts.fetch(version.artifact.name, version.artifact_sha256)
     try:
@@ -36,6 +45,7 @@ def run_deploy(job: Job, progress: JobProgress) -> dict:
     progress.update(60, "LiteRT file for the edge: convert if missing, smoke test", force=True)
     edge = prepare_for_edge(version)
     progress.log(f"LiteRT file ready (sha256 {edge['litert_sha256'][:12]}…), smoke test passed")
+    _deployable(version.pk, action)
     deployment = services.move_deployed_pointer(
         version.pk,
         action=action,

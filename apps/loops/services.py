@@ -315,7 +315,22 @@ def start_deploy(
             raise LoopError("A forced deploy needs a written reason.")
         if user is not None and not user.has_perm("loops.force_deploy"):
             raise jobs.JobPermissionDenied("Only admins may force a deploy.")
-    if loop.deployed_version_id == version.pk:
+    check_deployable(version, action)
+    return _start(
+        "deploy",
+        loop,
+        user=user,
+        trigger=trigger,
+        started_by=started_by,
+        params={"version_id": version.pk, "action": action, "reason": reason.strip()},
+    )
+
+
+def check_deployable(version: ModelVersion, action: str) -> None:
+    """LoopError when `action` may not move the pointer to `version` now. The button asks, and
+    the deploy job asks again before it moves the pointer: while the job waited in its queue an
+    evaluation may have failed the version's gate, or the pointer moved."""
+    if version.loop.deployed_version_id == version.pk:
         raise LoopError(f"{version.label} is already deployed.")
     if action == DeploymentAction.DEPLOY and version.gate_passed is not True:
         raise LoopError(
@@ -325,14 +340,6 @@ def start_deploy(
         )
     if action == DeploymentAction.ROLLBACK and not version.deployments.exists():
         raise LoopError(f"{version.label} was never deployed: roll back to an earlier version.")
-    return _start(
-        "deploy",
-        loop,
-        user=user,
-        trigger=trigger,
-        started_by=started_by,
-        params={"version_id": version.pk, "action": action, "reason": reason.strip()},
-    )
 
 
 # --- Follow-ups: the job after a job (evaluate after training, deploy after a passed gate) ------

@@ -345,6 +345,33 @@ def test_deploying_a_version_that_failed_its_gate_is_400_with_the_reasons(
     assert not Job.objects.exists()
 
 
+@pytest.mark.django_db(transaction=True)  # the job runner closes its connection, as a worker does
+def test_a_deploy_whose_gate_failed_while_it_was_queued_deploys_nothing(
+    client, admin_user, history
+):
+    """The deploy job asks again what the button asked: an evaluation that failed the version's
+    gate while the job waited in its queue leaves the pointer and the deployments as they were."""
+    from apps.jobs.runner import run_job
+    from apps.loops.deployment import run_deploy
+
+    client.force_login(admin_user)
+    v3 = history[3]
+    ModelVersion.objects.filter(pk=v3.pk).update(gate_passed=True)
+    started = client.post(reverse("api-version-deploy", args=[v3.loop_id, 3]))
+    assert started.status_code == 202
+    ModelVersion.objects.filter(pk=v3.pk).update(
+        gate_passed=False, gate_reasons=[{"passed": False, "text": "Δf1 -0.100 < +0.010"}]
+    )
+
+    assert run_job(started.json()["id"], "w1", run_deploy) == JobStatus.FAILED
+    job = Job.objects.get(pk=started.json()["id"])
+    assert "v3 has not passed its gate: Δf1 -0.100 < +0.010" in job.message
+    loop = Loop.objects.get(pk=v3.loop_id)
+    assert loop.deployed_version_id == history[2].pk
+    assert loop.deployments.count() == 2 and not loop.deployments.filter(version=v3).exists()
+    assert ModelVersion.objects.get(pk=v3.pk).stage == Stage.CANDIDATE
+
+
 def test_force_needs_a_written_reason(client, admin_user, history):
     client.force_login(admin_user)
     url = reverse("api-version-force", args=[history[3].loop_id, 3])
