@@ -8,7 +8,7 @@ import tempfile
 from urllib.parse import urlparse
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import IntegrityError, models, transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -85,9 +85,19 @@ def create_loop(*, name: str, dataset: Dataset, algorithm_yaml: str = "", user=N
         raise LoopError(f"A loop named {name!r} already exists.")
     if not dataset.class_names:
         raise LoopError(f"Dataset {dataset} has no classes yet.")
-    return update_loop(
-        Loop(name=name, dataset=dataset, created_by=user), algorithm_yaml=algorithm_yaml, **options
-    )
+    try:
+        with transaction.atomic():  # a savepoint, so a caller's transaction survives the refusal
+            return update_loop(
+                Loop(name=name, dataset=dataset, created_by=user),
+                algorithm_yaml=algorithm_yaml,
+                **options,
+            )
+    except IntegrityError:
+        # Two requests with one name (a double click, two tabs): both passed the check above, the
+        # unique index let one in; the other is told why, not answered 500.
+        if Loop.objects.filter(name=name).exists():
+            raise LoopError(f"A loop named {name!r} already exists.") from None
+        raise
 
 
 # The default YAML is about 1.3 kB. Every version keeps a copy of its loop's YAML and the loops

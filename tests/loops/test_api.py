@@ -2,8 +2,11 @@
 services (202 with the job, 409 naming the job in the way, 400 with the reason), settings."""
 
 import json
+import threading
+import time
 
 import pytest
+from django.db import connection, transaction
 from django.test import Client
 from django.urls import reverse
 
@@ -489,6 +492,37 @@ def test_a_bad_loop_is_400_with_the_reason_and_nothing_is_created(
     assert response.status_code == 400, response.content
     assert message in response.json()["detail"]
     assert list(Loop.objects.values_list("name", flat=True)) == ["line-3"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_creates_with_one_name_at_once_give_one_loop_and_a_400(client, admin_user):
+    """The second request passed the name check while the first one's row was not committed
+    yet; the unique index refuses it, and that is a 400 naming the loop, not a 500."""
+    dataset = DatasetFactory(name="site-b")
+    created, done = threading.Event(), threading.Event()
+
+    def first():
+        try:
+            with transaction.atomic():
+                services.create_loop(name="twin", dataset=dataset)
+                created.set()
+                time.sleep(1)  # the second request now waits on the unique index (PostgreSQL)
+        finally:
+            done.set()
+            connection.close()
+
+    threading.Thread(target=first).start()
+    assert created.wait(10)
+    client.force_login(admin_user)
+    second = client.post(
+        reverse("api-loops"),
+        {"name": "twin", "dataset": dataset.pk},
+        content_type="application/json",
+    )
+    assert done.wait(10)
+    assert second.status_code == 400, second.content
+    assert second.json() == {"detail": "A loop named 'twin' already exists."}
+    assert Loop.objects.filter(name="twin").count() == 1
 
 
 def test_a_dataset_without_classes_cannot_have_a_loop(client, admin_user):
