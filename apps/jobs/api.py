@@ -341,10 +341,10 @@ class JobCancelView(DeviceReadableApiView):
     )
     def post(self, request, job_id: int):
         job = job_or_404(job_id)
-        if not job.is_active:
-            return conflict(f"Job #{job.pk} is {job.status}: nothing to cancel.", job)
         try:
             job = services.cancel_job(job.pk, user=request.user)
         except services.JobPermissionDenied as exc:
             raise PermissionDenied(str(exc)) from exc
+        except services.JobNotActive as exc:
+            return conflict(str(exc), exc.job)
         return Response(JobSerializer(job_queryset().get(pk=job.pk)).data)

@@ -30,6 +30,14 @@ class BrokerUnavailable(JobError):
     """The job could not be handed to the queue; its row is failed with the reason."""
 
 
+class JobNotActive(JobError):
+    """Nothing to cancel: the job had already finished (perhaps a moment ago, by another click)."""
+
+    def __init__(self, job: Job):
+        super().__init__(f"Job #{job.pk} is {job.status}: nothing to cancel.")
+        self.job = job
+
+
 class JobAlreadyActive(JobError):
     def __init__(self, job: Job):
         super().__init__(f"{job.kind} job #{job.pk} is already {job.status} for {job.scope}.")
@@ -249,7 +257,10 @@ def fail_lost_job(job_id: int, detail: str = "") -> bool:
 
 
 def cancel_job(job_id: int, *, user) -> Job:
-    """A queued job is cancelled at once; a running one is asked to stop at its next report."""
+    """A queued job is cancelled at once; a running one is asked to stop at its next report.
+
+    JobNotActive when neither applied: the job had finished, or two cancels raced and the other
+    one cancelled it (the conditional updates decide, so exactly one of them succeeds)."""
     if not user.has_perm("jobs.change_job"):
         raise JobPermissionDenied("You may not cancel jobs.")
     now = timezone.now()
@@ -259,9 +270,9 @@ def cancel_job(job_id: int, *, user) -> Job:
         finished_at=now,
         message=f"Cancelled by {user.get_username()} before it started",
     )
-    if not cancelled:
-        Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
-            cancel_requested=True, message=f"Cancel requested by {user.get_username()}"
-        )
+    if not cancelled and not Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
+        cancel_requested=True, message=f"Cancel requested by {user.get_username()}"
+    ):
+        raise JobNotActive(Job.objects.get(pk=job_id))
     events.publish_state(job_id)
     return Job.objects.get(pk=job_id)

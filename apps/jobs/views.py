@@ -128,9 +128,9 @@ def cancel(request, job_id: int):
     if asked:
         return asked
     try:
-        job = services.cancel_job(job_id, user=request.user)
+        services.cancel_job(job_id, user=request.user)
     except services.JobPermissionDenied as exc:
         raise PermissionDenied(str(exc)) from exc
-    if not job.is_active:
-        messages.info(request, f"Job #{job.pk} is {job.status}.")
+    except services.JobNotActive as exc:
+        messages.info(request, f"Job #{exc.job.pk} is {exc.job.status}.")
     return redirect("jobs:detail", job_id=job_id)

@@ -1,4 +1,7 @@
+import threading
+
 import pytest
+from django.db import connection
 
 from apps.jobs import services
 from apps.jobs.models import Job, JobStatus
@@ -39,6 +42,35 @@ def test_cancelling_a_queued_job_ends_it_at_once():
     services.cancel_job(job.pk, user=UserFactory(role="admin"))
     job.refresh_from_db()
     assert job.status == JobStatus.CANCELLED and job.finished_at is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_of_cancels_racing_on_one_job_one_cancels_it_and_the_others_are_told(monkeypatch):
+    """A double click on Cancel: one cancels, the others hear the job is cancelled already."""
+    job, admin = JobFactory(), UserFactory(role="admin")
+    barrier, outcomes = threading.Barrier(4), []
+
+    def cancel():
+        barrier.wait()
+        try:
+            outcomes.append(services.cancel_job(job.pk, user=admin).status)
+        except services.JobNotActive as exc:
+            outcomes.append(str(exc))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=cancel) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == [f"Job #{job.pk} is cancelled: nothing to cancel."] * 3 + [
+        JobStatus.CANCELLED
+    ]
+    finished = JobFactory(status=JobStatus.SUCCEEDED)
+    with pytest.raises(services.JobNotActive, match="is succeeded: nothing to cancel"):
+        services.cancel_job(finished.pk, user=admin)
+    assert Job.objects.get(pk=finished.pk).cancel_requested is False
 
 
 def test_cancelling_a_running_job_is_seen_at_its_next_progress_report():
