@@ -467,6 +467,7 @@ def test_an_admin_creates_a_loop_with_the_forms_defaults(client, admin_user):
         ({"algorithm_yaml": "basemodel: {name: NoSuchModel}"}, "NoSuchModel"),
         ({"algorithm_yaml": "just: [unbalanced"}, "Algorithm YAML"),
         ({"algorithm_yaml": "basemodel: {name: FPN}\n#" + "x" * 2**20}, "at most 65,536"),
+        ({"algorithm_yaml": "basemodel: {name: FPN}\nbasemodel: {name: FPN}"}, "twice"),
         (
             {"algorithm_yaml": "basemodel:\n  name: FPN\n  hyperparameters: {class_names: [a]}"},
             "differ from the dataset's",

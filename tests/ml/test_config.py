@@ -116,6 +116,23 @@ def test_aliases_and_deep_nesting_are_refused_not_expanded():
         load_algorithm_config("basemodel: " + "[" * 20_000 + "]" * 20_000)
 
 
+def test_a_key_given_twice_is_refused_not_the_last_one_kept():
+    for text in (
+        "basemodel: {name: FPN}\nhard_example_mining: {name: IBT}\n"
+        "hard_example_mining: {name: Random}",
+        "basemodel:\n  name: FPN\n  hyperparameters: {learning_rate: 0.1, learning_rate: 0.5}",
+    ):
+        with pytest.raises(
+            ConfigError, match="found the key '(hard_example_mining|learning_rate)' twice"
+        ):
+            load_algorithm_config(text)
+    # The same key in two mappings is no repetition.
+    config = load_algorithm_config(
+        "basemodel: {name: FPN}\nhard_example_mining: {name: IBT, hyperparameters: {}}"
+    )
+    assert config.hard_example_mining.name == "IBT"
+
+
 def test_fpn_input_size_must_be_multiple_of_32():
     config = load_algorithm_config("basemodel: {name: FPN, hyperparameters: {input_size: 100}}")
     with pytest.raises(ConfigError, match="multiple of 32"):

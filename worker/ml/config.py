@@ -79,6 +79,28 @@ class PlainYamlLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
+class AlgorithmYamlLoader(PlainYamlLoader):
+    """An algorithm YAML also may not give a key twice: YAML keeps the last one silently, so a
+    second `hard_example_mining:` or `learning_rate:` further down would quietly replace the
+    one the reader sees (and the loop page shows) first."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if isinstance(key, str | int | float | bool) or key is None:
+                    if key in seen:
+                        raise yaml.constructor.ConstructorError(
+                            "while constructing a mapping",
+                            node.start_mark,
+                            f"found the key {key!r} twice",
+                            key_node.start_mark,
+                        )
+                    seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _parse_yaml(path_or_text) -> dict:
     if isinstance(path_or_text, dict):
         return path_or_text
@@ -98,7 +120,7 @@ def _parse_yaml(path_or_text) -> dict:
             f"expected YAML text, a path or a dict, got {type(path_or_text).__name__}"
         )
     try:
-        data = yaml.load(text, Loader=PlainYamlLoader)  # noqa: S506 (a SafeLoader)
+        data = yaml.load(text, Loader=AlgorithmYamlLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"invalid YAML: {exc}") from exc
     except RecursionError as exc:
