@@ -310,6 +310,9 @@ def start_evaluation(
     )
 
 
+MAX_REASON_CHARS = 2000
+
+
 def start_deploy(
     version: ModelVersion,
     *,
@@ -320,8 +323,16 @@ def start_deploy(
     started_by: str = "",
 ) -> Job:
     loop = version.loop
+    reason = reason.strip()
+    # The reason is kept in the job's params (every jobs list shows them) and the Deployment row;
+    # PostgreSQL stores no NUL character in either (a 500 from the page, whose form does not
+    # refuse it as the API's serializer does).
+    if "\x00" in reason:
+        raise LoopError("A reason may not contain NUL characters.")
+    if len(reason) > MAX_REASON_CHARS:
+        raise LoopError(f"A reason of at most {MAX_REASON_CHARS:,} characters, please.")
     if action == DeploymentAction.FORCE:
-        if not reason.strip():
+        if not reason:
             raise LoopError("A forced deploy needs a written reason.")
         if user is not None and not user.has_perm("loops.force_deploy"):
             raise jobs.JobPermissionDenied("Only admins may force a deploy.")
@@ -332,7 +343,7 @@ def start_deploy(
         user=user,
         trigger=trigger,
         started_by=started_by,
-        params={"version_id": version.pk, "action": action, "reason": reason.strip()},
+        params={"version_id": version.pk, "action": action, "reason": reason},
     )
 
 

@@ -382,6 +382,8 @@ def test_force_needs_a_written_reason(client, admin_user, history):
         refused = client.post(url, body, content_type="application/json")
         assert refused.status_code == 400
         assert refused.json() == {"detail": "A forced deploy needs a written reason."}
+    huge = client.post(url, {"reason": "é" * 2001}, content_type="application/json")
+    assert huge.json() == {"detail": "A reason of at most 2,000 characters, please."}
     assert not Job.objects.exists()
     reason = {"reason": "line 3 needs it tonight"}
     forced = client.post(url, reason, content_type="application/json")

@@ -125,6 +125,11 @@ def test_a_forced_deploy_needs_a_reason(client, tiny_loop):
         f"/loops/{tiny_loop.pk}/v1/force/", {"reason": "  ", "confirmed": "yes"}, follow=True
     )
     assert "needs a written reason" in response.content.decode()
+    for reason, message in (("a\x00b", "NUL characters"), ("x" * 2001, "at most 2,000")):
+        refused = client.post(
+            f"/loops/{tiny_loop.pk}/v1/force/", {"reason": reason, "confirmed": "yes"}, follow=True
+        )
+        assert refused.status_code == 200 and message in refused.content.decode()
     asked = client.post(f"/loops/{tiny_loop.pk}/v1/force/", {"reason": "line stopped"})
     assert "Force-deploy v1 of line-3?" in asked.content.decode()
     assert 'name="reason" value="line stopped"' in asked.content.decode()
