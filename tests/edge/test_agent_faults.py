@@ -618,6 +618,23 @@ def test_an_image_being_uploaded_is_not_dropped_for_overflow(tmp_path):
     assert queue.oldest().image == b"c"
 
 
+def test_a_queue_item_with_a_damaged_key_does_not_hold_up_the_others(portal, tmp_path):
+    """A key that cannot be a header value (a damaged metadata file) used to fail every attempt
+    as "portal not reachable", so the item stayed first in the queue and nothing was sent."""
+    with_model(portal, tmp_path)
+    queue = UploadQueue(tmp_path / "queue")
+    queue.put(b"first", "a.jpg", {"boxes": [], "hard": True}, 1)
+    good = queue.put(b"second", "b.jpg", {"boxes": [], "hard": True}, 1)
+    first = sorted((tmp_path / "queue").glob("*.json.item"))[0]
+    first.write_text(json.dumps(json.loads(first.read_text()) | {"key": "abc\r\nX-Evil: 1"}))
+    agent = make_agent(portal.url, tmp_path).start()
+    try:
+        assert wait_for(lambda: agent.queue.counters["uploaded"] == 1), agent.status()
+        assert portal.uploaded_keys == [good] and agent.queue.counters["dropped"] == 1
+    finally:
+        agent.stop()
+
+
 def test_poisoned_queue_files_are_dropped_or_ignored(tmp_path):
     queue = UploadQueue(tmp_path)
     (tmp_path / "000000000001-deadbeef.json.item").write_text("{}")

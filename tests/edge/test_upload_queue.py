@@ -47,3 +47,19 @@ def test_leftovers_of_a_crash_in_the_middle_of_a_put_are_cleaned(tmp_path):
         next(tmp_path.glob("*.img")).name
     ]
     assert reopened.oldest().image == b"a"
+
+
+def test_an_item_whose_key_is_not_the_one_in_its_name_is_dropped(tmp_path):
+    """The key is sent as a header: a damaged one ("\\r\\n", not Latin-1) could never be sent
+    and would hold up every later item, so it must match the key its file was named with."""
+    import json
+
+    queue = UploadQueue(tmp_path)
+    queue.put(b"a", "a.jpg", {}, None)
+    second = queue.put(b"b", "b.jpg", {}, None)
+    first = sorted(tmp_path.glob("*.json.item"))[0]
+    meta = json.loads(first.read_text())
+    first.write_text(json.dumps(meta | {"key": "abc\r\nX-Injected: 1"}))
+    item = queue.oldest()
+    assert (item.key, item.image) == (second, b"b")
+    assert queue.counters["dropped"] == 1

@@ -176,6 +176,10 @@ class UploadQueue:
                     )
                     if not isinstance(item.detection, dict):
                         raise TypeError("detection is not an object")
+                    # The key goes into a header: one that is not the key its name was given
+                    # (a damaged file) could never be sent, and would hold up every later item.
+                    if item.key != ITEM_NAME.match(path.name).group(2):
+                        raise ValueError("the key is not the one in the item's name")
                 except (OSError, ValueError, KeyError, TypeError):
                     # Unreadable or not an item's metadata (a torn disk write, a stray file):
                     # drop and count it.
