@@ -618,6 +618,38 @@ def test_an_image_being_uploaded_is_not_dropped_for_overflow(tmp_path):
     assert queue.oldest().image == b"c"
 
 
+@pytest.mark.parametrize("sha256", ["../victim", "../../victim", "/tmp/victim", "", 7, None])
+def test_a_manifest_sha256_that_is_not_one_touches_no_file_outside_models(portal, tmp_path, sha256):
+    """The file name comes from the sha256: "../victim" made the agent delete victim.tflite
+    next to its models folder (a damaged local copy, it thought) before downloading."""
+    with_model(portal, tmp_path)
+    victim = tmp_path / "victim.tflite"
+    victim.write_bytes(b"not the agent's")
+    honest = portal.manifest
+
+    def hostile():
+        return (
+            honest()
+            | {"version": {"id": 2, "label": "v2"}}
+            | {"litert": honest()["litert"] | {"sha256": sha256}}
+        )
+
+    portal.manifest = hostile
+    agent = make_agent(portal.url, tmp_path).start(background=False)
+    try:
+        assert agent.version == {"id": 1, "label": "v1"}  # the old model keeps serving
+        assert agent.health.refused and "sha256" in agent.health.refused[-1]["reason"]
+        assert victim.read_bytes() == b"not the agent's"
+    finally:
+        agent.stop()
+    current = tmp_path / "models" / "current.json"
+    current.write_text(
+        json.dumps(json.loads(current.read_text()) | {"litert": {"sha256": "../victim"}})
+    )
+    assert make_agent(dead_url(), tmp_path).start(background=False).version is None
+    assert victim.read_bytes() == b"not the agent's"
+
+
 def test_a_queue_item_with_a_damaged_key_does_not_hold_up_the_others(portal, tmp_path):
     """A key that cannot be a header value (a damaged metadata file) used to fail every attempt
     as "portal not reachable", so the item stayed first in the queue and nothing was sent."""

@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import random
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -47,6 +48,9 @@ logger = logging.getLogger("ilportal.edge.agent")
 
 MAX_IMAGE_BYTES = 50 * 1024**2
 MAX_IMAGE_PIXELS = 40_000_000
+# A model file is named by its sha256: a manifest (or a local .json) naming anything else, such
+# as "../x", would make the agent check, replace or delete a file outside its models folder.
+SHA256 = re.compile(r"[0-9a-f]{64}")
 
 # Upload refusals about the image itself (the portal's JSON error): the image is dropped and
 # counted as rejected. Every other refusal (401/403 token, 429 rate, 404/408/409/425/... about
@@ -309,6 +313,8 @@ class EdgeAgent:
         if not litert:
             raise ModelRefused("the deployed version has no LiteRT file")
         sha256 = litert["sha256"]
+        if not isinstance(sha256, str) or not SHA256.fullmatch(sha256):
+            raise ModelRefused(f"the manifest's sha256 is not one: {str(sha256)[:80]!r}")
         path = self._path(sha256)
         if path.exists() and not self._file_ok(sha256):
             path.unlink()  # a damaged local copy: fetch it again
@@ -327,7 +333,7 @@ class EdgeAgent:
     def _file_ok(self, sha256: str | None) -> bool:
         """The local file named by ``sha256`` exists and its bytes have that sha256 (hashed
         again only when its size or modification time changed)."""
-        if not sha256:
+        if not isinstance(sha256, str) or not SHA256.fullmatch(sha256):
             return False
         path = self._path(sha256)
         try:
@@ -372,6 +378,8 @@ class EdgeAgent:
         logger.info("now serving %s (was %s)", model.label, self._previous and self._previous.label)
 
     def _path(self, sha256: str) -> Path:
+        if not SHA256.fullmatch(sha256):  # the callers check; this keeps it so
+            raise ModelRefused(f"not a sha256: {sha256[:80]!r}")
         return self.models_dir / f"{sha256}.tflite"
 
     # ------------------------------------------------------------------ local state
