@@ -618,6 +618,75 @@ def test_an_image_being_uploaded_is_not_dropped_for_overflow(tmp_path):
     assert queue.oldest().image == b"c"
 
 
+class _Recorder:
+    """Another host: records the Authorization header of each request it gets."""
+
+    def __init__(self, redirect_to: str | None = None):
+        seen = self.seen = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                seen.append(self.headers.get("Authorization"))
+                moved = redirect_to and self.path != redirect_to
+                self.send_response(302 if moved else 404)
+                if moved:
+                    self.send_header("Location", redirect_to)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_model_file_is_fetched_from_the_agents_portal_whatever_host_the_manifest_names(
+    portal, tmp_path
+):
+    """The portal builds the file URL from the Host it was asked by (a proxy may change it): the
+    agent sent its token to whatever host the manifest named. It fetches the path from its own
+    portal instead."""
+    other = _Recorder()
+    honest = portal.manifest
+
+    def elsewhere():
+        litert = honest()["litert"]
+        return honest() | {"litert": litert | {"url": other.url + "/api/v1/loops/1/model/litert/"}}
+
+    portal.manifest = elsewhere
+    try:
+        agent = make_agent(portal.url, tmp_path).start(background=False)
+        agent.stop()
+    finally:
+        other.close()
+    assert other.seen == []
+    assert agent.version == {"id": 1, "label": "v1"} and portal.count("litert") == 1
+
+
+def test_the_token_does_not_follow_a_redirect_to_another_host():
+    """urllib copies every header into a redirected request, the token included; within the
+    portal's own origin it still goes along."""
+    other = _Recorder()
+    redirecting = _Recorder(redirect_to=other.url + "/elsewhere")
+    itself = _Recorder(redirect_to="/again")
+    try:
+        with pytest.raises(PortalRefused):
+            PortalClient(redirecting.url, "ilp_secret", 1, timeout_s=2).manifest(None)
+        assert redirecting.seen == ["Bearer ilp_secret"] and other.seen == [None]
+        with pytest.raises(PortalRefused):
+            PortalClient(itself.url, "ilp_secret", 1, timeout_s=2).manifest(None)
+        assert itself.seen == ["Bearer ilp_secret"] * 2
+    finally:
+        for server in (other, redirecting, itself):
+            server.close()
+
+
 @pytest.mark.parametrize("sha256", ["../victim", "../../victim", "/tmp/victim", "", 7, None])
 def test_a_manifest_sha256_that_is_not_one_touches_no_file_outside_models(portal, tmp_path, sha256):
     """The file name comes from the sha256: "../victim" made the agent delete victim.tflite

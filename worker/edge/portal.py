@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 CHUNK = 64 * 1024
 MAX_RETRY_AFTER_S = 3600.0
@@ -92,6 +93,31 @@ def parse_retry_after(value) -> float | None:
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
 
+def _origin(url: str) -> tuple:
+    parts = urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme.lower())
+    try:
+        port = parts.port or default
+    except ValueError:  # a port that is not a number: no origin anyone shares
+        port = url
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
+
+
+class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows redirects, but sends the device token only to the origin it was meant for:
+    urllib copies every header into the redirected request, whatever its host (a redirect to
+    another host, or from https to http, handed the token over)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and _origin(new.full_url) != _origin(req.full_url):
+            new.remove_header("Authorization")
+        return new
+
+
+_opener = urllib.request.build_opener(_SameOriginRedirects)
+
+
 class PortalClient:
     """``timeout_s`` bounds each socket operation; ``deadline_s`` (default 3 × timeout_s) the
     whole of one API request, and ``download_deadline_s`` the whole of one model download (so a
@@ -116,6 +142,16 @@ class PortalClient:
     def url(self, tail: str) -> str:
         return f"{self.base}/api/v1/loops/{self.loop_id}/{tail}"
 
+    def on_portal(self, url: str) -> str:
+        """A URL the portal gave (the manifest's files), on the portal this agent was given.
+
+        The portal builds it from the Host it was asked by, which a proxy in between may have
+        changed (an internal name, http behind TLS): the path and query are the portal's, the
+        scheme and host are the ones this agent trusts with its token."""
+        base = urlsplit(self.base)
+        parts = urlsplit(urljoin(self.base + "/", url))
+        return urlunsplit((base.scheme, base.netloc, parts.path, parts.query, ""))
+
     def request(self, method, url, *, body=None, headers=None, sink=None, limit=None) -> Answer:
         """One request. A 2xx body goes to ``sink`` (a callable taking chunks) if given, else
         into ``Answer.body`` (at most ``limit`` bytes either way)."""
@@ -124,7 +160,7 @@ class PortalClient:
         limit = limit or MAX_JSON_BYTES
         try:
             request = urllib.request.Request(url, data=body, method=method, headers=headers)
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+            with _opener.open(request, timeout=self.timeout_s) as response:
                 data = _read(response, deadline, limit, sink)
                 return Answer(response.status, data, dict(response.headers))
         except urllib.error.HTTPError as exc:
@@ -164,8 +200,11 @@ class PortalClient:
         """The file at ``url`` in ``directory``, checked against ``sha256`` (else refused).
 
         Streamed to a ``.part`` file (removed on any failure), within ``download_deadline_s``
-        and at most ``size`` bytes (the manifest's) or MAX_MODEL_BYTES."""
+        and at most ``size`` bytes (the manifest's) or MAX_MODEL_BYTES. ``url`` is fetched
+        from this client's portal (``on_portal``): the token never goes to a host a manifest
+        names."""
         limit = int(size) if size else MAX_MODEL_BYTES
+        url = self.on_portal(url)
         digest = hashlib.sha256()
         handle, path = tempfile.mkstemp(dir=directory, suffix=".part")
         try:
