@@ -3,6 +3,7 @@ fleet's books; set the policy. The API views call these and nothing else."""
 
 import logging
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -95,6 +96,16 @@ class IntakeItem:
     image_hash: int | None  # perceptual, unsigned 64-bit; None where the policy keeps nothing
     captured_at: object = None
     sha256: str | None = None  # of `data`, where the caller has it already
+
+
+# Control characters (C0, DEL, C1): a device's file name is shown and stored, and PostgreSQL
+# refuses a NUL in a text column (a `?name=` with %00 was a 500, after the image was answered).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+
+
+def storable_name(name: str) -> str:
+    """A device's image name as the dataset keeps it: without control characters."""
+    return _CONTROL.sub(" ", name or "").strip() or "device-image"
 
 
 def _may_keep(policy: IntakePolicy, detection: dict) -> bool:
@@ -205,7 +216,7 @@ def _take_one(loop, policy, item, device, source, user, to_signed64) -> IntakeDe
     stored = datasets.store_sample(
         loop.dataset,
         item.data,
-        original_name=item.original_name,
+        original_name=storable_name(item.original_name),
         source=source,
         user=user,
         captured_at=item.captured_at,

@@ -41,6 +41,23 @@ def test_a_hard_image_is_stored_with_its_pre_annotation_and_queued(edge_loop, de
     assert sample.current_annotation_id is None  # the prediction is a proposal, not a label
 
 
+@pytest.mark.parametrize(
+    "sent, kept",
+    [
+        ("nul%00name.png", "nul name.png"),
+        ("a%0D%0Ab%09.png", "a b .png"),
+        ("%00%01", "device-image"),
+    ],
+)
+def test_control_characters_of_an_image_name_are_not_stored(edge_loop, device, sent, kept):
+    """A NUL in `?name=` was a 500 on PostgreSQL (text columns refuse it), after the image had
+    been answered; names are kept without control characters."""
+    url = reverse("api-edge-predict", args=[edge_loop.pk]) + f"?name={sent}"
+    response = device.post(url, scene_png(40), content_type="image/png")
+    assert response.status_code == 200, response.content
+    assert Sample.objects.get(pk=response.json()["sample_id"]).original_name == kept
+
+
 def test_the_miner_and_its_thresholds_come_from_the_loop_yaml(edge_loop, device):
     Loop.objects.filter(pk=edge_loop.pk).update(algorithm_yaml=loop_yaml("EdgeOnly"))
     edge_loop.refresh_from_db()
