@@ -294,11 +294,11 @@ class IntakeUploadView(EdgeView):
     def post(self, request, loop_id: int):
         loop = self.loop_for(request, loop_id)
         device = self.device(request, loop)
-        key = (request.headers.get("Idempotency-Key") or "").strip()[:100]
         claim = None
         try:
             if not _is_multipart(request):  # before the body is read or decoded
                 raise RequestRejected(415, INTAKE_MULTIPART)
+            key = _idempotency_key(request)
             self.check_rate(request)
             images = _read_images(request)
             if len(images) != 1:
@@ -344,6 +344,13 @@ class IntakeUploadView(EdgeView):
         )
         answer = {**detection, "width": width, "height": height, **decision.as_dict()}
         return answer | {"warnings": warnings}
+
+
+def _idempotency_key(request) -> str:
+    try:
+        return services.receipt_key(request.headers.get("Idempotency-Key"))
+    except services.EdgeError as exc:
+        raise RequestRejected(400, str(exc)) from exc
 
 
 def _claim(token, key: str, loop: Loop, image_sha256: str):

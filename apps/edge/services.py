@@ -306,6 +306,24 @@ RECEIPT_STALE_S = 300
 RECEIPT_RETRY_AFTER_S = 2
 
 
+# UploadReceipt.key's length.
+RECEIPT_KEY_MAX = 100
+
+
+def receipt_key(raw: str | None) -> str:
+    """The Idempotency-Key a request sent ('' for none). EdgeError for one that no receipt can
+    hold as sent: longer than the column (it used to be cut to fit, so two keys sharing their
+    first 100 characters were one, and the second upload was refused as another image's) or
+    with control characters (a NUL was a 500 on PostgreSQL)."""
+    key = (raw or "").strip()
+    if len(key) > RECEIPT_KEY_MAX or _CONTROL.search(key):
+        raise EdgeError(
+            f"Idempotency-Key must be at most {RECEIPT_KEY_MAX} characters, without control "
+            "characters (a UUID is a good key)."
+        )
+    return key
+
+
 class ReceiptConflict(EdgeError):
     """The key cannot be used for this request: ``code`` 422 when it was used for another
     request, 409 (with ``retry_after``) while the first request with it is still running."""

@@ -166,6 +166,20 @@ def test_a_key_is_bound_to_its_loop_and_image(edge_loop, admin_user):
     assert agent_upload(device_client(other), other, scene_png(67), "k-bound").status_code == 200
 
 
+def test_a_key_that_no_receipt_can_hold_as_sent_is_refused(edge_loop, device):
+    """Keys used to be cut to 100 characters, so two uploads whose keys shared their first 100
+    were one key (the second, another image, got 422 and an agent dropped it); a NUL was a 500
+    on PostgreSQL. Both are a 400 that says what a key may be, and store nothing."""
+    first = agent_upload(device, edge_loop, scene_png(68), "p" * 100 + "-1")
+    assert first.status_code == 400 and "at most 100 characters" in first.json()["detail"]
+    nul = agent_upload(device, edge_loop, scene_png(69), "a\x00b")
+    assert nul.status_code == 400 and "control characters" in nul.json()["detail"]
+    assert not Sample.objects.exists() and not UploadReceipt.objects.exists()
+    longest = agent_upload(device, edge_loop, scene_png(68), "p" * 100)
+    assert longest.status_code == 200 and longest.json()["queued"]
+    assert UploadReceipt.objects.get().key == "p" * 100
+
+
 def _sha(data: bytes) -> str:
     import hashlib
 
