@@ -63,3 +63,21 @@ def test_an_item_whose_key_is_not_the_one_in_its_name_is_dropped(tmp_path):
     item = queue.oldest()
     assert (item.key, item.image) == (second, b"b")
     assert queue.counters["dropped"] == 1
+
+
+def test_the_bounds_hold_while_an_item_is_being_uploaded(tmp_path):
+    """The item being uploaded is never dropped; a new one that does not fit beside it used to be
+    written anyway, past the bound in bytes (or in items). Now the new one is dropped."""
+    queue = UploadQueue(tmp_path, max_items=100, max_bytes=3000)
+    queue.put(b"a" * 2000, "a.jpg", {}, None)
+    in_flight = queue.oldest()
+    assert queue.put(b"b" * 1500, "b.jpg", {}, None) is None
+    assert queue.bytes <= 3000 and len(queue) == 1 and queue.counters["dropped"] == 1
+    queue.done(in_flight)
+    assert queue.put(b"b" * 1500, "b.jpg", {}, None) is not None
+
+    one = UploadQueue(tmp_path / "one", max_items=1)
+    one.put(b"a", "a.jpg", {}, None)
+    uploading = one.oldest()
+    assert one.put(b"b", "b.jpg", {}, None) is None and len(one) == 1
+    assert one.oldest().key == uploading.key

@@ -251,8 +251,8 @@ class EdgeAgent:
             self._log(
                 "enqueue",
                 logging.WARNING,
-                "could not queue an image (disk full, or larger than the queue's byte bound); "
-                "dropped",
+                "could not queue an image (disk full, or the queue's bound leaves no room for "
+                "it); dropped",
             )
             return False
         self._wake_uploader.set()

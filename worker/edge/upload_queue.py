@@ -119,8 +119,9 @@ class UploadQueue:
     def put(self, image: bytes, name: str, detection: dict, version_id) -> str | None:
         """Queues an image; returns its idempotency key. Drops (and counts) the oldest if full.
 
-        None when the image could not be stored (disk full, or larger than the byte bound on
-        its own): it is counted as dropped, and nothing of it stays on disk."""
+        None when the image could not be stored (disk full, larger than the byte bound on its
+        own, or not fitting beside the item being uploaded): it is counted as dropped, and
+        nothing of it stays on disk."""
         key = uuid.uuid4().hex
         meta = {
             "key": key,
@@ -137,16 +138,26 @@ class UploadQueue:
                 return None
             items = self._items()
             count = len(items)
-            for oldest in items:
+
+            def fits() -> bool:
                 fits_count = count + 1 <= self.max_items
-                fits_bytes = self.max_bytes is None or self._bytes + size <= self.max_bytes
-                if fits_count and fits_bytes:
+                return fits_count and (
+                    self.max_bytes is None or self._bytes + size <= self.max_bytes
+                )
+
+            for oldest in items:
+                if fits():
                     break
                 if oldest == self._in_flight:
                     continue  # being uploaded: dropping it would count an upload as dropped
                 self._remove(oldest)
                 self._bump("dropped")
                 count -= 1
+            if not fits():
+                # Only the item being uploaded is left and the new one does not fit beside it:
+                # the new one is dropped, so the queue never holds more than its bounds.
+                self._bump("dropped")
+                return None
             self._sequence += 1
             stem = f"{self._sequence:012d}-{key}"
             image_path = self.directory / f"{stem}.img"
