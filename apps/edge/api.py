@@ -403,7 +403,7 @@ def _parse_detection(raw, loop: Loop) -> dict:
         "boxes": boxes,
         "hard": hard,
         "hardness": min(max(hardness, 0.0), 1.0),
-        "miner": str(data.get("miner", ""))[:60],
+        "miner": services.without_nul(str(data.get("miner", "")))[:60],
     }
 
 

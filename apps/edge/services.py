@@ -108,6 +108,27 @@ def storable_name(name: str) -> str:
     return _CONTROL.sub(" ", name or "").strip() or "device-image"
 
 
+def without_nul(value):
+    """``value`` (parsed JSON: changed in place) without NUL characters in its strings and keys:
+    PostgreSQL refuses them in text and jsonb, so a device's heartbeat whose health quoted a
+    proxy's page with a NUL in it, or an intake upload naming such a miner, was a 500. A loop,
+    not recursion: the JSON may be nested as deep as the parser allows."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    stack = [value] if isinstance(value, dict | list) else []
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for name in [name for name in node if "\x00" in name]:
+                node[name.replace("\x00", "")] = node.pop(name)
+        for index, item in node.items() if isinstance(node, dict) else enumerate(node):
+            if isinstance(item, str):
+                node[index] = item.replace("\x00", "")
+            elif isinstance(item, dict | list):
+                stack.append(item)
+    return value
+
+
 def _may_keep(policy: IntakePolicy, detection: dict) -> bool:
     return policy.mode == IntakeMode.SAMPLE or (
         policy.mode == IntakeMode.HARD and bool(detection.get("hard"))
@@ -453,7 +474,7 @@ def record_activity(
     ``health`` and any call while Redis is away go to the database directly."""
     now = timezone.now()
     if health is not None:
-        EdgeDevice.objects.filter(pk=device.pk).update(health=health)
+        EdgeDevice.objects.filter(pk=device.pk).update(health=without_nul(health))
     # The token's hash in the member name: if a device row id is ever reused, books kept for the
     # old device do not land on the new one.
     member = f"{device.pk}:{device.token.token_sha256[:16]}"
@@ -574,7 +595,10 @@ def _restore_books(client, member: str, books: dict[str, str]) -> None:
 def record_error(device: EdgeDevice, message: str) -> None:
     now = timezone.now()
     EdgeDevice.objects.filter(pk=device.pk).update(
-        last_seen_at=now, errors=F("errors") + 1, last_error=message[:300], last_error_at=now
+        last_seen_at=now,
+        errors=F("errors") + 1,
+        last_error=without_nul(message)[:300],
+        last_error_at=now,
     )
 
 

@@ -87,6 +87,17 @@ def test_a_heartbeat_may_say_nothing_yet(edge_loop, device):
         assert response.status_code == 204, response.content
 
 
+def test_nul_characters_in_a_heartbeat_health_are_not_stored(edge_loop, device):
+    """An agent's health quotes what portals and proxies answered (its last errors): a NUL in
+    it was a 500 on PostgreSQL (jsonb refuses \\u0000), and so was every heartbeat after."""
+    health = {"last_sync_error": "403: proxy\x00page", "nested": [{"a\x00b": ["\x00"]}]}
+    url = reverse("api-edge-heartbeat", args=[edge_loop.pk])
+    response = device.post(url, {"health": health}, content_type="application/json")
+    assert response.status_code == 204, response.content
+    stored = EdgeDevice.objects.get(token=device.token, loop=edge_loop).health
+    assert stored == {"last_sync_error": "403: proxypage", "nested": [{"ab": [""]}]}
+
+
 @pytest.mark.parametrize(
     "version_of",
     [

@@ -58,6 +58,16 @@ def test_control_characters_of_an_image_name_are_not_stored(edge_loop, device, s
     assert Sample.objects.get(pk=response.json()["sample_id"]).original_name == kept
 
 
+def test_a_nul_in_an_agent_uploads_miner_is_not_stored(edge_loop, device):
+    """The miner's name goes into the sample's prediction and mined_by: a NUL was a 500 on
+    PostgreSQL."""
+    detection = {"boxes": [], "hard": True, "hardness": 0.5, "miner": "IBT\x00x"}
+    response = agent_upload(device, edge_loop, scene_png(42), key="k-nul", detection=detection)
+    assert response.status_code == 200, response.content
+    sample = Sample.objects.get(pk=response.json()["sample_id"])
+    assert sample.mined_by == "IBTx" and sample.prediction["miner"] == "IBTx"
+
+
 def test_the_miner_and_its_thresholds_come_from_the_loop_yaml(edge_loop, device):
     Loop.objects.filter(pk=edge_loop.pk).update(algorithm_yaml=loop_yaml("EdgeOnly"))
     edge_loop.refresh_from_db()
