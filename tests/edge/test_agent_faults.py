@@ -293,6 +293,20 @@ def test_retry_after_as_seconds_or_as_an_http_date():
     assert parse_retry_after("99999999") == 3600
 
 
+@pytest.mark.parametrize("skew_s", [-7200, 0, 7200])
+def test_an_http_date_retry_after_is_counted_from_the_answers_date_header(skew_s):
+    """A device clock two hours behind used to wait the cap (an hour) for a date one minute
+    ahead on the portal's clock, one two hours ahead not at all; the answer's Date header is
+    the portal's now."""
+    portal_now = time.time() - skew_s  # the device's clock is off by skew_s
+    date = email.utils.formatdate(portal_now, usegmt=True)
+    later = email.utils.formatdate(portal_now + 60, usegmt=True)
+    assert 58 <= parse_retry_after(later, sent_at=date) <= 61
+    assert parse_retry_after(later, sent_at="not a date") == pytest.approx(
+        parse_retry_after(later), abs=1
+    )
+
+
 @pytest.mark.parametrize("fault", ["garbage", "truncated", "html200", "retrydate", "lostanswer"])
 def test_a_broken_upload_answer_is_retried_and_the_uploader_keeps_running(portal, tmp_path, fault):
     with_model(portal, tmp_path)

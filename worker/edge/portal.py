@@ -70,27 +70,41 @@ class Answer:
             ) from exc
 
 
-def parse_retry_after(value) -> float | None:
+def parse_retry_after(value, sent_at=None) -> float | None:
     """Seconds from a Retry-After header: delay-seconds or an HTTP-date (RFC 9110, 10.2.3).
-    None when absent or invalid; at most an hour."""
+    None when absent or invalid; at most an hour.
+
+    An HTTP-date is counted from ``sent_at``, the answer's own Date header, when it has one:
+    an edge device's clock is often far off (no battery-backed clock, no NTP yet), and counted
+    from it, a date a minute ahead on the server's clock meant an hour's wait (the cap) on a
+    device running behind, or none on one running ahead."""
     if not value:
         return None
     value = str(value).strip()
     try:
         seconds = float(value)
     except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
+        when = _http_date(value)
         if when is None:
             return None
-        if when.tzinfo is None:
-            return None
-        seconds = when.timestamp() - time.time()
+        now = _http_date(sent_at)
+        seconds = when - (now if now is not None else time.time())
     if seconds != seconds:  # NaN
         return None
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
+
+
+def _http_date(value) -> float | None:
+    """A timestamp from an HTTP-date with its zone; None for anything else."""
+    if not value:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(str(value).strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None or when.tzinfo is None:
+        return None
+    return when.timestamp()
 
 
 def _origin(url: str) -> tuple:
@@ -169,7 +183,9 @@ class PortalClient:
                     payload = _read(exc, deadline, 64 * 1024, None)
                 except (PortalUnreachable, http.client.HTTPException, OSError, ValueError):
                     payload = b""  # the status says enough
-            retry_after = parse_retry_after(exc.headers.get("Retry-After"))
+            retry_after = parse_retry_after(
+                exc.headers.get("Retry-After"), sent_at=exc.headers.get("Date")
+            )
             if exc.code == 304:
                 return Answer(304, b"", dict(exc.headers))
             if exc.code >= 500 or exc.code < 400:
