@@ -632,6 +632,29 @@ def test_an_image_being_uploaded_is_not_dropped_for_overflow(tmp_path):
     assert queue.oldest().image == b"c"
 
 
+@pytest.mark.parametrize("fault", ["wrong sha256", "not a model"])
+def test_a_refused_version_is_not_fetched_again_when_only_the_settings_change(
+    portal, tmp_path, fault
+):
+    """The manifest's ETag covers the loop's settings too: each change of them downloaded a file
+    refused for its sha256 again (or smoke-tested a broken one again), and refused it again."""
+    agent = make_agent(portal.url, tmp_path).start(background=False)
+    honest = portal.manifest
+    portal.deploy(2, "v2", b"MODEL-2" * 100 if fault == "wrong sha256" else b"broken" * 50)
+    if fault == "wrong sha256":
+        portal.manifest = lambda: honest() | {"litert": honest()["litert"] | {"sha256": "ab" * 32}}
+    assert agent.sync_model() is False
+    downloads = portal.count("litert")
+    for percent in (10, 20):
+        portal.intake = {"mode": "sample", "sample_percent": percent}
+        assert agent.sync_model() is False
+    assert portal.count("litert") == downloads and len(agent.health.refused) == 1
+    assert agent.version == {"id": 1, "label": "v1"}
+    portal.manifest = honest
+    portal.deploy(3, "v3", b"MODEL-3" * 100)
+    assert agent.sync_model() and agent.version == {"id": 3, "label": "v3"}
+
+
 class _Recorder:
     """Another host: records the Authorization header of each request it gets."""
 

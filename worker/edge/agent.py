@@ -155,6 +155,9 @@ class EdgeAgent:
         self._rejected_in_a_row = 0
         self._random = random.Random()
         self._checked_files: dict[str, tuple[int, int]] = {}  # sha256 -> (size, mtime_ns)
+        # (version id, sha256) of the versions refused: the manifest's ETag also changes with
+        # the loop's settings, and each change downloaded (and refused) the same file again.
+        self._refused: set[str] = set()
         self._logged: dict[str, tuple[str, float]] = {}
 
     def _remove_leftovers(self) -> None:
@@ -289,10 +292,15 @@ class EdgeAgent:
                 "the local file of %s is missing or damaged (sha256 differs): downloading it again",
                 current.label,
             )
+        refusal = repr((manifest["version"].get("id"), sha256))  # any JSON, hashable
+        if refusal in self._refused:
+            self._etag = etag  # still the version refused: wait for another one
+            return False
         try:
             model = self._install(manifest)
         except (ChecksumMismatch, ModelRefused) as exc:
             label = manifest["version"]["label"]
+            self._refused.add(refusal)
             self.health.refused.append({"version": label, "reason": str(exc)})
             logger.error("refused %s: %s; still serving %s", label, exc, self.version)
             self._etag = etag  # do not download the same bad file on every poll
