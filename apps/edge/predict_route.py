@@ -36,6 +36,10 @@ logger = logging.getLogger(__name__)
 # digits raises.
 PREDICT_PATH = re.compile(r"/api/v1/loops/(?P<loop_id>[0-9]{1,18})/predict/")
 FORM_TYPES = ("multipart/", "application/x-www-form-urlencoded")
+# The headers this route decides by. Django joins a repeated header with commas (two
+# Authorization headers are "Bearer a,Bearer b": a 401), so a request that repeats one of them
+# goes on to Django; the route, taking the first, answered it as device a.
+READ_HEADERS = frozenset({"authorization", "content-type", "content-length", "host", "accept"})
 JSON_RANGES = frozenset({"*/*", "application/*", "application/json"})
 
 
@@ -56,7 +60,10 @@ def raw_device_predict(scope) -> RawPredict | None:
         return None
     headers = {}
     for name, value in scope["headers"]:
-        headers.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
+        name = name.decode("latin-1").lower()
+        if name in headers and name in READ_HEADERS:
+            return None
+        headers[name] = value.decode("latin-1")
     authorization = headers.get("authorization", "").split()
     if len(authorization) != 2 or authorization[0].lower() != "bearer":
         return None

@@ -144,6 +144,55 @@ def test_other_requests_go_on_to_django(edge_loop, route_calls, viewer_user, set
     assert fine.status_code == 200 and len(route_calls) == 1
 
 
+@pytest.mark.parametrize(
+    "repeated, second",
+    [
+        ("authorization", "Bearer ilp_not-a-token"),
+        ("content-type", "multipart/form-data; boundary=x"),
+        ("accept", "text/html"),
+        ("content-length", "1"),
+    ],
+)
+def test_a_request_repeating_a_header_the_route_reads_goes_on_to_django(
+    edge_loop, route_calls, repeated, second
+):
+    """Django joins a repeated header with commas (two tokens are a 401 there); the route took
+    the first one, and so answered some requests otherwise than the REST view."""
+    device = device_client(edge_loop, transport="asgi")
+    data = scene_png(1)
+    sent = {
+        "host": "testserver",
+        "authorization": f"Bearer {device.raw_token}",
+        "content-type": "image/png",
+        "content-length": str(len(data)),
+        "accept": "application/json",
+    }
+    scope = asgi_scope(url(edge_loop.pk), sent)
+    scope["headers"].append((repeated.encode(), second.encode()))
+    status = _call_with(scope, data)
+    assert route_calls == []
+    if repeated == "authorization":
+        assert status == 401
+
+
+def _call_with(scope, body: bytes) -> int:
+    """The status of a request through the ASGI application, as AsgiClient sends it (in the
+    test's transaction), for a scope AsgiClient cannot make (a repeated header)."""
+    from asgiref.sync import async_to_sync
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+
+    from tests.edge.conftest import _call
+
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        return async_to_sync(_call)(scope, body).status_code
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+
+
 def _file(data: bytes, name="a.png"):
     import io
 
