@@ -40,6 +40,8 @@ app.conf.beat_schedule = {
     "sweep-orphans": {"task": "ilportal.sweep_orphans", "schedule": 3600.0},
     # Predict requests count in Redis; the database (and so the admin) catches up here.
     "flush-device-books": {"task": "ilportal.flush_device_books", "schedule": 10.0},
+    # Agents' Idempotency-Key receipts: one row per upload, kept for 30 days.
+    "prune-upload-receipts": {"task": "ilportal.prune_upload_receipts", "schedule": 86400.0},
 }
 
 # Housekeeping that beat sends every few seconds: its routine "sent / received / succeeded" lines

@@ -439,6 +439,19 @@ def release_receipt(claim: UploadReceipt | None) -> None:
         UploadReceipt.objects.filter(pk=claim.pk, response__isnull=True).delete()
 
 
+# Receipts older than this are removed by beat (`prune_receipts`): without it the table kept a
+# row per agent upload for ever. An agent retries an upload within its queue's life; a retry
+# that comes later still stores nothing twice: the image is a duplicate of its sample by then.
+RECEIPT_KEEP_DAYS = 30
+
+
+def prune_receipts(now=None) -> int:
+    """Removes the receipts (answered or not) older than RECEIPT_KEEP_DAYS; how many."""
+    before = (now or timezone.now()) - timedelta(days=RECEIPT_KEEP_DAYS)
+    deleted, _ = UploadReceipt.objects.filter(created_at__lt=before).delete()
+    return deleted
+
+
 # --- Fleet bookkeeping -----------------------------------------------------------------------
 
 

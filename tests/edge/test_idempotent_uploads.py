@@ -180,6 +180,26 @@ def test_a_key_that_no_receipt_can_hold_as_sent_is_refused(edge_loop, device):
     assert UploadReceipt.objects.get().key == "p" * 100
 
 
+def test_receipts_are_pruned_after_their_keep_time(edge_loop, device):
+    """One receipt per agent upload was kept for ever; beat removes those past the keep time,
+    and a retry that comes after that stores the image no second time."""
+    from django.utils import timezone
+
+    from ilportal.celery import app
+
+    old = agent_upload(device, edge_loop, scene_png(90), "k-old")
+    agent_upload(device, edge_loop, scene_png(91), "k-new")
+    long_ago = timezone.now() - timedelta(days=services.RECEIPT_KEEP_DAYS, seconds=1)
+    UploadReceipt.objects.filter(key="k-old").update(created_at=long_ago)
+    assert services.prune_receipts() == 1
+    assert list(UploadReceipt.objects.values_list("key", flat=True)) == ["k-new"]
+    late_retry = agent_upload(device, edge_loop, scene_png(90), "k-old")
+    assert late_retry.status_code == 200 and not late_retry.json()["stored"]
+    assert Sample.objects.count() == 2 and old.json()["stored"]
+    scheduled = {entry["task"] for entry in app.conf.beat_schedule.values()}
+    assert "ilportal.prune_upload_receipts" in scheduled
+
+
 def _sha(data: bytes) -> str:
     import hashlib
 

@@ -58,6 +58,13 @@ def flush_device_books() -> int:
     return flush()
 
 
+@shared_task(name="ilportal.prune_upload_receipts", soft_time_limit=300, time_limit=360)
+def prune_upload_receipts() -> int:
+    from apps.edge.services import prune_receipts
+
+    return prune_receipts()
+
+
 @shared_task(name="ilportal.reconcile_queued_jobs", soft_time_limit=30, time_limit=60)
 def reconcile_queued_jobs() -> dict:
     from apps.jobs.reconcile import reconcile_queued_jobs as reconcile
