@@ -38,6 +38,7 @@ from apps.edge.prediction import (
 from apps.loops.models import Loop, ModelVersion
 from ilportal.api_parsers import JSONBodyParser
 from ilportal.api_schema import ApiErrorSerializer
+from worker.ml.errors import MLError
 
 # Multipart boundaries and headers around the images, and the intake upload's detection JSON.
 MULTIPART_OVERHEAD_BYTES = 1024**2
@@ -542,7 +543,10 @@ def _manifest(request, loop: Loop, version: ModelVersion) -> dict:
         decoder = ensure_edge_model(version).decoder_config
     except EdgePreparationError as exc:
         raise RequestRejected(409, f"{version.label} cannot be served: {exc}") from exc
-    miner = serving.miner_spec(loop)
+    try:
+        miner = serving.miner_spec(loop)
+    except MLError as exc:  # a YAML stored before a rule it now breaks (ALGORITHM_PLUGINS)
+        raise RequestRejected(409, f"The loop's algorithm YAML cannot be used: {exc}") from exc
     policy = services.policy_for(loop)
     return {
         "loop": {"id": loop.pk, "name": loop.name},

@@ -78,7 +78,10 @@ def miner_spec(loop: Loop):
     from worker.edge.inference import MinerSpec
     from worker.ml.config import load_algorithm_config
 
-    return MinerSpec.from_config(load_algorithm_config(loop.algorithm_yaml))
+    # The operator's plugin modules only, as when the YAML was saved: a YAML stored before
+    # ALGORITHM_PLUGINS existed may name any module, and importing one runs its code here.
+    config = load_algorithm_config(loop.algorithm_yaml, allowed_plugins=settings.ALGORITHM_PLUGINS)
+    return MinerSpec.from_config(config)
 
 
 def _cache_key(loop: Loop) -> tuple:

@@ -120,3 +120,25 @@ def test_a_file_of_an_unknown_or_another_loops_version_is_refused(edge_loop, dev
     foreign = loops.register_version(other, edge_archive["with_litert"], source="uploaded")
     refused = device.get(url + f"?version={foreign.pk}")
     assert refused.status_code == 404 and "no version with id" in refused.json()["detail"]
+
+
+def test_a_stored_yaml_naming_an_unlisted_plugin_is_a_409_and_imports_nothing(
+    edge_loop, device, tmp_path, settings
+):
+    """A YAML saved before ALGORITHM_PLUGINS existed is not imported by the serving side."""
+    from apps.edge import serving
+    from apps.loops.models import Loop
+    from tests.edge.conftest import loop_yaml
+
+    settings.ALGORITHM_PLUGINS = []
+    ran = tmp_path / "ran"
+    plugin = tmp_path / "side_effect_at_serving.py"
+    plugin.write_text(f"open({str(ran)!r}, 'w').close()\n")
+    Loop.objects.filter(pk=edge_loop.pk).update(  # as stored by an older version
+        algorithm_yaml=f"plugins: [{str(plugin)!r}]\n" + loop_yaml()
+    )
+    serving.clear()
+    response = device.get(reverse("api-edge-model", args=[edge_loop.pk]))
+    assert response.status_code == 409
+    assert "not an allowed plugin module" in response.json()["detail"]
+    assert not ran.exists()
