@@ -6,6 +6,7 @@ the loop permissions. Rejected requests store nothing and are counted as the dev
 
 import hashlib
 import json
+import logging
 import math
 import mimetypes
 import re
@@ -39,6 +40,8 @@ from apps.loops.models import Loop, ModelVersion
 from ilportal.api_parsers import JSONBodyParser
 from ilportal.api_schema import ApiErrorSerializer
 from worker.ml.errors import MLError
+
+logger = logging.getLogger(__name__)
 
 # Multipart boundaries and headers around the images, and the intake upload's detection JSON.
 MULTIPART_OVERHEAD_BYTES = 1024**2
@@ -559,7 +562,7 @@ def _manifest(request, loop: Loop, version: ModelVersion) -> dict:
                 reverse("api-edge-model-litert", args=[loop.pk]) + f"?version={version.pk}"
             ),
             "sha256": version.litert_sha256,
-            "size": version.litert.size if version.litert_sha256 else None,
+            "size": _stored_size(version, version.litert.name) if version.litert_sha256 else None,
         }
         if version.litert_sha256
         else None,
@@ -577,6 +580,26 @@ def _manifest(request, loop: Loop, version: ModelVersion) -> dict:
             "sample_percent": policy.sample_percent if policy.mode == IntakeMode.SAMPLE else 0,
         },
     }
+
+
+def _stored_size(version: ModelVersion, name: str) -> int:
+    from django.core.files.storage import default_storage
+
+    try:
+        return default_storage.size(name)
+    except FileNotFoundError:
+        raise _missing_from_storage(version, name) from None
+
+
+def _missing_from_storage(version: ModelVersion, name: str) -> RequestRejected:
+    """A file the database names but storage lost: the operator's to restore (logged), and a
+    clear answer for the device, which keeps serving the model it has."""
+    logger.error("%s of loop %s: %s is missing from storage", version.label, version.loop_id, name)
+    return RequestRejected(
+        409,
+        f"{version.label}'s file {name} is missing from storage: an operator must restore it, "
+        "or deploy another version.",
+    )
 
 
 def _etag(*parts) -> str:
@@ -668,15 +691,17 @@ class _ModelFileView(EdgeView):
             return HttpResponse(status=304, headers=headers)
         from django.core.files.storage import default_storage
 
-        if request.method == "HEAD":  # GET's headers, without opening the file
-            content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
-            response = HttpResponse(content_type=content_type, headers=headers)
-            response["Content-Length"] = str(default_storage.size(name))
-            response["Content-Disposition"] = content_disposition_header(True, filename)
-            return response
-        response = FileResponse(
-            default_storage.open(name, "rb"), as_attachment=True, filename=filename
-        )
+        try:
+            if request.method == "HEAD":  # GET's headers, without opening the file
+                content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+                response = HttpResponse(content_type=content_type, headers=headers)
+                response["Content-Length"] = str(default_storage.size(name))
+                response["Content-Disposition"] = content_disposition_header(True, filename)
+                return response
+            stored = default_storage.open(name, "rb")
+        except FileNotFoundError:
+            return self.rejected(_missing_from_storage(version, name), device)
+        response = FileResponse(stored, as_attachment=True, filename=filename)
         for header, value in headers.items():
             response[header] = value
         return response

@@ -142,3 +142,20 @@ def test_a_stored_yaml_naming_an_unlisted_plugin_is_a_409_and_imports_nothing(
     assert response.status_code == 409
     assert "not an allowed plugin module" in response.json()["detail"]
     assert not ran.exists()
+
+
+def test_a_model_file_lost_from_storage_is_a_clear_409(edge_loop, device, caplog):
+    """Not a 500: the device keeps its model and says why; the operator finds it in the log."""
+    from django.core.files.storage import default_storage
+
+    version = edge_loop.deployed_version
+    default_storage.delete(version.litert.name)
+    for url in ("api-edge-model", "api-edge-model-litert"):
+        response = device.get(reverse(url, args=[edge_loop.pk]))
+        assert response.status_code == 409, (url, response.content[:200])
+        assert "is missing from storage" in response.json()["detail"]
+    assert device.head(reverse("api-edge-model-litert", args=[edge_loop.pk])).status_code == 409
+    default_storage.delete(version.artifact.name)
+    response = device.get(reverse("api-edge-model-archive", args=[edge_loop.pk]))
+    assert response.status_code == 409 and version.artifact.name in response.json()["detail"]
+    assert "missing from storage" in caplog.text
