@@ -466,6 +466,11 @@ def _parse_version(raw, loop: Loop) -> int | None:
     return version_id
 
 
+# A heartbeat's health is written to the device's row on every beat: a few KB is what the agent
+# sends (its errors cut to ERROR_CHARS in worker/edge/agent.py); 2.5 MB was taken before.
+MAX_HEALTH_BYTES = 64 * 1024
+
+
 class HeartbeatView(EdgeView):
     """An agent says which version it runs and how it is; the fleet page shows it."""
 
@@ -507,6 +512,11 @@ class HeartbeatView(EdgeView):
             health = request.data.get("health")
             if health is not None and not isinstance(health, dict):
                 raise RequestRejected(400, "health must be a JSON object.")
+            health_bytes = len(json.dumps(health)) if health is not None else 0
+            if health_bytes > MAX_HEALTH_BYTES:  # written on every beat; the fleet page shows it
+                raise RequestRejected(
+                    413, f"health is {health_bytes:,} bytes as JSON; at most {MAX_HEALTH_BYTES:,}."
+                )
         except RequestRejected as exc:
             return self.rejected(exc, device)
         services.record_activity(

@@ -1,5 +1,6 @@
 """The fleet page: devices of each loop with their books; silent ones flagged."""
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -85,6 +86,30 @@ def test_a_heartbeat_may_say_nothing_yet(edge_loop, device):
         url = reverse("api-edge-heartbeat", args=[edge_loop.pk])
         response = device.post(url, body, content_type="application/json")
         assert response.status_code == 204, response.content
+
+
+def test_a_heartbeat_health_over_64_kib_is_a_413_and_keeps_the_last_one(edge_loop, device):
+    """It is written to the device's row on every beat."""
+    url = reverse("api-edge-heartbeat", args=[edge_loop.pk])
+    assert (
+        device.post(url, {"health": {"ok": 1}}, content_type="application/json").status_code == 204
+    )
+    response = device.post(
+        url, {"health": {"error": "x" * 70_000}}, content_type="application/json"
+    )
+    assert response.status_code == 413 and "at most 65,536" in response.json()["detail"]
+    assert EdgeDevice.objects.get(token=device.token, loop=edge_loop).health == {"ok": 1}
+
+
+def test_the_agents_health_stays_small_whatever_its_errors_quote(tmp_path):
+    from worker.edge.agent import ERROR_CHARS, EdgeAgent
+
+    agent = EdgeAgent("http://127.0.0.1:9", "ilp_x", 1, tmp_path)
+    agent.health.last_sync_error = agent.health.upload_error = "<html>" + "y" * 500_000
+    agent.health.refused = [{"version": f"v{n}", "reason": "z" * 500_000} for n in range(9)]
+    status = agent.status()
+    assert len(json.dumps(status)) < 16 * 1024
+    assert len(status["upload_error"]) == ERROR_CHARS and len(status["refused"]) == 5
 
 
 def test_nul_characters_in_a_heartbeat_health_are_not_stored(edge_loop, device):

@@ -47,6 +47,9 @@ from worker.edge.upload_queue import UploadQueue, atomic_write
 logger = logging.getLogger("ilportal.edge.agent")
 
 MAX_IMAGE_BYTES = 50 * 1024**2
+# An error quoted in the heartbeat's health (a proxy's error page can be long); the portal takes
+# at most 64 KiB of health.
+ERROR_CHARS = 1000
 MAX_IMAGE_PIXELS = 40_000_000
 # A model file is named by its sha256: a manifest (or a local .json) naming anything else, such
 # as "../x", would make the agent check, replace or delete a file outside its models folder.
@@ -573,9 +576,12 @@ class EdgeAgent:
             "queue_bytes": self.queue.bytes,
             **self.queue.counters,
             "last_sync": self.health.last_sync,
-            "last_sync_error": self.health.last_sync_error,
-            "upload_error": self.health.upload_error,
-            "refused": self.health.refused[-5:],
+            "last_sync_error": self.health.last_sync_error[:ERROR_CHARS],
+            "upload_error": self.health.upload_error[:ERROR_CHARS],
+            "refused": [
+                {**entry, "reason": str(entry.get("reason", ""))[:ERROR_CHARS]}
+                for entry in self.health.refused[-5:]
+            ],
         }
 
 
