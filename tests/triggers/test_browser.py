@@ -5,7 +5,7 @@ import os
 import pytest
 
 from apps.triggers.models import TriggerRule
-from tests.browser.conftest import browser, log_in, page  # noqa: F401  (fixtures)
+from tests.browser.conftest import browser, csp_blocked, log_in, page  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 SHOTS = os.environ.get("ILPORTAL_SCREENSHOTS")
