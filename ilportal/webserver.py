@@ -149,11 +149,11 @@ class HeaderDeadlineChannel(HTTPChannel):
     pace is left to the idle timeout: an upload over a slow link is legitimate."""
 
     _header_deadline = None
-    _between_requests = True
 
     def dataReceived(self, data):
-        if self._between_requests:
-            self._between_requests = False
+        # Line mode: reading a request line and headers (Twisted reads bodies, and buffers what
+        # comes while a request is handled, in raw mode), so this is a request's first byte.
+        if self.line_mode and self._header_deadline is None:
             self._header_deadline = self.callLater(
                 settings.REQUEST_HEADER_TIMEOUT_S, self._headers_too_slow
             )
@@ -162,10 +162,6 @@ class HeaderDeadlineChannel(HTTPChannel):
     def allHeadersReceived(self):
         self._cancel_header_deadline()
         super().allHeadersReceived()
-
-    def requestDone(self, request):
-        super().requestDone(request)
-        self._between_requests = True
 
     def connectionLost(self, reason):
         self._cancel_header_deadline()

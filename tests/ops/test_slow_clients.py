@@ -84,3 +84,24 @@ def test_a_slow_body_is_not_cut_by_the_header_deadline(web_server):
         answer = read_response(sock)
     status = answer.split(b"\r\n")[0]
     assert b" 408 " not in status and status.startswith(b"HTTP/1.1 "), status
+
+
+def test_a_pipelined_requests_slow_body_is_not_cut_either(web_server):
+    """The second request's headers come with the first (read from Twisted's buffer, not as new
+    data); its body then arrives slowly: that is the body's pace, not the headers'."""
+    port, _ = web_server(REQUEST_HEADER_TIMEOUT_S="1")
+    body = b"username=nobody&password=wrong"
+    second = (
+        "POST /login/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(HEAD + second)
+        assert read_response(sock).startswith(b"HTTP/1.1 ")
+        for start in range(0, len(body), 10):
+            time.sleep(0.8)
+            sock.sendall(body[start : start + 10])
+        answer = read_response(sock)
+    status = answer.split(b"\r\n")[0]
+    assert b" 408 " not in status and status.startswith(b"HTTP/1.1 "), status
