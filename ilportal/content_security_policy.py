@@ -11,6 +11,7 @@ bars and aspect ratios are set that way); `<style>` elements are not.
 CONTENT_SECURITY_POLICY (environment) replaces the whole policy; an empty value turns it off.
 """
 
+import logging
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -21,13 +22,20 @@ from ilportal.protected_files import S3_PRESIGNED
 
 HEADER = "Content-Security-Policy"
 
+logger = logging.getLogger(__name__)
+
 
 def object_store_origin() -> str | None:
     """The scheme://host[:port] that presigned file URLs point at, or None when files are
     served by the portal itself."""
     if settings.FILE_SERVING != S3_PRESIGNED:
         return None
-    parts = urlsplit(default_storage.url("csp-origin-probe", expire=60))
+    try:
+        url = default_storage.url("csp-origin-probe", expire=60)
+    except Exception:  # no credentials yet, say: the pages must still work
+        logger.exception("Could not sign a URL to learn the object store's origin for img-src")
+        url = settings.S3_ENDPOINT_URL
+    parts = urlsplit(url or "")
     return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else None
 
 

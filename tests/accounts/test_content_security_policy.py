@@ -64,3 +64,12 @@ def test_templates_have_no_inline_script_or_event_handler():
         if "javascript:" in text.lower():
             offences.append(f"{template.name}: javascript: URL")
     assert not offences, offences
+
+
+def test_a_store_that_cannot_sign_yet_still_gives_the_endpoints_origin(settings):
+    """Signing needs credentials: without them the pages must still work (local storage here
+    cannot sign at all, as a store without credentials cannot)."""
+    settings.FILE_SERVING = "s3-presigned"
+    settings.S3_ENDPOINT_URL = "https://objects.example:9000/some/path"
+    policy = directives(Client().get("/login/"))
+    assert policy["img-src"] == ["'self'", "data:", "blob:", "https://objects.example:9000"]
