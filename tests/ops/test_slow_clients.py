@@ -11,6 +11,13 @@ import pytest
 pytestmark = pytest.mark.django_db(transaction=True)
 
 HEAD = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n\r\n"
+# A sign-in form post, for the tests that send a body slowly.
+LOGIN_BODY = b"username=nobody&password=wrong"
+LOGIN_HEAD = (
+    "POST /login/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    "Content-Type: application/x-www-form-urlencoded\r\n"
+    f"Content-Length: {len(LOGIN_BODY)}\r\n\r\n"
+).encode()
 
 
 def read_response(sock) -> bytes:
@@ -70,16 +77,10 @@ def test_a_keep_alive_connection_may_idle_between_requests(web_server):
 
 def test_a_slow_body_is_not_cut_by_the_header_deadline(web_server):
     port, _ = web_server(REQUEST_HEADER_TIMEOUT_S="1")
-    body = b"username=nobody&password=wrong"
-    head = (
-        "POST /login/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        "Content-Type: application/x-www-form-urlencoded\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode()
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(head)
-        for start in range(0, len(body), 10):
-            sock.sendall(body[start : start + 10])
+        sock.sendall(LOGIN_HEAD)
+        for start in range(0, len(LOGIN_BODY), 10):
+            sock.sendall(LOGIN_BODY[start : start + 10])
             time.sleep(0.8)  # 2.4 s in all: past the header deadline
         answer = read_response(sock)
     status = answer.split(b"\r\n")[0]
@@ -90,18 +91,12 @@ def test_a_pipelined_requests_slow_body_is_not_cut_either(web_server):
     """The second request's headers come with the first (read from Twisted's buffer, not as new
     data); its body then arrives slowly: that is the body's pace, not the headers'."""
     port, _ = web_server(REQUEST_HEADER_TIMEOUT_S="1")
-    body = b"username=nobody&password=wrong"
-    second = (
-        "POST /login/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        "Content-Type: application/x-www-form-urlencoded\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode()
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(HEAD + second)
+        sock.sendall(HEAD + LOGIN_HEAD)
         assert read_response(sock).startswith(b"HTTP/1.1 ")
-        for start in range(0, len(body), 10):
+        for start in range(0, len(LOGIN_BODY), 10):
             time.sleep(0.8)
-            sock.sendall(body[start : start + 10])
+            sock.sendall(LOGIN_BODY[start : start + 10])
         answer = read_response(sock)
     status = answer.split(b"\r\n")[0]
     assert b" 408 " not in status and status.startswith(b"HTTP/1.1 "), status
